@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Server 4 for the two-computer partition: servers 0-2 run on the computer with IP1, 3-4 on IP2.
+# Usage: ./create_server_partition4.sh IP1 IP2   (HTTP port 8084 on IP2, Raft port 6004)
+set -euo pipefail
+if [ $# -lt 2 ]; then echo "usage: $0 IP1 IP2 [raftkv node options]" >&2; exit 2; fi
+IP1="$1"; IP2="$2"; shift 2
+here="$(cd "$(dirname "$0")" && pwd)"
+exec "$here/../raftkv.sh" node 8084 $IP2:6004 $IP1:6000 $IP1:6001 $IP1:6002 $IP2:6003 --data-dir "$here/../../data/partition-server4" "$@"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the raftkv binary from the repository's release build, building it first if it is missing.
+# Used by create_server*.sh; any arguments are passed to raftkv.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="$root/target/release/raftkv"
+if [ ! -x "$bin" ]; then
+  echo "building raftkv (first run only)..." >&2
+  cargo build --release --manifest-path "$root/Cargo.toml" >&2
+fi
+exec "$bin" "$@"

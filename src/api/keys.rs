@@ -1,0 +1,151 @@
+//! `GET /keys/{key}` and `POST /keys/{key}`. Writes answer 204 only after the entry is committed
+//! by a quorum and applied; reads are linearizable unless `?consistency=local` is asked for.
+//! Every response to a read carries `Raft-Applied-Index`: the log index the answer reflects.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use openraft::async_runtime::WatchReceiver;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{AppState, error_response};
+use crate::error::{Error, Result};
+use crate::kv::Command;
+
+#[derive(Deserialize)]
+pub struct ReadParams {
+    consistency: Option<String>,
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(params): Query<ReadParams>,
+) -> Response {
+    let index = match params.consistency.as_deref() {
+        None | Some("linearizable") => match state.router.linearize().await {
+            Ok(index) => Some(index),
+            Err(e) => return error_response(e),
+        },
+        // Possibly stale: whatever this node has applied, without asking anyone.
+        Some("local") => None,
+        Some(other) => {
+            return error_response(Error::InvalidInput(format!(
+                "consistency must be \"linearizable\" (default) or \"local\", not {other:?}"
+            )));
+        }
+    };
+    let applied = state
+        .router
+        .raft
+        .metrics()
+        .borrow_watched()
+        .last_applied
+        .map(|l| l.index);
+    let value = state.kv.read().get(&key).cloned();
+    let applied = applied
+        .max(index)
+        .map(|i| i.to_string())
+        .unwrap_or_default();
+    match value {
+        Some(list) => (
+            StatusCode::OK,
+            [("raft-applied-index", applied)],
+            axum::Json(list),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            [
+                ("raft-applied-index", applied),
+                (
+                    header::CONTENT_TYPE.as_str(),
+                    "text/plain; charset=utf-8".into(),
+                ),
+            ],
+            format!("key {key:?} not found\n"),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn post(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    let command = match parse_write(key, &headers, body) {
+        Ok(command) => command,
+        Err(e) => return error_response(e),
+    };
+    match state.router.write(command).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+/// Validates a write request; every refusal says what was wrong.
+fn parse_write(
+    key: String,
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Command> {
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let ct = content_type.to_str().unwrap_or("").to_ascii_lowercase();
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return Err(Error::UnsupportedMediaType(format!(
+                "the body must be JSON (Content-Type: application/json), not {mime:?}"
+            )));
+        }
+    }
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            Error::TooLarge(format!("the body exceeds {} bytes", super::MAX_BODY_BYTES))
+        }
+        _ => Error::InvalidInput(format!("cannot read the body: {e}")),
+    })?;
+    let json: Value = serde_json::from_slice(&body)
+        .map_err(|e| Error::InvalidInput(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(fields) = json else {
+        return Err(Error::InvalidInput(
+            r#"the body must be a JSON object like {"type":"PUT","value":["a"]}"#.into(),
+        ));
+    };
+    let value = fields.get("value");
+    match fields.get("type").and_then(Value::as_str) {
+        Some("PUT") => {
+            let strings = value.and_then(Value::as_array).and_then(|items| {
+                items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+            });
+            let values = strings.ok_or_else(|| {
+                Error::InvalidInput(r#"PUT needs "value": a list of strings"#.into())
+            })?;
+            Ok(Command::Put { key, values })
+        }
+        Some("APPEND") => {
+            let value = value
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::InvalidInput(r#"APPEND needs "value": a string"#.into()))?;
+            Ok(Command::Append {
+                key,
+                value: value.to_owned(),
+            })
+        }
+        Some(other) => Err(Error::InvalidInput(format!(
+            r#""type" must be "PUT" or "APPEND", not {other:?}"#
+        ))),
+        None => Err(Error::InvalidInput(
+            r#"missing "type": "PUT" or "APPEND""#.into(),
+        )),
+    }
+}

@@ -1,0 +1,88 @@
+//! The HTTP API of one node (axum), compatible with the assignment's `api_description.yml`:
+//! `POST/GET /keys/{key}` and `GET /admin/status`. This is the only module that knows HTTP status
+//! codes: [`error_response`] maps every [`Error`] to one.
+
+pub mod keys;
+pub mod route;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router as HttpRouter;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+
+use crate::error::Error;
+use crate::raft::KvReader;
+use crate::raft::status::{self, NodeFacts, Status};
+
+pub use route::Router;
+
+/// Largest accepted request body. A PUT of a few thousand strings fits; anything bigger gets 413.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub router: Router,
+    pub kv: KvReader,
+    pub http_addr: String,
+    pub raft_addr: String,
+    pub pre_vote: bool,
+    /// A leader's lease: how recent a quorum contact must be to count as "has quorum".
+    pub lease_ms: u64,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub async fn status(&self) -> Status {
+        let facts = NodeFacts {
+            http_addr: self.http_addr.clone(),
+            raft_addr: self.raft_addr.clone(),
+            pre_vote: self.pre_vote,
+            keys: self.kv.read().len(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            lease_ms: self.lease_ms,
+        };
+        status::status(&self.router.raft, facts).await
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> HttpRouter {
+    HttpRouter::new()
+        .route("/keys/{key}", get(keys::get).post(keys::post))
+        .route("/admin/status", get(admin_status))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn admin_status(State(state): State<Arc<AppState>>) -> Json<Status> {
+    Json(state.status().await)
+}
+
+/// The one mapping from errors to HTTP responses. Bodies are plain text, as the original API asks.
+pub fn error_response(err: Error) -> Response {
+    let status = match &err {
+        Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Unavailable(_) | Error::Unknown(_) | Error::Stopped(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Error::Storage(_) | Error::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{err}\n"),
+    )
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // A new leader is usually elected within a couple of election timeouts.
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
+}

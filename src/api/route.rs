@@ -1,0 +1,175 @@
+//! Where a client request goes: to this node's Raft if it leads, otherwise forwarded over the
+//! transport to the node it believes leads, retried until the request deadline. Every attempt of
+//! one write carries the same request id, so the state machine applies it at most once however
+//! many times a leader change or a lost reply makes us resend it.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::kv::{self, Request, RequestId};
+use crate::net::client::Peers;
+use crate::net::frame::{self, Reply};
+use crate::raft::leader::{self, ReadOutcome, WriteOutcome};
+use crate::raft::typ::Raft;
+
+/// Sends client requests to the leader.
+#[derive(Clone)]
+pub struct Router {
+    pub raft: Raft,
+    pub peers: Peers,
+    pub id: u64,
+    /// Deadline for one client request, all retries included.
+    pub timeout: Duration,
+}
+
+/// Waits between attempts while there is no usable leader, doubling up to a few heartbeats.
+struct Backoff(Duration);
+
+impl Backoff {
+    async fn wait(&mut self, deadline: Instant) {
+        tokio::time::sleep_until((Instant::now() + self.0).min(deadline)).await;
+        self.0 = (self.0 * 2).min(Duration::from_millis(200));
+    }
+}
+
+impl Router {
+    async fn leader(&self) -> Option<u64> {
+        self.raft.current_leader().await
+    }
+
+    /// Replicates `command`; returns once a quorum committed it and the leader applied it.
+    pub async fn write(&self, command: kv::Command) -> Result<kv::Response> {
+        let request = Request {
+            id: RequestId::random(),
+            command,
+        };
+        let deadline = Instant::now() + self.timeout;
+        let mut backoff = Backoff(Duration::from_millis(10));
+        // Once an attempt may have appended the entry somewhere, failing with "unavailable" would
+        // be a lie: the write might still commit. Report "outcome unknown" instead.
+        let mut maybe_appended = false;
+        let mut last_reason = String::from("no leader is known");
+        while Instant::now() < deadline {
+            let remaining = deadline - Instant::now();
+            let outcome = match self.leader().await {
+                Some(leader) if leader == self.id => {
+                    match tokio::time::timeout(
+                        remaining,
+                        leader::propose(&self.raft, request.clone()),
+                    )
+                    .await
+                    {
+                        Ok(outcome) => outcome,
+                        Err(_) => {
+                            maybe_appended = true;
+                            break;
+                        }
+                    }
+                }
+                Some(leader) => {
+                    match self
+                        .peers
+                        .call(leader, &frame::Request::Write(request.clone()), remaining)
+                        .await
+                    {
+                        Ok(Reply::Write(outcome)) => outcome,
+                        Ok(other) => WriteOutcome::Failed(format!("unexpected reply {other:?}")),
+                        Err(e) => {
+                            // Unless we never got through, the request may have reached the
+                            // leader before the connection broke.
+                            maybe_appended |= e.kind() != std::io::ErrorKind::ConnectionRefused;
+                            WriteOutcome::NoQuorum(format!("leader {leader} unreachable: {e}"))
+                        }
+                    }
+                }
+                None => WriteOutcome::NotLeader { leader: None },
+            };
+            match outcome {
+                WriteOutcome::Applied { response, .. } => return Ok(response),
+                WriteOutcome::NotLeader { leader: Some(l) } if l != self.id => {
+                    last_reason = format!("leadership moved to node {l}");
+                    backoff.wait(deadline).await;
+                }
+                WriteOutcome::NotLeader { .. } => {
+                    last_reason = "no leader is known (election in progress or no quorum)".into();
+                    backoff.wait(deadline).await;
+                }
+                WriteOutcome::NoQuorum(why) | WriteOutcome::Failed(why) => {
+                    last_reason = why;
+                    backoff.wait(deadline).await;
+                }
+                WriteOutcome::Unknown(why) => {
+                    maybe_appended = true;
+                    last_reason = why;
+                }
+            }
+        }
+        let why = format!(
+            "no quorum committed the write within {:?}; last: {last_reason}",
+            self.timeout
+        );
+        Err(if maybe_appended {
+            Error::Unknown(why)
+        } else {
+            Error::Unavailable(why)
+        })
+    }
+
+    /// Waits until reading this node's state is linearizable: the leader confirmed with a quorum,
+    /// after this call began, that it still leads, and this node applied up to its commit index.
+    /// Returns the index the read reflects at least.
+    pub async fn linearize(&self) -> Result<u64> {
+        let deadline = Instant::now() + self.timeout;
+        let mut backoff = Backoff(Duration::from_millis(10));
+        let mut last_reason = String::from("no leader is known");
+        while Instant::now() < deadline {
+            let remaining = deadline - Instant::now();
+            let outcome = match self.leader().await {
+                Some(leader) if leader == self.id => {
+                    tokio::time::timeout(remaining, leader::read_index(&self.raft))
+                        .await
+                        .unwrap_or_else(|_| {
+                            ReadOutcome::NoQuorum("leadership check timed out".into())
+                        })
+                }
+                Some(leader) => match self
+                    .peers
+                    .call(leader, &frame::Request::ReadIndex, remaining)
+                    .await
+                {
+                    Ok(Reply::ReadIndex(outcome)) => outcome,
+                    Ok(other) => ReadOutcome::Failed(format!("unexpected reply {other:?}")),
+                    Err(e) => ReadOutcome::NoQuorum(format!("leader {leader} unreachable: {e}")),
+                },
+                None => ReadOutcome::NotLeader { leader: None },
+            };
+            match outcome {
+                ReadOutcome::Ready { index } => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let applied = self
+                        .raft
+                        .wait(Some(remaining))
+                        .applied_index_at_least(Some(index), "linearizable read")
+                        .await;
+                    return match applied {
+                        Ok(_) => Ok(index),
+                        Err(e) => Err(Error::Unavailable(format!(
+                            "this node did not apply index {index} in time: {e}"
+                        ))),
+                    };
+                }
+                ReadOutcome::NotLeader { .. } => {
+                    last_reason = "no leader is known (election in progress or no quorum)".into()
+                }
+                ReadOutcome::NoQuorum(why) | ReadOutcome::Failed(why) => last_reason = why,
+            }
+            backoff.wait(deadline).await;
+        }
+        Err(Error::Unavailable(format!(
+            "could not confirm a leader with a quorum within {:?}; last: {last_reason}",
+            self.timeout
+        )))
+    }
+}

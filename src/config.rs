@@ -1,0 +1,138 @@
+//! What a node is told at start: its addresses, the cluster's addresses, timings, where its data
+//! lives. Node ids are not configured: they are the positions of the Raft addresses in sorted
+//! order, so every process started with the same address list agrees on them.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Raft timing. openraft requires heartbeat < election min < election max.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// How often a leader sends heartbeats (AppendEntries) to each follower, in ms.
+    pub heartbeat_ms: u64,
+    /// A follower that hears no leader starts an election after a random timeout in this range
+    /// (plus openraft's leader lease, equal to the max). Wide and ≥ 5× the heartbeat so a busy
+    /// 2-core machine does not look like a dead leader.
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Ask "could I win?" before starting a real election (Raft thesis §9.6).
+    pub pre_vote: bool,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat_ms: 100,
+            election_min_ms: 500,
+            election_max_ms: 1000,
+            pre_vote: true,
+        }
+    }
+}
+
+/// The fixed membership: node id → Raft address.
+pub type Members = BTreeMap<u64, SocketAddr>;
+
+/// Everything `node::Node::start` needs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub raft_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub members: Members,
+    pub data_dir: PathBuf,
+    pub timing: Timing,
+    /// How long a client write or linearizable read may take before the node gives up with 503.
+    pub request_timeout: Duration,
+    /// Snapshot after this many log entries (see `raft::SNAPSHOT_EVERY`).
+    pub snapshot_every: u64,
+}
+
+/// Resolves `host:port` to one socket address (the first IPv4 one if there is any).
+pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    if let Ok(parsed) = addr.parse() {
+        return Ok(parsed);
+    }
+    let all: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve address {addr:?}: {e}"))?
+        .collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| format!("address {addr:?} resolves to nothing"))
+}
+
+/// Gives ids 0..n to the Raft addresses in sorted order. `self_addr` must be one of them.
+/// Returns (own id, members).
+pub fn assign_ids(self_addr: SocketAddr, peers: &[SocketAddr]) -> Result<(u64, Members), String> {
+    let mut all: Vec<SocketAddr> = peers.to_vec();
+    all.push(self_addr);
+    all.sort();
+    if let Some(w) = all.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("address {} is listed twice", w[0]));
+    }
+    let members: Members = all
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| (i as u64, a))
+        .collect();
+    let id = members
+        .iter()
+        .find(|(_, a)| **a == self_addr)
+        .map(|(id, _)| *id)
+        .expect("self is a member");
+    Ok((id, members))
+}
+
+/// Parses `MIN..MAX` (milliseconds).
+pub fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (min, max) = s
+        .split_once("..")
+        .ok_or_else(|| format!("expected MIN..MAX in ms, got {s:?}"))?;
+    let min: u64 = min
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad minimum in {s:?}"))?;
+    let max: u64 = max
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad maximum in {s:?}"))?;
+    if min >= max {
+        return Err(format!(
+            "election timeout minimum must be below maximum, got {s:?}"
+        ));
+    }
+    Ok((min, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_sorted_addresses_whatever_the_argument_order() {
+        let a: Vec<SocketAddr> = ["127.0.0.1:6002", "127.0.0.1:6000", "127.0.0.1:6001"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let (id, members) = assign_ids(a[0], &a[1..]).unwrap();
+        assert_eq!(id, 2);
+        let (id, members2) = assign_ids(a[1], &[a[2], a[0]]).unwrap();
+        assert_eq!(id, 0);
+        assert_eq!(members, members2);
+        assert!(assign_ids(a[0], &[a[0]]).is_err());
+    }
+
+    #[test]
+    fn election_range_is_validated() {
+        assert_eq!(parse_range("150..300"), Ok((150, 300)));
+        assert!(parse_range("300..150").is_err());
+        assert!(parse_range("300").is_err());
+    }
+}

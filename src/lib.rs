@@ -1,0 +1,19 @@
+//! raftkv: a fault-tolerant key/value service on Raft (openraft), with a terminal lab.
+//!
+//! Modules, lowest layer first (a module uses only modules above it in this list):
+//! - [`config`], [`error`]: what a node is told at start; the one error type.
+//! - [`kv`]: the replicated data and its deterministic `apply`; no Raft, no IO.
+//! - [`store`]: durable Raft log, vote and snapshot files (generic over openraft's type config).
+//! - [`raft`]: the openraft type config, the state machine over `kv`, leader-side outcomes.
+//! - [`net`]: the TCP transport between nodes (Raft RPCs and forwarded client requests).
+//! - [`api`]: the HTTP API; the only place where an [`error::Error`] becomes a status code.
+//! - [`node`]: one replicated node, wired together; used by per-process mode and the lab alike.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod kv;
+pub mod net;
+pub mod node;
+pub mod raft;
+pub mod store;

@@ -1,0 +1,245 @@
+//! The sending side: openraft's `RaftNetworkFactory` / `RaftNetworkV2` over [`Conn`], and
+//! [`Peers`], a small connection pool for forwarded client requests. Raft replication, heartbeats
+//! and snapshots each get their own connection per peer (openraft asks the factory separately),
+//! and forwarded client requests use the pool, so a slow client write never delays a heartbeat.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
+
+use super::Conn;
+use super::frame::{Hello, Reply, Request};
+use crate::config::Members;
+use crate::raft::TypeConfig;
+use crate::raft::typ::{Snapshot, Vote};
+
+/// How many idle pooled connections to keep per peer for forwarded client requests.
+const POOL_IDLE_PER_PEER: usize = 64;
+
+/// Who we are, as told in every hello.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub cluster: String,
+    pub id: u64,
+    pub members: Members,
+}
+
+impl Identity {
+    fn hello(&self, to: u64) -> Hello {
+        Hello {
+            cluster: self.cluster.clone(),
+            from: self.id,
+            to,
+        }
+    }
+}
+
+/// Creates one [`PeerNetwork`] per (peer, purpose) for openraft.
+pub struct NetworkFactory {
+    pub me: Identity,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> PeerNetwork {
+        // No connecting here (this cannot fail); the first RPC connects.
+        PeerNetwork {
+            me: self.me.clone(),
+            target,
+            conn: None,
+        }
+    }
+}
+
+/// A lazily connected link to one peer, used by one openraft task at a time.
+pub struct PeerNetwork {
+    me: Identity,
+    target: u64,
+    conn: Option<Conn>,
+}
+
+impl PeerNetwork {
+    async fn call(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
+        let result = async {
+            if self.conn.is_none() {
+                let addr = *self
+                    .me
+                    .members
+                    .get(&self.target)
+                    .ok_or_else(|| io::Error::other("unknown peer"))?;
+                self.conn = Some(Conn::connect(addr, &self.me.hello(self.target), timeout).await?);
+            }
+            self.conn
+                .as_mut()
+                .expect("connected above")
+                .call(request, timeout)
+                .await
+        }
+        .await;
+        if result.is_err() {
+            // Never reuse a socket after an error or timeout: a half-dead pooled connection can
+            // swallow AppendEntries forever while the peer campaigns (openraft #1770).
+            self.conn = None;
+        }
+        result
+    }
+
+    async fn rpc(
+        &mut self,
+        request: Request,
+        option: &RPCOption,
+    ) -> Result<Reply, RPCError<TypeConfig>> {
+        match self.call(&request, option.soft_ttl()).await {
+            Ok(Reply::Failed(why)) => Err(unreachable(&io::Error::other(why))),
+            Ok(reply) => Ok(reply),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(RPCError::Network(NetworkError::new(&e)))
+            }
+            Err(e) => Err(unreachable(&e)),
+        }
+    }
+}
+
+fn unreachable(e: &io::Error) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::new(e))
+}
+
+fn unexpected(reply: Reply) -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&io::Error::other(format!(
+        "unexpected reply {reply:?}"
+    ))))
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerNetwork {
+    type SnapshotData = std::io::Cursor<Vec<u8>>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.rpc(Request::AppendEntries(rpc), &option).await? {
+            Reply::AppendEntries(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.rpc(Request::Vote(rpc), &option).await? {
+            Reply::Vote(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.rpc(Request::PreVote(rpc), &option).await? {
+            Reply::Vote(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let request = Request::InstallSnapshot {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot.into_inner(),
+        };
+        // A snapshot may take long; openraft's hard deadline applies, and a cancel stops it.
+        let timeout = option.hard_ttl();
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            reply = self.call(&request, timeout) => match reply {
+                Ok(Reply::InstallSnapshot(resp)) => Ok(resp),
+                Ok(Reply::Failed(why)) => Err(StreamingError::Unreachable(Unreachable::new(&io::Error::other(why)))),
+                Ok(other) => Err(StreamingError::Network(NetworkError::new(&io::Error::other(format!("unexpected reply {other:?}"))))),
+                Err(e) => Err(StreamingError::Unreachable(Unreachable::new(&e))),
+            }
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.rpc(Request::TransferLeader(req), &option).await? {
+            Reply::TransferLeader(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Pooled connections for forwarded client requests (writes and read-index requests).
+#[derive(Clone)]
+pub struct Peers {
+    me: Identity,
+    idle: Arc<Mutex<HashMap<u64, Vec<Conn>>>>,
+}
+
+impl Peers {
+    pub fn new(me: Identity) -> Self {
+        Peers {
+            me,
+            idle: Default::default(),
+        }
+    }
+
+    /// Sends `request` to `target` on an idle pooled connection or a new one.
+    pub async fn call(
+        &self,
+        target: u64,
+        request: &Request,
+        timeout: Duration,
+    ) -> io::Result<Reply> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&target)
+            .and_then(Vec::pop);
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let addr = *self
+                    .me
+                    .members
+                    .get(&target)
+                    .ok_or_else(|| io::Error::other("unknown peer"))?;
+                Conn::connect(addr, &self.me.hello(target), timeout).await?
+            }
+        };
+        // On error the connection is dropped, not returned to the pool.
+        let reply = conn.call(request, timeout).await?;
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = idle.entry(target).or_default();
+        if slot.len() < POOL_IDLE_PER_PEER {
+            slot.push(conn);
+        }
+        Ok(reply)
+    }
+}

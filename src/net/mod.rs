@@ -1,0 +1,99 @@
+//! The TCP transport between nodes: Raft RPCs (AppendEntries, RequestVote, pre-vote, snapshots,
+//! leadership transfer) and the two application messages a follower sends its leader (a forwarded
+//! write, a read-index request). Knows nothing about HTTP.
+//!
+//! Connection lifecycle: a client connects lazily, sends a [`frame::Hello`] naming the cluster, the
+//! sender and the intended receiver, and the server refuses a mismatch (so a node never talks to
+//! the wrong process, e.g. after ports were reused). Then strictly one request, one reply, in
+//! order. Any error or timeout drops the socket; the next call reconnects (openraft backs off
+//! between attempts). A frame that does not decode closes that connection only.
+
+pub mod client;
+pub mod frame;
+pub mod server;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use frame::{Hello, HelloReply, Reply, Request};
+
+/// Largest frame accepted in either direction. A snapshot travels in one frame, so this bounds
+/// the state machine size that can be replicated by snapshot; anything larger is refused rather
+/// than allowed to exhaust memory.
+pub const MAX_FRAME: usize = 256 << 20;
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+/// One open, greeted connection to a peer.
+pub struct Conn {
+    framed: Framed<TcpStream, LengthDelimitedCodec>,
+}
+
+impl Conn {
+    /// Connects and greets; fails if the peer does not accept us as `hello.from` talking to `hello.to`.
+    pub async fn connect(addr: SocketAddr, hello: &Hello, timeout: Duration) -> io::Result<Conn> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {addr} timed out"),
+                )
+            })??;
+        // Raft messages are small and latency-bound; never wait to coalesce them.
+        stream.set_nodelay(true)?;
+        let mut conn = Conn {
+            framed: Framed::new(stream, codec()),
+        };
+        let greeted = tokio::time::timeout(timeout, async {
+            conn.send(hello).await?;
+            conn.recv::<HelloReply>().await
+        })
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("hello to {addr} timed out"),
+            )
+        })??;
+        match greeted {
+            HelloReply::Welcome => Ok(conn),
+            HelloReply::Refused(why) => Err(io::Error::new(io::ErrorKind::ConnectionRefused, why)),
+        }
+    }
+
+    /// Sends one request and waits for its reply.
+    pub async fn call(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
+        tokio::time::timeout(timeout, async {
+            self.send(request).await?;
+            self.recv::<Reply>().await
+        })
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no reply before the deadline"))?
+    }
+
+    async fn send<T: serde::Serialize>(&mut self, value: &T) -> io::Result<()> {
+        let bytes = frame::encode(value)?;
+        self.framed.send(bytes::Bytes::from(bytes)).await
+    }
+
+    async fn recv<T: serde::de::DeserializeOwned>(&mut self) -> io::Result<T> {
+        match self.framed.next().await {
+            Some(Ok(bytes)) => frame::decode(&bytes),
+            Some(Err(e)) => Err(e),
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "peer closed the connection",
+            )),
+        }
+    }
+}

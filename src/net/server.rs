@@ -1,0 +1,135 @@
+//! The receiving side: accepts peer connections on the node's Raft address, checks the hello, and
+//! hands each request to the node's openraft handle. One task per connection; requests on a
+//! connection are served in order. Nothing a peer sends can panic the node: a frame that does not
+//! decode, or a hello that does not match, closes that connection only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::codec::Framed;
+
+use super::client::Identity;
+use super::frame::{self, Hello, HelloReply, Reply, Request};
+use crate::raft::leader;
+use crate::raft::typ::{Raft, Snapshot};
+
+/// At most this many peer connections are served at once; more wait in the accept backlog.
+/// Five nodes need ~3 Raft connections per peer plus the forwarding pool.
+const MAX_CONNECTIONS: usize = 512;
+
+/// A peer must greet within this time or be dropped.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, me: Identity, raft: Raft) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Usually EMFILE; back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (me, raft) = (me.clone(), raft.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(stream, &me, &raft).await {
+                tracing::debug!("connection from {peer} closed: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(stream: TcpStream, me: &Identity, raft: &Raft) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut framed = Framed::new(stream, super::codec());
+    let first = tokio::time::timeout(HELLO_TIMEOUT, framed.next())
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no hello"))?;
+    let Some(first) = first else { return Ok(()) };
+    let hello: Hello = frame::decode(&first?)?;
+    let verdict = check_hello(&hello, me);
+    let refused = verdict.is_err();
+    let reply = match verdict {
+        Ok(()) => HelloReply::Welcome,
+        Err(why) => HelloReply::Refused(why),
+    };
+    framed
+        .send(bytes::Bytes::from(frame::encode(&reply)?))
+        .await?;
+    if refused {
+        return Ok(());
+    }
+    while let Some(bytes) = framed.next().await {
+        let request: Request = frame::decode(&bytes?)?;
+        let reply = handle(raft, request).await;
+        framed
+            .send(bytes::Bytes::from(frame::encode(&reply)?))
+            .await?;
+    }
+    Ok(())
+}
+
+fn check_hello(hello: &Hello, me: &Identity) -> Result<(), String> {
+    if hello.cluster != me.cluster {
+        return Err(format!(
+            "this is cluster {:?}, not {:?}",
+            me.cluster, hello.cluster
+        ));
+    }
+    if hello.to != me.id {
+        return Err(format!(
+            "this is node {}, not node {}: check the address lists",
+            me.id, hello.to
+        ));
+    }
+    if hello.from == me.id || !me.members.contains_key(&hello.from) {
+        return Err(format!(
+            "node {} is not a peer of node {}",
+            hello.from, me.id
+        ));
+    }
+    Ok(())
+}
+
+async fn handle(raft: &Raft, request: Request) -> Reply {
+    let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
+    match request {
+        Request::AppendEntries(rpc) => raft
+            .append_entries(rpc)
+            .await
+            .map_or_else(|e| failed(&e), Reply::AppendEntries),
+        Request::Vote(rpc) => raft
+            .vote(rpc)
+            .await
+            .map_or_else(|e| failed(&e), Reply::Vote),
+        Request::PreVote(rpc) => raft
+            .pre_vote(rpc)
+            .await
+            .map_or_else(|e| failed(&e), Reply::Vote),
+        Request::InstallSnapshot { vote, meta, data } => {
+            let snapshot = Snapshot {
+                meta,
+                snapshot: std::io::Cursor::new(data),
+            };
+            raft.install_full_snapshot(vote, snapshot)
+                .await
+                .map_or_else(|e| failed(&e), Reply::InstallSnapshot)
+        }
+        Request::TransferLeader(rpc) => raft
+            .handle_transfer_leader(rpc)
+            .await
+            .map_or_else(|e| failed(&e), Reply::TransferLeader),
+        Request::Write(request) => Reply::Write(leader::propose(raft, request).await),
+        Request::ReadIndex => Reply::ReadIndex(leader::read_index(raft).await),
+    }
+}

@@ -1,0 +1,179 @@
+//! One replicated node: the composition root. [`Node::start`] wires storage → Raft → transport →
+//! HTTP, in that order, and is the only place that creates an openraft `Raft`. Per-process mode
+//! (`raftkv node …`) starts one; the lab and the tests start several in one process.
+
+pub mod identity;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::BasicNode;
+use openraft::error::{InitializeError, RaftError};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::net::client::{Identity as NetIdentity, NetworkFactory, Peers};
+use crate::net::server;
+use crate::raft::status::Status;
+use crate::raft::typ::{LogStore, Raft};
+use crate::raft::{self as raftmod, StateMachine};
+use crate::store::SnapshotFile;
+
+pub const CLUSTER_NAME: &str = "raftkv";
+
+/// A running node.
+pub struct Node {
+    pub id: u64,
+    raft: Raft,
+    app: Arc<AppState>,
+    http_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let log = open_log(&config).await?;
+        let expected = identity::Identity {
+            cluster: CLUSTER_NAME.into(),
+            id: config.id,
+            members: config.members.values().map(|a| a.to_string()).collect(),
+            joined: false,
+        };
+        let mut identity =
+            identity::check_or_create(&config.data_dir, &expected, log.is_pristine().await)?;
+
+        // Bind before starting Raft so a taken port fails the start instead of a half-live node.
+        let raft_listener = bind(config.raft_addr, "Raft").await?;
+        let http_listener = bind(config.http_addr, "HTTP").await?;
+        let http_addr = http_listener.local_addr()?;
+
+        let sm = StateMachine::new(SnapshotFile::new(&config.data_dir.join("snapshot"))?);
+        let kv = sm.reader();
+        let me = NetIdentity {
+            cluster: CLUSTER_NAME.into(),
+            id: config.id,
+            members: config.members.clone(),
+        };
+        let network = NetworkFactory { me: me.clone() };
+        let raft_config = raftmod::openraft_config(&config.timing, config.snapshot_every)?;
+        let raft = Raft::new(config.id, raft_config, network, log, sm)
+            .await
+            .map_err(|e| Error::Stopped(format!("Raft failed to start: {e}")))?;
+
+        let mut tasks = vec![tokio::spawn(server::serve(
+            raft_listener,
+            me.clone(),
+            raft.clone(),
+        ))];
+        let app = Arc::new(AppState {
+            router: api::Router {
+                raft: raft.clone(),
+                peers: Peers::new(me),
+                id: config.id,
+                timeout: config.request_timeout,
+            },
+            kv,
+            http_addr: http_addr.to_string(),
+            raft_addr: config.raft_addr.to_string(),
+            pre_vote: config.timing.pre_vote,
+            lease_ms: config.timing.election_max_ms,
+            started: Instant::now(),
+        });
+        let http = api::router(app.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(http_listener, http).await {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        }));
+
+        initialize_once(&raft, &config).await?;
+        identity::mark_joined(&config.data_dir, &mut identity)?;
+        Ok(Node {
+            id: config.id,
+            raft,
+            app,
+            http_addr,
+            tasks,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub async fn status(&self) -> Status {
+        self.app.status().await
+    }
+
+    /// Stops the node: closes its ports and stops Raft. Everything acknowledged is already on
+    /// disk (acknowledgement waits for fsync), so this is as safe as a crash and no safer.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("node {}: Raft shutdown: {e}", self.id);
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        Error::Config(format!(
+            "cannot listen for {what} on {addr}: {e} (is another node using it?)"
+        ))
+    })
+}
+
+/// Opens the log, waiting briefly if a previous incarnation in this process still holds the lock
+/// (openraft's `shutdown` returns before its workers drop their log handles).
+async fn open_log(config: &NodeConfig) -> Result<LogStore> {
+    let dir = config.data_dir.join("raft-log");
+    for _ in 0..50 {
+        match LogStore::open(&dir) {
+            Ok(log) => return Ok(log),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Config(format!(
+        "{} is locked by another running node",
+        dir.display()
+    )))
+}
+
+/// On a node that has never had Raft state, proposes the static membership. Every node does this
+/// with the identical map, which openraft allows; whoever is not first gets `NotAllowed`.
+async fn initialize_once(raft: &Raft, config: &NodeConfig) -> Result<()> {
+    if raft
+        .is_initialized()
+        .await
+        .map_err(|e| Error::Stopped(e.to_string()))?
+    {
+        return Ok(());
+    }
+    let members: BTreeMap<u64, BasicNode> = config
+        .members
+        .iter()
+        .map(|(id, addr)| {
+            (
+                *id,
+                BasicNode {
+                    addr: addr.to_string(),
+                },
+            )
+        })
+        .collect();
+    match raft.initialize(members).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(Error::Config(format!("cannot initialize the cluster: {e}"))),
+    }
+}

@@ -1,0 +1,102 @@
+//! What a leader does for a client, reduced to plain outcomes that can cross the wire: propose a
+//! write and wait until it is applied, or confirm leadership and hand out a read index. The same
+//! two functions serve a request that arrived over HTTP on the leader and one forwarded by a
+//! follower, so both paths classify openraft's errors identically.
+
+use openraft::ReadPolicy;
+use openraft::error::{ClientWriteError, ForwardReason, LinearizableReadError, RaftError};
+use serde::{Deserialize, Serialize};
+
+use super::typ::{ForwardToLeader, LogId, Raft};
+use crate::kv;
+
+/// The result of proposing a write on a node.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WriteOutcome {
+    /// Committed by a quorum and applied at `log_id`.
+    Applied {
+        response: kv::Response,
+        log_id: LogId,
+    },
+    /// This node does not lead; `leader` is whom it believes leads.
+    NotLeader { leader: Option<u64> },
+    /// This node leads but its quorum lease has lapsed (it cannot hear a majority): nothing was
+    /// appended; retry later.
+    NoQuorum(String),
+    /// Appended, then discarded when another leader's log won: may or may not commit elsewhere.
+    Unknown(String),
+    /// The node cannot serve (stopped, fatal storage error).
+    Failed(String),
+}
+
+/// The result of asking a node for a linearizable read index.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ReadOutcome {
+    /// Leadership confirmed by a quorum after the request arrived; reading any state that applied
+    /// at least `index` is linearizable.
+    Ready {
+        index: u64,
+    },
+    NotLeader {
+        leader: Option<u64>,
+    },
+    NoQuorum(String),
+    Failed(String),
+}
+
+fn not_leader_or_no_quorum<T>(
+    f: ForwardToLeader,
+    not_leader: impl Fn(Option<u64>) -> T,
+    no_quorum: impl Fn(String) -> T,
+) -> T {
+    match (f.leader_id, f.reason) {
+        (None, ForwardReason::LeaseExpired) => {
+            no_quorum("the leader has not heard from a quorum recently".into())
+        }
+        (leader, _) => not_leader(leader),
+    }
+}
+
+/// Proposes `request`; returns once it is applied on this (leader) node or refused.
+pub async fn propose(raft: &Raft, request: kv::Request) -> WriteOutcome {
+    match raft.client_write(request).await {
+        Ok(resp) => WriteOutcome::Applied {
+            response: resp.data,
+            log_id: resp.log_id,
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => not_leader_or_no_quorum(
+            f,
+            |leader| WriteOutcome::NotLeader { leader },
+            WriteOutcome::NoQuorum,
+        ),
+        Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
+            WriteOutcome::Unknown(format!(
+                "the entry was discarded by a leader change (new leader: {:?})",
+                f.leader_id
+            ))
+        }
+        Err(RaftError::APIError(other)) => WriteOutcome::Failed(other.to_string()),
+        Err(RaftError::Fatal(fatal)) => WriteOutcome::Failed(fatal.to_string()),
+    }
+}
+
+/// Confirms leadership with a quorum round trip (ReadIndex, not a clock-based lease) and returns
+/// the index a reader must have applied.
+pub async fn read_index(raft: &Raft) -> ReadOutcome {
+    match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+        Ok(linearizer) => ReadOutcome::Ready {
+            index: linearizer.read_log_id().index(),
+        },
+        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+            not_leader_or_no_quorum(
+                f,
+                |leader| ReadOutcome::NotLeader { leader },
+                ReadOutcome::NoQuorum,
+            )
+        }
+        Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
+            ReadOutcome::NoQuorum(format!("only {:?} answered the leadership check", q.got))
+        }
+        Err(RaftError::Fatal(fatal)) => ReadOutcome::Failed(fatal.to_string()),
+    }
+}

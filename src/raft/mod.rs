@@ -1,0 +1,89 @@
+//! Raft in raftkv's own types: the openraft type config, the state machine that feeds committed
+//! entries to `kv`, and the openraft `Config` we run with.
+//!
+//! Glossary (the Raft paper's words, used the same way in code, JSON, dashboard and Report):
+//! - **term**: a numbered period with at most one leader (we use openraft's standard leader id,
+//!   so two leaders in one term are impossible; openraft's default would allow it).
+//! - **vote**: the candidate a node granted its vote to in the current term, persisted before
+//!   it is answered; *committed* vote = a quorum granted it, i.e. an established leader.
+//! - **leader / follower / candidate / learner**: the server states.
+//! - **log index**, **committed** (stored on a quorum, never lost), **applied** (executed by the
+//!   state machine), **snapshot** (state up to an index, saved to disk), **purged** (log entries
+//!   deleted because a snapshot covers them), **quorum** (a majority of voters: 3 of 5).
+//! - **pre-vote**: a candidate first asks whether it *could* win before bumping its term, so an
+//!   isolated node rejoining does not depose a healthy leader.
+//!
+//! CAVEATS (deliberately not done): membership is static (no add/remove of nodes at runtime);
+//! a node whose data directory is wiped must not rejoin under its old id (`node::identity`).
+
+pub mod leader;
+pub mod state_machine;
+pub mod status;
+
+use std::sync::Arc;
+
+pub use state_machine::{KvReader, StateMachine};
+
+use crate::config::Timing;
+use crate::error::Error;
+
+openraft::declare_raft_types!(
+    /// raftkv's openraft type config.
+    pub TypeConfig:
+        D = crate::kv::Request,
+        R = crate::kv::Response,
+        Node = openraft::BasicNode,
+        // Standard Raft: one leader per term. openraft's default (leader_id_adv) lets several
+        // candidates lead in one term, which the Raft paper and our users do not expect.
+        LeaderId = openraft::impls::leader_id_std::LeaderId<Self::Term, Self::NodeId>,
+);
+
+/// Aliases of the openraft types we use, pinned once.
+pub mod typ {
+    use super::TypeConfig;
+    pub type Raft = openraft::Raft<TypeConfig, super::StateMachine>;
+    pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+    pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+    pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+    pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+    pub type Snapshot =
+        openraft::type_config::alias::SnapshotOf<TypeConfig, std::io::Cursor<Vec<u8>>>;
+    pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+    pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+    pub type ReadLogId = openraft::raft::linearizable_read::ReadLogId<TypeConfig>;
+    pub type LogStore = crate::store::LogStore<TypeConfig>;
+    pub type ClientWriteError = openraft::error::ClientWriteError<TypeConfig>;
+    pub type ForwardToLeader = openraft::error::ForwardToLeader<TypeConfig>;
+    pub type RaftError<E = std::convert::Infallible> = openraft::error::RaftError<TypeConfig, E>;
+}
+
+/// Take a snapshot after this many new log entries, then purge the log it covers. Bounds disk
+/// use and restart replay; small enough that a restart replays quickly.
+pub const SNAPSHOT_EVERY: u64 = 5_000;
+
+/// The openraft config for one node. The cluster name travels in every connection's hello.
+pub fn openraft_config(
+    timing: &Timing,
+    snapshot_every: u64,
+) -> Result<Arc<openraft::Config>, Error> {
+    let config = openraft::Config {
+        cluster_name: "raftkv".into(),
+        heartbeat_interval: timing.heartbeat_ms,
+        election_timeout_min: timing.election_min_ms,
+        election_timeout_max: timing.election_max_ms,
+        enable_pre_vote: Some(timing.pre_vote),
+        // A restarted leader comes back as a follower and must win a new election, as in the
+        // paper; openraft's default restores leadership from the persisted vote (openraft #1511).
+        enable_leader_restore: Some(false),
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
+        // Keep some log behind a snapshot so a briefly lagging follower catches up from the log
+        // rather than by a full snapshot transfer (and see openraft #1706, #2116).
+        max_in_snapshot_log_to_keep: 1_000.min(snapshot_every),
+        replication_lag_threshold: snapshot_every.max(1_000),
+        ..Default::default()
+    };
+    let config = config
+        .validate()
+        .map_err(|e| Error::Config(format!("invalid Raft timing: {e}")))?;
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,167 @@
+//! A node's status as plain serde data, converted once from openraft's metrics: what
+//! `GET /admin/status` returns and what the lab shows. Field names use the Raft paper's words.
+
+use std::collections::BTreeMap;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{Instant, ServerState};
+use serde::{Deserialize, Serialize};
+
+use super::typ::{LogId, Raft};
+
+/// One member of the (static) cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub raft_addr: String,
+}
+
+/// What the leader knows of one follower.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowerProgress {
+    /// matchIndex: the highest log index known to be replicated on the follower.
+    pub matched_index: Option<u64>,
+    /// Milliseconds since the follower last acknowledged an RPC (None: never).
+    pub last_ack_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub id: u64,
+    pub raft_addr: String,
+    pub http_addr: String,
+    /// leader, follower, candidate, learner, or shutdown.
+    pub role: String,
+    /// The current term.
+    pub term: u64,
+    /// The node this node voted for in the current term (None: no vote yet).
+    pub voted_for: Option<u64>,
+    /// True once a quorum granted that vote (an established leader).
+    pub vote_committed: bool,
+    pub leader_id: Option<u64>,
+    pub leader_addr: Option<String>,
+    /// Index of the last entry in this node's log.
+    pub last_log_index: Option<u64>,
+    /// The highest index this node knows to be committed (stored on a quorum).
+    pub commit_index: Option<u64>,
+    /// The highest index applied to this node's key/value state.
+    pub last_applied: Option<u64>,
+    /// The last index covered by this node's snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Entries up to this index were deleted from the log (the snapshot covers them).
+    pub purged_index: Option<u64>,
+    pub members: Vec<Member>,
+    /// On the leader: each follower's replication progress. Absent elsewhere.
+    pub followers: Option<BTreeMap<u64, FollowerProgress>>,
+    /// Leader: a quorum acknowledged it within the last election timeout (it may accept writes).
+    /// Follower: it heard from a leader within the last election timeout.
+    pub has_quorum: bool,
+    /// Milliseconds since the leader last heard from a quorum, or the follower from its leader.
+    pub quorum_contact_ms: Option<u64>,
+    pub pre_vote: bool,
+    /// Number of keys in the applied state.
+    pub keys: usize,
+    pub uptime_secs: u64,
+    /// None while healthy; the fatal error that stopped Raft on this node otherwise.
+    pub fatal: Option<String>,
+}
+
+fn index(id: &Option<LogId>) -> Option<u64> {
+    id.as_ref().map(|l| l.index)
+}
+
+fn role(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+/// Facts about the node that metrics do not carry.
+pub struct NodeFacts {
+    pub http_addr: String,
+    pub raft_addr: String,
+    pub pre_vote: bool,
+    pub keys: usize,
+    pub uptime_secs: u64,
+    pub lease_ms: u64,
+}
+
+/// Reads the node's status. Costs one round trip to RaftCore (for the follower's leader-contact
+/// time); the metrics borrow is released at once so RaftCore is never blocked on us.
+pub async fn status(raft: &Raft, facts: NodeFacts) -> Status {
+    let m = raft.metrics().borrow_watched().clone();
+    let members: Vec<Member> = m
+        .membership_config
+        .nodes()
+        .map(|(id, node)| Member {
+            id: *id,
+            raft_addr: node.addr.clone(),
+        })
+        .collect();
+    let leader_addr = m.current_leader.and_then(|l| {
+        members
+            .iter()
+            .find(|x| x.id == l)
+            .map(|x| x.raft_addr.clone())
+    });
+    let followers = m.replication.as_ref().map(|replication| {
+        replication
+            .iter()
+            .filter(|(id, _)| **id != m.id)
+            .map(|(id, matched)| {
+                let ack = m
+                    .heartbeat
+                    .as_ref()
+                    .and_then(|h| h.get(id).cloned().flatten());
+                let progress = FollowerProgress {
+                    matched_index: index(matched),
+                    last_ack_ms: ack.map(|t| t.elapsed().as_millis() as u64),
+                };
+                (*id, progress)
+            })
+            .collect()
+    });
+    let quorum_contact_ms = if m.state == ServerState::Leader {
+        m.last_quorum_acked
+            .as_ref()
+            .map(|t| t.elapsed().as_millis() as u64)
+    } else {
+        let last = raft
+            .with_raft_state(|s| s.vote_last_modified())
+            .await
+            .ok()
+            .flatten();
+        last.filter(|_| m.current_leader.is_some())
+            .map(|t| t.elapsed().as_millis() as u64)
+    };
+    Status {
+        id: m.id,
+        raft_addr: facts.raft_addr,
+        http_addr: facts.http_addr,
+        role: role(m.state).into(),
+        term: m.current_term,
+        // Term 0 is before any election: openraft fills the vote with a default id then.
+        voted_for: (m.vote.leader_id.term > 0).then_some(m.vote.leader_id.voted_for),
+        vote_committed: m.vote.committed,
+        leader_id: m.current_leader,
+        leader_addr,
+        last_log_index: m.last_log_index,
+        commit_index: index(&m.local_committed),
+        last_applied: index(&m.last_applied),
+        snapshot_index: index(&m.snapshot),
+        purged_index: index(&m.purged),
+        members,
+        followers,
+        has_quorum: quorum_contact_ms.is_some_and(|ms| ms <= facts.lease_ms)
+            && m.running_state.is_ok(),
+        quorum_contact_ms,
+        pre_vote: facts.pre_vote,
+        keys: facts.keys,
+        uptime_secs: facts.uptime_secs,
+        fatal: m.running_state.as_ref().err().map(|e| e.to_string()),
+    }
+}

@@ -1,0 +1,263 @@
+//! The Raft log and vote, on raft-log (a chunked write-ahead log written for Raft by openraft's
+//! author). Implements openraft's `RaftLogStorage` and `RaftLogReader`; every clone shares one
+//! `RaftLog` behind an async RwLock (reads concurrent, writes exclusive).
+
+use std::fmt::Debug;
+use std::io;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
+use openraft::{LogIdOptionExt, OptionalSend, RaftTypeConfig};
+use raft_log::api::raft_log_writer::RaftLogWriter;
+use raft_log::{Config, RaftLog};
+use tokio::sync::{RwLock, oneshot};
+
+use super::codec::{Pack, PackVote};
+
+/// raft-log keeps recent payloads in memory; bound that cache so an idle node stays small while a
+/// lagging follower can still be fed from memory (the default is 1 GiB).
+const LOG_CACHE_BYTES: usize = 32 << 20;
+const LOG_CACHE_ITEMS: usize = 20_000;
+
+/// The raft-log type parameters for openraft type config `C`.
+pub struct WalTypes<C>(PhantomData<C>);
+
+impl<C> Debug for WalTypes<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WalTypes")
+    }
+}
+impl<C> Default for WalTypes<C> {
+    fn default() -> Self {
+        WalTypes(PhantomData)
+    }
+}
+impl<C> Clone for WalTypes<C> {
+    fn clone(&self) -> Self {
+        WalTypes(PhantomData)
+    }
+}
+impl<C> PartialEq for WalTypes<C> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl<C> Eq for WalTypes<C> {}
+
+impl<C: RaftTypeConfig> raft_log::Types for WalTypes<C>
+where
+    EntryOf<C>: Clone,
+{
+    type LogId = Pack<LogIdOf<C>>;
+    type LogPayload = Pack<EntryOf<C>>;
+    type Vote = PackVote<C>;
+    type Callback = Flushed<C>;
+    type UserData = Pack<()>;
+
+    fn log_index(log_id: &Self::LogId) -> u64 {
+        log_id.0.index()
+    }
+
+    fn payload_size(payload: &Self::LogPayload) -> u64 {
+        payload.encoded_len()
+    }
+}
+
+/// Who is waiting for a flush: openraft (after `append`) or `save_vote` itself.
+pub enum Flushed<C: RaftTypeConfig> {
+    Append(IOFlushed<C>),
+    Vote(oneshot::Sender<io::Result<()>>),
+}
+
+impl<C: RaftTypeConfig> raft_log::Callback for Flushed<C> {
+    fn send(self, res: io::Result<()>) {
+        match self {
+            Flushed::Append(flushed) => flushed.io_completed(res),
+            Flushed::Vote(tx) => {
+                let _ = tx.send(res);
+            }
+        }
+    }
+}
+
+/// The log store of one node.
+pub struct LogStore<C: RaftTypeConfig>
+where
+    EntryOf<C>: Clone,
+{
+    wal: Arc<RwLock<RaftLog<WalTypes<C>>>>,
+}
+
+impl<C: RaftTypeConfig> Clone for LogStore<C>
+where
+    EntryOf<C>: Clone,
+{
+    fn clone(&self) -> Self {
+        LogStore {
+            wal: self.wal.clone(),
+        }
+    }
+}
+
+impl<C: RaftTypeConfig> LogStore<C>
+where
+    EntryOf<C>: Clone,
+{
+    /// Opens (creating if needed) the log in `dir`. Fails with `WouldBlock` while another handle,
+    /// in this or another process, still holds the directory lock.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        // raft-log creates its lock file but not the directory itself.
+        std::fs::create_dir_all(dir)?;
+        let mut config = Config::new(dir.display());
+        config.log_cache_capacity = Some(LOG_CACHE_BYTES);
+        config.log_cache_max_items = Some(LOG_CACHE_ITEMS);
+        let wal = RaftLog::open(Arc::new(config))?;
+        Ok(LogStore {
+            wal: Arc::new(RwLock::new(wal)),
+        })
+    }
+
+    /// True when neither a vote nor any log entry was ever stored: a pristine node.
+    pub async fn is_pristine(&self) -> bool {
+        let wal = self.wal.read().await;
+        let state = wal.log_state();
+        state.vote().is_none() && state.last().is_none() && state.purged().is_none()
+    }
+}
+
+impl<C: RaftTypeConfig> RaftLogReader<C> for LogStore<C>
+where
+    EntryOf<C>: Clone,
+{
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> io::Result<Vec<EntryOf<C>>> {
+        let start = match range.start_bound() {
+            Bound::Included(&n) => n,
+            Bound::Excluded(&n) => n + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&n) => n + 1,
+            Bound::Excluded(&n) => n,
+            Bound::Unbounded => u64::MAX,
+        };
+        let wal = self.wal.read().await;
+        wal.read(start, end)
+            .map(|res| res.map(|(_, payload)| payload.0))
+            .collect()
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<VoteOf<C>>> {
+        Ok(self
+            .wal
+            .read()
+            .await
+            .log_state()
+            .vote()
+            .map(|v| v.0.clone()))
+    }
+}
+
+impl<C: RaftTypeConfig> RaftLogStorage<C> for LogStore<C>
+where
+    EntryOf<C>: Clone,
+{
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<C>> {
+        let wal = self.wal.read().await;
+        let state = wal.log_state();
+        // raft-log moves `last` up to `purged` when a purge empties the log, so `last` is never
+        // behind `purged`, as openraft requires.
+        Ok(LogState {
+            last_purged_log_id: state.purged().map(|id| id.0.clone()),
+            last_log_id: state.last().map(|id| id.0.clone()),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &VoteOf<C>) -> io::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut wal = self.wal.write().await;
+            wal.save_vote(PackVote(vote.clone()))?;
+            wal.flush(true, Some(Flushed::Vote(tx)))?;
+        }
+        // FSYNC: the vote decides elections; it must be on disk before we return (and so before
+        // the vote response leaves this node). The lock is released first so readers are not
+        // blocked for the duration of the fsync.
+        rx.await
+            .map_err(|_| io::Error::other("raft-log flush worker stopped"))?
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> io::Result<()> {
+        let Some(committed) = committed else {
+            return Ok(());
+        };
+        // No fsync: the committed id only shortens replay after a restart; if it is lost the node
+        // re-learns it from the leader. It reaches disk with the next flushed append.
+        self.wal.write().await.commit(Pack(committed))?;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogIdOf<C>>> {
+        Ok(self
+            .wal
+            .read()
+            .await
+            .log_state()
+            .committed()
+            .map(|id| id.0.clone()))
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<C>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = EntryOf<C>> + OptionalSend,
+    {
+        let entries = entries.into_iter().map(|e| (Pack(e.log_id()), Pack(e)));
+        let mut wal = self.wal.write().await;
+        wal.append(entries)?;
+        // FSYNC: the entries are readable now (openraft requires that on return); openraft learns
+        // they are durable only when the flush worker has fsynced them and calls `callback`. Only
+        // then may this node count them towards a commit or acknowledge them to a leader. Appends
+        // queued while a flush runs share the next fsync (group commit).
+        wal.flush(true, Some(Flushed::Append(callback)))?;
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_kept: Option<LogIdOf<C>>) -> io::Result<()> {
+        let first_removed = last_kept.next_index();
+        let mut wal = self.wal.write().await;
+        let last = wal.log_state().last().map(|id| id.0.clone());
+        if first_removed >= last.next_index() {
+            return Ok(());
+        }
+        // No fsync: if the truncation record is lost in a crash, the conflicting entries come
+        // back and the leader makes us truncate them again; they were never committed.
+        wal.truncate(first_removed)?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, upto: LogIdOf<C>) -> io::Result<()> {
+        let mut wal = self.wal.write().await;
+        let purged = wal.log_state().purged().map(|id| id.0.clone());
+        if upto.index() < purged.next_index() {
+            return Ok(());
+        }
+        wal.purge(Pack(upto))?;
+        // openraft only purges what a durable snapshot covers, so losing this record is harmless.
+        // raft-log unlinks purged chunk files after a synced flush; ask for one, without waiting.
+        wal.flush(true, None)?;
+        Ok(())
+    }
+}

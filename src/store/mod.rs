@@ -1,0 +1,36 @@
+//! Durable Raft state, generic over the openraft type config: imports neither `raft` nor `kv`.
+//!
+//! The durability contract (openraft-guide §3):
+//! - `save_vote` returns only after the vote is fsynced: a node must never vote twice in a term.
+//! - `append` makes entries readable at once and calls openraft's `IOFlushed` only after the fsync
+//!   of the batch (raft-log's flush worker does one fsync for everything queued: group commit).
+//! - Vote and log writes go through one WAL in call order, so a vote can never be overtaken by a
+//!   later log write.
+//! - A snapshot file is written to a temp file, fsynced, renamed, and the directory fsynced before
+//!   openraft is told it exists, so the log it covers can be purged safely.
+//! - raft-log holds an exclusive lock on its directory while open: two processes can never share
+//!   one node's data.
+
+pub mod codec;
+pub mod log;
+pub mod snapshot;
+
+pub use log::LogStore;
+pub use snapshot::SnapshotFile;
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Replaces `dir/name` with `bytes` so that after a crash the file holds either the old or the
+/// new contents, never a mix. Blocking.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    // FSYNC: contents on disk before the rename makes them current; otherwise a crash could leave
+    // the new name pointing at an empty file.
+    tmp.as_file().sync_all()?;
+    tmp.persist(dir.join(name)).map_err(|e| e.error)?;
+    // FSYNC: the rename lives in the directory; sync it so the new name survives a crash.
+    File::open(dir)?.sync_all()
+}
