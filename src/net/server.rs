@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::codec::Framed;
 
 use super::client::Identity;
@@ -23,10 +24,13 @@ const MAX_CONNECTIONS: usize = 512;
 /// A peer must greet within this time or be dropped.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `listener` until the task is aborted.
+/// Serves `listener` until the task is aborted. Connection tasks live in a `JoinSet` owned by this
+/// future, so aborting it (a node kill) also drops every established peer connection.
 pub async fn serve(listener: TcpListener, me: Identity, raft: Raft) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
@@ -40,7 +44,7 @@ pub async fn serve(listener: TcpListener, me: Identity, raft: Raft) {
             }
         };
         let (me, raft) = (me.clone(), raft.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = serve_connection(stream, &me, &raft).await {
                 tracing::debug!("connection from {peer} closed: {e}");
             }

@@ -32,7 +32,9 @@ pub struct Node {
     raft: Raft,
     app: Arc<AppState>,
     http_addr: SocketAddr,
+    /// The Raft server (aborted on shutdown, which drops its peer connections) and the HTTP server.
     tasks: Vec<JoinHandle<()>>,
+    http_stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Node {
@@ -86,8 +88,14 @@ impl Node {
             started: Instant::now(),
         });
         let http = api::router(app.clone());
+        let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Graceful on the HTTP side only: on shutdown, stop accepting and close idle keep-alive
+        // connections; requests in flight fail fast because Raft is stopped under them.
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(http_listener, http).await {
+            let serving = axum::serve(http_listener, http).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serving.await {
                 tracing::error!("HTTP server stopped: {e}");
             }
         }));
@@ -100,6 +108,7 @@ impl Node {
             app,
             http_addr,
             tasks,
+            http_stop,
         })
     }
 
@@ -114,9 +123,8 @@ impl Node {
     /// Stops the node: closes its ports and stops Raft. Everything acknowledged is already on
     /// disk (acknowledgement waits for fsync), so this is as safe as a crash and no safer.
     pub async fn shutdown(self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        let _ = self.http_stop.send(());
+        self.tasks[0].abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("node {}: Raft shutdown: {e}", self.id);
         }
