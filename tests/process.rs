@@ -88,10 +88,11 @@ impl Procs {
     async fn leader(&self) -> usize {
         wait_until(WAIT, "a leader with a quorum", || async {
             for i in 0..self.http.len() {
-                if let Some(s) = self.status(i).await {
-                    if s.role == "leader" && s.has_quorum {
-                        return Some(i);
-                    }
+                if let Some(s) = self.status(i).await
+                    && s.role == "leader"
+                    && s.has_quorum
+                {
+                    return Some(i);
                 }
             }
             None
