@@ -8,8 +8,10 @@
 //! - [`net`]: the TCP transport between nodes (Raft RPCs and forwarded client requests).
 //! - [`api`]: the HTTP API; the only place where an [`error::Error`] becomes a status code.
 //! - [`node`]: one replicated node, wired together; used by per-process mode and the lab alike.
+//! - [`cluster`]: N nodes in one process on loopback (the lab's engine, also used by tests).
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod kv;

@@ -16,8 +16,9 @@ use raftkv::node::Node;
     about = "A fault-tolerant key/value service on Raft"
 )]
 struct Cli {
+    /// Without a subcommand: `raftkv lab` with its defaults.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -25,6 +26,33 @@ enum Command {
     /// Run one node of a cluster. Node ids are the positions of the Raft addresses (SELF_ADDR and
     /// every PEER_ADDR) in sorted order, so every node must be given the same set of addresses.
     Node(NodeArgs),
+    /// Run a whole cluster in this process on loopback: node i serves Raft on 127.0.0.1:(6000+i)
+    /// and HTTP on 127.0.0.1:(8080+i), with its data in DATA_DIR/node<i>. Prints every change of
+    /// role, term or leader until Ctrl-C.
+    Lab(LabArgs),
+}
+
+#[derive(clap::Args)]
+struct LabArgs {
+    /// Number of nodes (3 to 9).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(3..=9))]
+    nodes: u16,
+    /// Where the nodes keep their data; reused across runs unless --fresh.
+    #[arg(long, default_value = "data/lab")]
+    data_dir: PathBuf,
+    /// Delete DATA_DIR first and start a brand-new cluster.
+    #[arg(long)]
+    fresh: bool,
+}
+
+impl Default for LabArgs {
+    fn default() -> Self {
+        LabArgs {
+            nodes: 5,
+            data_dir: PathBuf::from("data/lab"),
+            fresh: false,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -108,7 +136,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match Cli::parse()
+        .command
+        .unwrap_or(Command::Lab(LabArgs::default()))
+    {
+        Command::Lab(args) => run_lab(args).await?,
         Command::Node(args) => {
             let config = node_config(args)?;
             let (id, dir) = (config.id, config.data_dir.clone());
@@ -124,5 +156,56 @@ async fn main() -> anyhow::Result<()> {
             node.shutdown().await;
         }
     }
+    Ok(())
+}
+
+async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
+    if args.fresh && args.data_dir.exists() {
+        std::fs::remove_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot delete {}", args.data_dir.display()))?;
+    }
+    let configs =
+        raftkv::cluster::lab_configs(args.nodes as usize, &args.data_dir, Timing::default());
+    let mut cluster = raftkv::cluster::Cluster::start(configs)
+        .await
+        .context("the lab cluster did not start")?;
+    for id in 0..cluster.len() {
+        let c = cluster.config(id);
+        eprintln!(
+            "node {id}: HTTP http://{}  Raft {}  data {}",
+            c.http_addr,
+            c.raft_addr,
+            c.data_dir.display()
+        );
+    }
+    eprintln!(
+        "Ctrl-C stops the cluster; its data stays in {}.",
+        args.data_dir.display()
+    );
+    let mut last = String::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = ticks.tick() => {
+                let line = cluster
+                    .statuses()
+                    .await
+                    .iter()
+                    .map(|s| match s {
+                        Some(s) => format!("n{}:{} t{} commit {}", s.id, s.role, s.term, s.commit_index.map_or("-".into(), |i| i.to_string())),
+                        None => "down".into(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                let roles: String = line.split(" | ").map(|p| p.split(" commit").next().unwrap_or("")).collect();
+                if roles != last {
+                    println!("{line}");
+                    last = roles;
+                }
+            }
+        }
+    }
+    cluster.shutdown().await;
     Ok(())
 }

@@ -24,6 +24,8 @@ struct Procs {
     http: Vec<u16>,
     children: Vec<Option<Child>>,
     client: reqwest::Client,
+    /// Extra `raftkv node` options for every node.
+    extra: Vec<String>,
 }
 
 impl Procs {
@@ -34,6 +36,7 @@ impl Procs {
             http: free_ports(n),
             children: (0..n).map(|_| None).collect(),
             client: reqwest::Client::new(),
+            extra: Vec::new(),
         }
     }
 
@@ -48,6 +51,7 @@ impl Procs {
             .arg(format!("127.0.0.1:{}", self.raft[i]));
         cmd.args(peers.iter().map(|p| format!("127.0.0.1:{p}")));
         cmd.arg("--data-dir").arg(self.data_dir(i));
+        cmd.args(&self.extra);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -217,5 +221,64 @@ async fn a_data_dir_refuses_another_identity_or_a_lost_log() {
     assert!(
         !out.status.success() && stderr.contains("log and vote are gone"),
         "{stderr}"
+    );
+}
+
+/// Sends a signal to a node process (SIGSTOP freezes it like a long GC pause; SIGCONT resumes).
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -{sig} failed");
+}
+
+/// Freezes a follower for three election timeouts, resumes it, and returns the leader's term
+/// before and after (once the resumed follower follows a leader with a quorum again).
+async fn freeze_a_follower(pre_vote: bool) -> (u64, u64, usize, usize) {
+    let mut procs = Procs::new(5);
+    procs.extra = ["--heartbeat", "50", "--election-timeout", "300..600"]
+        .map(String::from)
+        .to_vec();
+    if !pre_vote {
+        procs.extra.push("--no-pre-vote".into());
+    }
+    for i in 0..5 {
+        procs.start(i);
+    }
+    let leader = procs.leader().await;
+    let before = procs.status(leader).await.unwrap().term;
+    let follower = (leader + 1) % 5;
+    signal(procs.children[follower].as_ref().unwrap(), "STOP");
+    // The fault itself lasts a fixed time: long enough for the frozen node's election timer
+    // (lease 600 ms + up to 600 ms) to expire several times over.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(procs.children[follower].as_ref().unwrap(), "CONT");
+    let after = wait_until(
+        WAIT,
+        "the resumed follower follows a leader with a quorum",
+        || async {
+            let s = procs.status(follower).await?;
+            let l = procs.status(s.leader_id? as usize).await?;
+            (s.role == "follower"
+                && s.has_quorum
+                && l.role == "leader"
+                && l.has_quorum
+                && l.term == s.term)
+                .then_some(l)
+        },
+    )
+    .await;
+    (before, after.term, leader, after.id as usize)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_pre_vote_a_frozen_follower_returns_without_disturbing_the_leader() {
+    let (before, after, old_leader, new_leader) = freeze_a_follower(true).await;
+    assert_eq!(
+        (after, new_leader),
+        (before, old_leader),
+        "pre-vote must keep the term and the leader"
     );
 }

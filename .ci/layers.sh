@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The layering rules of the design (README "Design"), checked by grep. Each rule names the layer
+# that must not reach upwards; a violation prints the offending lines and fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+rule() { # rule "description" <grep args...>
+  local what="$1"; shift
+  if out=$(grep -rnE "$@"); then
+    echo "layering violation: $what"; echo "$out"; fail=1
+  fi
+}
+rule "kv is pure: no tokio, no openraft" '^use (tokio|openraft)|tokio::|openraft::' src/kv
+rule "store knows neither kv nor raft" 'crate::(kv|raft)' src/store
+rule "net does not know HTTP" 'axum|crate::api' src/net
+rule "only api names HTTP status codes" 'StatusCode' src --include=*.rs --exclude-dir=api
+rule "only node creates a Raft" 'Raft::new|Raft::build' src --exclude-dir=node
+exit $fail
