@@ -41,7 +41,7 @@ async fn malformed_frames_close_only_their_connection() {
     let c = TestCluster::start(3, |_| {}).await;
     let (leader, _) = c.leader(Duration::from_secs(20)).await;
     let target = (leader + 1) % 3;
-    let addr = c.configs[target].raft_addr;
+    let addr = c.config(target).raft_addr;
 
     let mut huge = TcpStream::connect(addr).await.unwrap();
     huge.write_all(&u32::MAX.to_be_bytes()).await.unwrap();

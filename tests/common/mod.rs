@@ -4,11 +4,11 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::time::Duration;
 
-use raftkv::config::{self, NodeConfig, Timing};
-use raftkv::node::Node;
+use raftkv::cluster::{Cluster, loopback_configs};
+use raftkv::config::{NodeConfig, Timing};
 use raftkv::raft::status::Status;
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -53,78 +53,44 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 
 pub struct TestCluster {
     pub dir: TempDir,
-    pub configs: Vec<NodeConfig>,
-    pub nodes: Vec<Option<Node>>,
+    pub cluster: Cluster,
     pub http: reqwest::Client,
 }
 
 impl TestCluster {
-    /// Starts `n` nodes; `tweak` may adjust each node's config (timing, timeouts, snapshots).
+    /// Starts `n` nodes on ephemeral loopback ports; `tweak` may adjust each node's config.
     pub async fn start(n: usize, tweak: impl Fn(&mut NodeConfig)) -> TestCluster {
         let dir = TempDir::new().unwrap();
-        let raft_ports = free_ports(n);
-        let http_ports = free_ports(n);
-        let raft_addrs: Vec<SocketAddr> = raft_ports
-            .iter()
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-            .collect();
-        let mut configs = Vec::new();
-        for i in 0..n {
-            let peers: Vec<SocketAddr> = raft_addrs
-                .iter()
-                .copied()
-                .filter(|a| *a != raft_addrs[i])
-                .collect();
-            let (id, members) = config::assign_ids(raft_addrs[i], &peers).unwrap();
-            assert_eq!(id, i as u64, "ports are sorted, so index = id");
-            let mut config = NodeConfig {
-                id,
-                raft_addr: raft_addrs[i],
-                http_addr: SocketAddr::from(([127, 0, 0, 1], http_ports[i])),
-                members,
-                data_dir: dir.path().join(format!("node{i}")),
-                timing: timing(),
-                request_timeout: Duration::from_secs(5),
-                snapshot_every: raftkv::raft::SNAPSHOT_EVERY,
-            };
-            tweak(&mut config);
-            configs.push(config);
-        }
-        let mut cluster = TestCluster {
+        let mut configs = loopback_configs(&free_ports(n), &free_ports(n), dir.path(), timing());
+        configs.iter_mut().for_each(&tweak);
+        let cluster = Cluster::start(configs).await.expect("cluster starts");
+        TestCluster {
             dir,
-            configs,
-            nodes: (0..n).map(|_| None).collect(),
+            cluster,
             http: reqwest::Client::new(),
-        };
-        for i in 0..n {
-            cluster.restart(i).await;
         }
-        cluster
+    }
+
+    pub fn config(&self, i: usize) -> &NodeConfig {
+        self.cluster.config(i)
     }
 
     pub async fn restart(&mut self, i: usize) {
-        assert!(self.nodes[i].is_none(), "node {i} is running");
-        self.nodes[i] = Some(
-            Node::start(self.configs[i].clone())
-                .await
-                .expect("node starts"),
-        );
+        self.cluster.restart(i).await.expect("node restarts");
     }
 
     pub async fn kill(&mut self, i: usize) {
-        if let Some(node) = self.nodes[i].take() {
-            node.shutdown().await;
-        }
+        self.cluster.kill(i).await;
     }
 
     pub fn live(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].is_some())
+        (0..self.cluster.len())
+            .filter(|i| self.cluster.is_up(*i))
             .collect()
     }
 
     pub fn url(&self, i: usize, path: &str) -> String {
-        format!("http://{}{path}", self.configs[i].http_addr)
+        format!("http://{}{path}", self.config(i).http_addr)
     }
 
     pub async fn status(&self, i: usize) -> Option<Status> {
@@ -219,8 +185,6 @@ impl TestCluster {
     }
 
     pub async fn shutdown(mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill(i).await;
-        }
+        self.cluster.shutdown().await;
     }
 }
