@@ -8,8 +8,20 @@ use std::time::Duration;
 
 use crate::config::{self, NodeConfig, Timing};
 use crate::error::{Error, Result};
+use crate::net::NetEnv;
+use crate::net::fault::Faults;
 use crate::node::Node;
+use crate::observe::Event;
 use crate::raft::status::Status;
+
+/// Slow timing for watching elections by eye: heartbeats every 300 ms, a follower times out
+/// 4.5 to 6 s after its last heartbeat (openraft's lease of 3 s plus 1.5 to 3 s).
+pub const SLOW: Timing = Timing {
+    heartbeat_ms: 300,
+    election_min_ms: 1500,
+    election_max_ms: 3000,
+    pre_vote: true,
+};
 
 /// The lab's fixed ports: node i listens for Raft on 127.0.0.1:(6000+i), HTTP on 8080+i.
 pub const RAFT_BASE_PORT: u16 = 6000;
@@ -55,6 +67,8 @@ pub fn lab_configs(n: usize, data_dir: &Path, timing: Timing) -> Vec<NodeConfig>
 
 pub struct Cluster {
     configs: Vec<NodeConfig>,
+    /// Faults and events shared by every node's transport.
+    env: NetEnv,
     /// `Some` while the node runs. Index = node id.
     nodes: Vec<Option<Node>>,
 }
@@ -65,6 +79,7 @@ impl Cluster {
         let mut cluster = Cluster {
             nodes: configs.iter().map(|_| None).collect(),
             configs,
+            env: NetEnv::default(),
         };
         for id in 0..cluster.configs.len() {
             if let Err(e) = cluster.restart(id).await {
@@ -105,9 +120,143 @@ impl Cluster {
             .get_mut(id)
             .ok_or_else(|| Error::InvalidInput(format!("no node {id}")))?;
         if slot.is_none() {
-            *slot = Some(Node::start(self.configs[id].clone()).await?);
+            let node = Node::start(self.configs[id].clone(), self.env.clone()).await?;
+            // A node restarted during a pause joins the freeze.
+            node.set_timers(!self.env.faults.snapshot().paused);
+            *slot = Some(node);
         }
         Ok(())
+    }
+
+    fn up(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().flatten()
+    }
+
+    fn node(&self, id: usize) -> Result<&Node> {
+        self.nodes
+            .get(id)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error::InvalidInput(format!("node {id} is not running")))
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.env.faults.snapshot()
+    }
+
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.env.observer.subscribe()
+    }
+
+    /// Cuts every link between nodes of different groups (both ways). Ids must exist.
+    pub fn partition(&self, groups: &[Vec<u64>]) -> Result<()> {
+        if let Some(bad) = groups
+            .iter()
+            .flatten()
+            .find(|id| **id as usize >= self.len())
+        {
+            return Err(Error::InvalidInput(format!("no node {bad}")));
+        }
+        self.env.faults.partition(groups);
+        Ok(())
+    }
+
+    /// Cuts the link from → to only.
+    pub fn cut(&self, from: u64, to: u64) -> Result<()> {
+        if from as usize >= self.len() || to as usize >= self.len() || from == to {
+            return Err(Error::InvalidInput(format!("no link n{from} → n{to}")));
+        }
+        self.env.faults.cut(from, to);
+        Ok(())
+    }
+
+    /// Restores every link and lets replication retry at once.
+    pub async fn heal(&self) {
+        self.env.faults.heal();
+        let all: Vec<u64> = (0..self.len() as u64).collect();
+        for node in self.up() {
+            node.reset_backoff(all.iter().copied()).await;
+        }
+    }
+
+    /// Freezes the whole cluster: every node's timers stop and messages in flight are held (not
+    /// dropped) until [`Cluster::resume`].
+    pub fn pause(&self) {
+        self.env.faults.pause(true);
+        self.up().for_each(|n| n.set_timers(false));
+    }
+
+    pub fn resume(&self) {
+        self.up().for_each(|n| n.set_timers(true));
+        self.env.faults.pause(false);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.env.faults.snapshot().paused
+    }
+
+    /// Makes node `id` start an election now.
+    pub async fn time_out(&self, id: usize) -> Result<()> {
+        self.node(id)?
+            .time_out(self.configs[id].timing.pre_vote)
+            .await
+    }
+
+    /// Hands leadership to node `to` (asks the current leader).
+    pub async fn transfer(&self, to: usize) -> Result<()> {
+        self.node(to)?;
+        let leader = self
+            .statuses()
+            .await
+            .into_iter()
+            .flatten()
+            .filter(|s| s.role == "leader" && s.has_quorum)
+            .max_by_key(|s| s.term)
+            .ok_or_else(|| Error::Unavailable("no leader with a quorum to transfer from".into()))?;
+        if leader.id as usize == to {
+            return Ok(());
+        }
+        self.node(leader.id as usize)?
+            .transfer_leadership(to as u64)
+            .await
+    }
+
+    /// A client request through node `via`: APPEND `value` to `key`.
+    pub async fn append(&self, via: usize, key: &str, value: &str) -> Result<crate::kv::Response> {
+        let command = crate::kv::Command::Append {
+            key: key.into(),
+            value: value.into(),
+        };
+        self.node(via)?.write(command).await
+    }
+
+    /// The applied contents of node `id` (possibly stale).
+    pub fn contents(&self, id: usize) -> Vec<(String, Vec<String>)> {
+        self.node(id).map(|n| n.local_entries()).unwrap_or_default()
+    }
+
+    /// Turns pre-vote on or off on every node, live.
+    pub fn set_pre_vote(&mut self, enabled: bool) {
+        self.configs
+            .iter_mut()
+            .for_each(|c| c.timing.pre_vote = enabled);
+        self.up().for_each(|n| n.set_pre_vote(enabled));
+    }
+
+    /// Changes the Raft timing; openraft fixes it at start, so every running node restarts from
+    /// its data directory with the new timing.
+    pub async fn set_timing(&mut self, timing: Timing) -> Result<()> {
+        for id in 0..self.len() {
+            self.configs[id].timing = timing;
+            if self.is_up(id) {
+                self.kill(id).await;
+                self.restart(id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.configs[0].timing
     }
 
     /// Status of every node (None for a node that is down).

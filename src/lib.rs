@@ -17,5 +17,6 @@ pub mod error;
 pub mod kv;
 pub mod net;
 pub mod node;
+pub mod observe;
 pub mod raft;
 pub mod store;

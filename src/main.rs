@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Node(args) => {
             let config = node_config(args)?;
             let (id, dir) = (config.id, config.data_dir.clone());
-            let node = Node::start(config)
+            let node = Node::start(config, Default::default())
                 .await
                 .with_context(|| format!("node {id} ({}) did not start", dir.display()))?;
             eprintln!(

@@ -17,8 +17,8 @@ use openraft::raft::{
 };
 use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
 
-use super::Conn;
 use super::frame::{Hello, Reply, Request};
+use super::{Conn, NetEnv};
 use crate::config::Members;
 use crate::raft::TypeConfig;
 use crate::raft::typ::{Snapshot, Vote};
@@ -27,11 +27,12 @@ use crate::raft::typ::{Snapshot, Vote};
 const POOL_IDLE_PER_PEER: usize = 64;
 
 /// Who we are, as told in every hello.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Identity {
     pub cluster: String,
     pub id: u64,
     pub members: Members,
+    pub env: NetEnv,
 }
 
 impl Identity {
@@ -71,6 +72,17 @@ pub struct PeerNetwork {
 
 impl PeerNetwork {
     async fn call(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
+        let env = self.me.env.clone();
+        env.deliver(
+            self.me.id,
+            self.target,
+            request,
+            self.call_unchecked(request, timeout),
+        )
+        .await
+    }
+
+    async fn call_unchecked(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
         let result = async {
             if self.conn.is_none() {
                 let addr = *self

@@ -10,6 +10,7 @@ use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::kv;
+use crate::observe::Rpc;
 use crate::raft::TypeConfig;
 use crate::raft::leader::{ReadOutcome, WriteOutcome};
 use crate::raft::typ::{SnapshotMeta, Vote};
@@ -61,6 +62,35 @@ pub enum Reply {
     ReadIndex(ReadOutcome),
     /// The receiver could not serve a Raft RPC (stopped, fatal error).
     Failed(String),
+}
+
+impl Request {
+    /// The message's kind, the sender's term in it, and how many log entries it carries.
+    pub fn describe(&self) -> (Rpc, u64, u64) {
+        match self {
+            Request::AppendEntries(r) if r.entries.is_empty() => {
+                (Rpc::Heartbeat, r.vote.leader_id.term, 0)
+            }
+            Request::AppendEntries(r) => {
+                (Rpc::Append, r.vote.leader_id.term, r.entries.len() as u64)
+            }
+            Request::Vote(r) => (Rpc::Vote, r.vote.leader_id.term, 0),
+            Request::PreVote(r) => (Rpc::PreVote, r.vote.leader_id.term, 0),
+            Request::InstallSnapshot { vote, .. } => (Rpc::Snapshot, vote.leader_id.term, 0),
+            Request::TransferLeader(_) => (Rpc::TransferLeader, 0, 0),
+            Request::Write(_) | Request::ReadIndex => (Rpc::Forward, 0, 0),
+        }
+    }
+}
+
+impl Reply {
+    /// For a vote reply, whether the vote was granted.
+    pub fn granted(&self) -> Option<bool> {
+        match self {
+            Reply::Vote(v) => Some(v.vote_granted),
+            _ => None,
+        }
+    }
 }
 
 pub fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {

@@ -9,6 +9,7 @@
 //! between attempts). A frame that does not decode closes that connection only.
 
 pub mod client;
+pub mod fault;
 pub mod frame;
 pub mod server;
 
@@ -21,6 +22,58 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use frame::{Hello, HelloReply, Reply, Request};
+
+use crate::observe::{Event, Fate, Observer};
+use fault::FaultTable;
+
+/// What the transport of every node in one process shares: the injected faults and the event
+/// stream. Per-process mode gets its own, never faulted.
+#[derive(Clone, Default)]
+pub struct NetEnv {
+    pub faults: std::sync::Arc<FaultTable>,
+    pub observer: Observer,
+}
+
+impl NetEnv {
+    /// Delivers `request` from `from` to `to` through `call` unless the link is cut (then it is
+    /// dropped with a `ConnectionRefused` error), waiting while paused, and reports what happened.
+    pub async fn deliver<F>(
+        &self,
+        from: u64,
+        to: u64,
+        request: &Request,
+        call: F,
+    ) -> io::Result<Reply>
+    where
+        F: std::future::Future<Output = io::Result<Reply>>,
+    {
+        let (rpc, term, entries) = request.describe();
+        let mut event = Event {
+            from,
+            to,
+            rpc,
+            term,
+            entries,
+            fate: Fate::Dropped,
+        };
+        if !self.faults.pass(from, to).await {
+            self.observer.emit(event);
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("link n{from} → n{to} is cut"),
+            ));
+        }
+        let result = call.await;
+        event.fate = match &result {
+            Ok(reply) => Fate::Answered {
+                granted: reply.granted(),
+            },
+            Err(_) => Fate::Failed,
+        };
+        self.observer.emit(event);
+        result
+    }
+}
 
 /// Largest frame accepted in either direction. A snapshot travels in one frame, so this bounds
 /// the state machine size that can be replicated by snapshot; anything larger is refused rather

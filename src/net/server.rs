@@ -73,9 +73,18 @@ async fn serve_connection(stream: TcpStream, me: &Identity, raft: &Raft) -> std:
     if refused {
         return Ok(());
     }
+    let peer = hello.from;
     while let Some(bytes) = framed.next().await {
         let request: Request = frame::decode(&bytes?)?;
+        // An injected cut drops the message here as a real network would: the connection goes
+        // silent and the sender times out or reconnects. A pause holds it until resume.
+        if !me.env.faults.pass(peer, me.id).await {
+            return Ok(());
+        }
         let reply = handle(raft, request).await;
+        if !me.env.faults.pass(me.id, peer).await {
+            return Ok(());
+        }
         framed
             .send(bytes::Bytes::from(frame::encode(&reply)?))
             .await?;

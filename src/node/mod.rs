@@ -18,7 +18,7 @@ use crate::api::{self, AppState};
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::net::client::{Identity as NetIdentity, NetworkFactory, Peers};
-use crate::net::server;
+use crate::net::{NetEnv, server};
 use crate::raft::status::Status;
 use crate::raft::typ::{LogStore, Raft};
 use crate::raft::{self as raftmod, StateMachine};
@@ -38,7 +38,9 @@ pub struct Node {
 }
 
 impl Node {
-    pub async fn start(config: NodeConfig) -> Result<Node> {
+    /// Starts a node. `env` is shared by all nodes of one process (the lab's faults and events);
+    /// a node of its own process passes `NetEnv::default()`.
+    pub async fn start(config: NodeConfig, env: NetEnv) -> Result<Node> {
         std::fs::create_dir_all(&config.data_dir)?;
         let log = open_log(&config).await?;
         let expected = identity::Identity {
@@ -61,6 +63,7 @@ impl Node {
             cluster: CLUSTER_NAME.into(),
             id: config.id,
             members: config.members.clone(),
+            env,
         };
         let network = NetworkFactory { me: me.clone() };
         let raft_config = raftmod::openraft_config(&config.timing, config.snapshot_every)?;
@@ -118,6 +121,54 @@ impl Node {
 
     pub async fn status(&self) -> Status {
         self.app.status().await
+    }
+
+    /// Replicates a client command through this node (forwarded to the leader if needed).
+    pub async fn write(&self, command: crate::kv::Command) -> Result<crate::kv::Response> {
+        self.app.router.write(command).await
+    }
+
+    /// This node's applied key/value contents (possibly stale).
+    pub fn local_entries(&self) -> Vec<(String, Vec<String>)> {
+        self.app
+            .kv
+            .read()
+            .entries()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Turns the node's timers (election timeout, leader heartbeats) on or off. Off, the node still
+    /// answers RPCs: combined with held messages it is a frozen node.
+    pub fn set_timers(&self, enabled: bool) {
+        self.raft.runtime_config().tick(enabled);
+    }
+
+    /// Starts an election now, as if the election timer had fired ("time out" in raft.github.io).
+    pub async fn time_out(&self, pre_vote: bool) -> Result<()> {
+        self.raft
+            .trigger()
+            .elect(pre_vote)
+            .await
+            .map_err(|e| Error::Stopped(e.to_string()))
+    }
+
+    /// Asks this node, if it leads, to hand leadership to `to`.
+    pub async fn transfer_leadership(&self, to: u64) -> Result<()> {
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| Error::Stopped(e.to_string()))
+    }
+
+    pub fn set_pre_vote(&self, enabled: bool) {
+        self.raft.runtime_config().pre_vote(enabled);
+    }
+
+    /// Retries replication to every peer now instead of after the back-off (used after a heal).
+    pub async fn reset_backoff(&self, peers: impl IntoIterator<Item = u64>) {
+        let _ = self.raft.trigger().reset_backoff(peers).await;
     }
 
     /// Stops the node: closes its ports and stops Raft. Everything acknowledged is already on

@@ -1,0 +1,153 @@
+//! Injected network faults on an in-process cluster: a partition with the leader in the minority,
+//! pre-vote with an isolated follower, and a cluster-wide pause.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestCluster, wait_until};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_in_the_minority_commits_nothing_and_the_majority_carries_on_then_all_converge() {
+    let c = TestCluster::start(5, |cfg| cfg.request_timeout = Duration::from_millis(1500)).await;
+    let (leader, term) = c.leader(WAIT).await;
+    let minority: Vec<u64> = vec![leader as u64, ((leader + 1) % 5) as u64];
+    let majority: Vec<u64> = (0..5u64).filter(|i| !minority.contains(i)).collect();
+    assert_eq!(c.append(leader, "k", "before").await, 204);
+    c.cluster
+        .partition(&[minority.clone(), majority.clone()])
+        .unwrap();
+    let minority_commit = c.status(leader).await.unwrap().commit_index;
+
+    // The majority elects a new leader in a higher term and acknowledges writes.
+    let new = wait_until(WAIT, "the majority elects a leader", || async {
+        for i in &majority {
+            let s = c.status(*i as usize).await?;
+            if s.role == "leader" && s.has_quorum && s.term > term {
+                return Some(*i as usize);
+            }
+        }
+        None
+    })
+    .await;
+    assert_eq!(c.append(new, "k", "majority").await, 204);
+    // The minority acknowledges nothing and serves no linearizable read.
+    for i in &minority {
+        let (code, text) = c
+            .post(*i as usize, "k", r#"{"type":"APPEND","value":"minority"}"#)
+            .await;
+        assert_eq!(code, 503, "node {i}: {text}");
+        assert_eq!(c.get(*i as usize, "k", "").await.0, 503);
+    }
+    let old = c.status(leader).await.unwrap();
+    assert_eq!(
+        old.commit_index, minority_commit,
+        "the minority committed nothing"
+    );
+    assert!(
+        !old.has_quorum,
+        "the isolated old leader knows it has no quorum: {old:?}"
+    );
+
+    c.cluster.heal().await;
+    c.leader(WAIT).await;
+    // Everyone converges on the majority's history; the refused minority writes never appear.
+    for i in 0..5 {
+        wait_until(WAIT, &format!("node {i} converged"), || async {
+            (c.get(i, "k", "?consistency=local").await.1?
+                == vec!["before".to_string(), "majority".into()])
+            .then_some(())
+        })
+        .await;
+    }
+    c.shutdown().await;
+}
+
+/// Isolates a follower for three seconds and returns (term before, term after healing).
+async fn isolate_a_follower(pre_vote: bool) -> (u64, u64) {
+    let c = TestCluster::start(5, |cfg| {
+        cfg.timing.pre_vote = pre_vote;
+        cfg.timing.heartbeat_ms = 50;
+        cfg.timing.election_min_ms = 300;
+        cfg.timing.election_max_ms = 600;
+    })
+    .await;
+    let (leader, term) = c.leader(WAIT).await;
+    let follower = ((leader + 1) % 5) as u64;
+    let others: Vec<u64> = (0..5u64).filter(|i| *i != follower).collect();
+    c.cluster.partition(&[vec![follower], others]).unwrap();
+    // The fault lasts a fixed time: several election timeouts of the isolated node.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let isolated_term = c.status(follower as usize).await.unwrap().term;
+    c.cluster.heal().await;
+    let (_, after) = c.leader(WAIT).await;
+    c.shutdown().await;
+    eprintln!(
+        "pre_vote={pre_vote}: term {term}, isolated node reached {isolated_term}, after heal {after}"
+    );
+    (term, after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_vote_keeps_an_isolated_follower_from_raising_the_term_and_without_it_the_term_rises() {
+    let (before, after) = isolate_a_follower(true).await;
+    assert_eq!(
+        after, before,
+        "with pre-vote the isolated follower cannot force a new term"
+    );
+    let (before, after) = isolate_a_follower(false).await;
+    assert!(
+        after > before,
+        "without pre-vote the returning follower forces a higher term"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_cluster_keeps_its_terms_and_indexes_and_resumes_without_loss() {
+    let c = TestCluster::start(5, |_| {}).await;
+    let (leader, term) = c.leader(WAIT).await;
+    assert_eq!(c.append(leader, "k", "a").await, 204);
+    c.cluster.pause();
+    let frozen: Vec<_> = c
+        .cluster
+        .statuses()
+        .await
+        .into_iter()
+        .map(|s| s.map(|s| (s.term, s.commit_index)))
+        .collect();
+    // A write sent while paused waits (its messages are held), then commits after resume.
+    let write = tokio::spawn({
+        let (http, url) = (c.http.clone(), c.url((leader + 1) % 5, "/keys/k"));
+        async move {
+            http.post(url)
+                .json(&serde_json::json!({"type":"APPEND","value":"during"}))
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still: Vec<_> = c
+        .cluster
+        .statuses()
+        .await
+        .into_iter()
+        .map(|s| s.map(|s| (s.term, s.commit_index)))
+        .collect();
+    assert_eq!(
+        still, frozen,
+        "nothing moves while paused (2 s = several election timeouts)"
+    );
+    assert!(!write.is_finished());
+    c.cluster.resume();
+    let resp = write.await.unwrap().unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let (_, after) = c.leader(WAIT).await;
+    assert_eq!(after, term, "a pause is not a failure: no election");
+    assert_eq!(
+        c.get(leader, "k", "").await.1,
+        Some(vec!["a".to_string(), "during".into()])
+    );
+    c.shutdown().await;
+}
