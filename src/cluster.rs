@@ -185,9 +185,34 @@ impl Cluster {
         self.up().for_each(|n| n.set_timers(false));
     }
 
-    pub fn resume(&self) {
-        self.up().for_each(|n| n.set_timers(true));
+    /// Ends a pause. Leaders resume first and heartbeat, so that followers, whose last contact
+    /// with the leader is as old as the pause, hear from it before their election timers run
+    /// again; otherwise every resume would look like a dead leader and start an election.
+    pub async fn resume(&self) {
         self.env.faults.pause(false);
+        let statuses = self.statuses().await;
+        let is_leader = |id: usize| statuses[id].as_ref().is_some_and(|s| s.role == "leader");
+        for (id, node) in self.nodes.iter().enumerate() {
+            if let Some(node) = node.as_ref().filter(|_| is_leader(id)) {
+                node.set_timers(true);
+                node.heartbeat().await;
+            }
+        }
+        let heartbeat = Duration::from_millis(self.timing().heartbeat_ms);
+        let deadline = tokio::time::Instant::now() + heartbeat * 10;
+        while tokio::time::Instant::now() < deadline {
+            let fresh = self.statuses().await.into_iter().flatten().all(|s| {
+                s.role == "leader"
+                    || s.leader_id.is_none()
+                    || s.quorum_contact_ms
+                        .is_some_and(|ms| ms < 2 * heartbeat.as_millis() as u64)
+            });
+            if fresh {
+                break;
+            }
+            tokio::time::sleep(heartbeat / 4).await;
+        }
+        self.up().for_each(|n| n.set_timers(true));
     }
 
     pub fn is_paused(&self) -> bool {

@@ -109,6 +109,14 @@ async fn a_paused_cluster_keeps_its_terms_and_indexes_and_resumes_without_loss()
     let c = TestCluster::start(5, |_| {}).await;
     let (leader, term) = c.leader(WAIT).await;
     assert_eq!(c.append(leader, "k", "a").await, 204);
+    // Pause a settled cluster: messages already past the gate when the pause starts still land.
+    let committed = c.status(leader).await.unwrap().commit_index;
+    for i in 0..5 {
+        wait_until(WAIT, "every node learned the commit", || async {
+            (c.status(i).await?.commit_index == committed).then_some(())
+        })
+        .await;
+    }
     c.cluster.pause();
     let frozen: Vec<_> = c
         .cluster
@@ -140,7 +148,7 @@ async fn a_paused_cluster_keeps_its_terms_and_indexes_and_resumes_without_loss()
         "nothing moves while paused (2 s = several election timeouts)"
     );
     assert!(!write.is_finished());
-    c.cluster.resume();
+    c.cluster.resume().await;
     let resp = write.await.unwrap().unwrap();
     assert_eq!(resp.status().as_u16(), 204);
     let (_, after) = c.leader(WAIT).await;

@@ -162,6 +162,11 @@ impl Node {
             .map_err(|e| Error::Stopped(e.to_string()))
     }
 
+    /// If this node leads, sends a heartbeat to every follower now.
+    pub async fn heartbeat(&self) {
+        let _ = self.raft.trigger().heartbeat().await;
+    }
+
     pub fn set_pre_vote(&self, enabled: bool) {
         self.raft.runtime_config().pre_vote(enabled);
     }
