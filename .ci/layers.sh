@@ -13,6 +13,8 @@ rule() { # rule "description" <grep args...>
 rule "kv is pure: no tokio, no openraft" '^use (tokio|openraft)|tokio::|openraft::' src/kv
 rule "store knows neither kv nor raft" 'crate::(kv|raft)' src/store
 rule "net does not know HTTP" 'axum|crate::api' src/net
-rule "only api names HTTP status codes" 'StatusCode' src --include=*.rs --exclude-dir=api
+# The lab's control API is HTTP too, but for the lab, not the key/value service.
+rule "only api (and the lab's control API) name HTTP status codes" 'StatusCode' src --include=*.rs --exclude-dir=api --exclude=control.rs
+rule "the lab never touches openraft, the transport's internals or storage" 'openraft::|crate::(net|store)::' src/lab
 rule "only node creates a Raft" 'Raft::new|Raft::build' src --exclude-dir=node
 exit $fail

@@ -245,13 +245,9 @@ impl Cluster {
             .await
     }
 
-    /// A client request through node `via`: APPEND `value` to `key`.
-    pub async fn append(&self, via: usize, key: &str, value: &str) -> Result<crate::kv::Response> {
-        let command = crate::kv::Command::Append {
-            key: key.into(),
-            value: value.into(),
-        };
-        self.node(via)?.write(command).await
+    /// A client sending requests through node `via`.
+    pub fn client(&self, via: usize) -> Result<crate::api::Router> {
+        Ok(self.node(via)?.client())
     }
 
     /// The applied contents of node `id` (possibly stale).

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod kv;
+pub mod lab;
 pub mod net;
 pub mod node;
 pub mod observe;

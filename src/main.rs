@@ -26,9 +26,9 @@ enum Command {
     /// Run one node of a cluster. Node ids are the positions of the Raft addresses (SELF_ADDR and
     /// every PEER_ADDR) in sorted order, so every node must be given the same set of addresses.
     Node(NodeArgs),
-    /// Run a whole cluster in this process on loopback: node i serves Raft on 127.0.0.1:(6000+i)
-    /// and HTTP on 127.0.0.1:(8080+i), with its data in DATA_DIR/node<i>. Prints every change of
-    /// role, term or leader until Ctrl-C.
+    /// The lab: a whole cluster in this process on loopback (node i serves Raft on
+    /// 127.0.0.1:(6000+i) and HTTP on 127.0.0.1:(8080+i), data in DATA_DIR/node<i>), a dashboard
+    /// to watch it and keys to break it. Without a terminal it runs headless, printing the timeline.
     Lab(LabArgs),
 }
 
@@ -43,6 +43,15 @@ struct LabArgs {
     /// Delete DATA_DIR first and start a brand-new cluster.
     #[arg(long)]
     fresh: bool,
+    /// slow: elections take seconds, to follow by eye; normal: the service's defaults.
+    #[arg(long, default_value = "normal", value_parser = ["slow", "normal"])]
+    timing: String,
+    /// No dashboard: print the timeline to stdout (also chosen when there is no terminal).
+    #[arg(long)]
+    headless: bool,
+    /// Address of the lab's control API (GET /lab/state, POST /lab/...).
+    #[arg(long, default_value = "127.0.0.1:8079")]
+    control: std::net::SocketAddr,
 }
 
 impl Default for LabArgs {
@@ -51,6 +60,9 @@ impl Default for LabArgs {
             nodes: 5,
             data_dir: PathBuf::from("data/lab"),
             fresh: false,
+            timing: "normal".into(),
+            headless: false,
+            control: ([127, 0, 0, 1], 8079).into(),
         }
     }
 }
@@ -160,52 +172,67 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     if args.fresh && args.data_dir.exists() {
         std::fs::remove_dir_all(&args.data_dir)
             .with_context(|| format!("cannot delete {}", args.data_dir.display()))?;
     }
-    let configs =
-        raftkv::cluster::lab_configs(args.nodes as usize, &args.data_dir, Timing::default());
-    let mut cluster = raftkv::cluster::Cluster::start(configs)
+    let timing = if args.timing == "slow" {
+        raftkv::cluster::SLOW
+    } else {
+        Timing::default()
+    };
+    let configs = raftkv::cluster::lab_configs(args.nodes as usize, &args.data_dir, timing);
+    let control = tokio::net::TcpListener::bind(args.control)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for the control API on {} (use --control)",
+                args.control
+            )
+        })?;
+    let cluster = raftkv::cluster::Cluster::start(configs)
         .await
         .context("the lab cluster did not start")?;
-    for id in 0..cluster.len() {
-        let c = cluster.config(id);
-        eprintln!(
-            "node {id}: HTTP http://{}  Raft {}  data {}",
-            c.http_addr,
-            c.raft_addr,
-            c.data_dir.display()
+    let (lab, engine) = raftkv::lab::spawn(cluster).await;
+    let api = raftkv::lab::control::router(lab.clone());
+    tokio::spawn(async move { axum::serve(control, api).await });
+    let headless =
+        args.headless || !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal();
+    if headless {
+        for node in &lab.state().nodes {
+            if let Some(s) = &node.status {
+                println!(
+                    "n{}: HTTP http://{}  Raft {}",
+                    s.id, s.http_addr, s.raft_addr
+                );
+            }
+        }
+        println!(
+            "control API on http://{}; Ctrl-C stops the lab, its data stays in {}",
+            args.control,
+            args.data_dir.display()
         );
-    }
-    eprintln!(
-        "Ctrl-C stops the cluster; its data stays in {}.",
-        args.data_dir.display()
-    );
-    let mut last = String::new();
-    let mut ticks = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = ticks.tick() => {
-                let line = cluster
-                    .statuses()
-                    .await
-                    .iter()
-                    .map(|s| match s {
-                        Some(s) => format!("n{}:{} t{} commit {}", s.id, s.role, s.term, s.commit_index.map_or("-".into(), |i| i.to_string())),
-                        None => "down".into(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" | ");
-                let roles: String = line.split(" | ").map(|p| p.split(" commit").next().unwrap_or("")).collect();
-                if roles != last {
-                    println!("{line}");
-                    last = roles;
+        let mut state = lab.state.clone();
+        let mut printed = 0u64;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                changed = state.changed() => {
+                    if changed.is_err() { break; }
+                    let s = state.borrow().clone();
+                    for entry in s.timeline.iter().filter(|e| e.at_ms > printed || printed == 0) {
+                        println!("{:>7.1}s {}", entry.at_ms as f64 / 1000.0, entry.text);
+                    }
+                    printed = s.timeline.last().map_or(printed, |e| e.at_ms.max(printed));
                 }
             }
         }
+    } else {
+        raftkv::lab::tui::run(lab.clone()).await?;
     }
-    cluster.shutdown().await;
+    drop(lab);
+    // The engine shuts the cluster down once every handle is gone (the control API holds one).
+    engine.abort();
     Ok(())
 }

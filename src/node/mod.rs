@@ -123,9 +123,10 @@ impl Node {
         self.app.status().await
     }
 
-    /// Replicates a client command through this node (forwarded to the leader if needed).
-    pub async fn write(&self, command: crate::kv::Command) -> Result<crate::kv::Response> {
-        self.app.router.write(command).await
+    /// A client of this node: replicates commands through it (forwarded to the leader if needed).
+    /// Independent of the `Node` value, so a caller can wait on a write without holding the node.
+    pub fn client(&self) -> api::Router {
+        self.app.router.clone()
     }
 
     /// This node's applied key/value contents (possibly stale).

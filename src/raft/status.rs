@@ -42,6 +42,10 @@ pub struct Status {
     pub leader_addr: Option<String>,
     /// Index of the last entry in this node's log.
     pub last_log_index: Option<u64>,
+    /// Term of the last entry in this node's log.
+    pub last_log_term: Option<u64>,
+    /// The term of each of the last [`RECENT_LOG`] entries in the log, oldest first: (index, term).
+    pub recent_log: Vec<(u64, u64)>,
     /// The highest index this node knows to be committed (stored on a quorum).
     pub commit_index: Option<u64>,
     /// The highest index applied to this node's key/value state.
@@ -65,6 +69,9 @@ pub struct Status {
     /// None while healthy; the fatal error that stopped Raft on this node otherwise.
     pub fatal: Option<String>,
 }
+
+/// How many of the last log entries [`Status::recent_log`] describes.
+pub const RECENT_LOG: u64 = 48;
 
 fn index(id: &Option<LogId>) -> Option<u64> {
     id.as_ref().map(|l| l.index)
@@ -138,8 +145,16 @@ pub async fn status(raft: &Raft, facts: NodeFacts) -> Status {
         last.filter(|_| m.current_leader.is_some())
             .map(|t| t.elapsed().as_millis() as u64)
     };
+    let recent_log = match m.last_log_index {
+        Some(last) => (last.saturating_sub(RECENT_LOG - 1)..=last)
+            .filter_map(|i| m.log_id_list.get(i).map(|id| (i, id.leader_id.term)))
+            .collect(),
+        None => Vec::new(),
+    };
     Status {
         id: m.id,
+        last_log_term: recent_log.last().map(|(_, t)| *t),
+        recent_log,
         raft_addr: facts.raft_addr,
         http_addr: facts.http_addr,
         role: role(m.state).into(),

@@ -1,0 +1,405 @@
+//! The lab's one owner of the cluster: a task that applies [`LabCommand`]s, folds transport events
+//! and node statuses into a [`LabState`], and publishes it on a watch channel. The dashboard and
+//! the control API only send commands and read that state; neither touches a node.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::command::LabCommand;
+use super::state::{LabState, LinkView, NodeView, TimelineEntry};
+use crate::cluster::{self, Cluster};
+use crate::config::Timing;
+use crate::observe::{Event, Fate, Rpc};
+use crate::raft::status::Status;
+
+/// How many timeline entries the state keeps.
+const TIMELINE: usize = 200;
+/// How often statuses are refreshed and the state republished.
+const REFRESH: Duration = Duration::from_millis(100);
+
+type Reply = oneshot::Sender<Result<String, String>>;
+
+/// A handle to the engine: send commands, watch the state.
+#[derive(Clone)]
+pub struct Lab {
+    commands: mpsc::Sender<(LabCommand, Reply)>,
+    pub state: watch::Receiver<LabState>,
+}
+
+impl Lab {
+    /// Applies a command; returns what happened in words, or why it could not be done.
+    pub async fn run(&self, command: LabCommand) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send((command, tx))
+            .await
+            .map_err(|_| "the lab stopped".to_string())?;
+        rx.await.map_err(|_| "the lab stopped".to_string())?
+    }
+
+    pub fn state(&self) -> LabState {
+        self.state.borrow().clone()
+    }
+}
+
+/// Starts the engine over `cluster`; it runs until every [`Lab`] handle is dropped, then shuts the
+/// cluster down. The first state is published before this returns.
+pub async fn spawn(cluster: Cluster) -> (Lab, tokio::task::JoinHandle<()>) {
+    let (commands, command_rx) = mpsc::channel(64);
+    let (done_tx, done_rx) = mpsc::channel(64);
+    let events = cluster.events();
+    let mut engine = Engine {
+        cluster,
+        started: Instant::now(),
+        timeline: VecDeque::new(),
+        recent: VecDeque::new(),
+        last: Vec::new(),
+        requests: 0,
+        done_tx,
+    };
+    let (state_tx, state) = watch::channel(engine.snapshot().await);
+    let task = tokio::spawn(engine.run(command_rx, done_rx, events, state_tx));
+    (Lab { commands, state }, task)
+}
+
+struct Engine {
+    cluster: Cluster,
+    started: Instant,
+    timeline: VecDeque<TimelineEntry>,
+    /// Messages of the last second: (when, from, to, kind).
+    recent: VecDeque<(Instant, u64, u64, Rpc)>,
+    /// Statuses at the previous refresh, to describe changes.
+    last: Vec<Option<Status>>,
+    requests: u64,
+    /// Client requests report their outcome here when they finish.
+    done_tx: mpsc::Sender<String>,
+}
+
+impl Engine {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<(LabCommand, Reply)>,
+        mut done: mpsc::Receiver<String>,
+        mut events: broadcast::Receiver<Event>,
+        state: watch::Sender<LabState>,
+    ) {
+        let mut refresh = tokio::time::interval(REFRESH);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some((LabCommand::Request { via, key, value }, reply)) => self.request(via, key, value, reply),
+                    Some((command, reply)) => {
+                        let outcome = self.apply(command).await;
+                        let _ = reply.send(outcome);
+                    }
+                    None => break,
+                },
+                Some(text) = done.recv() => self.note(text),
+                event = events.recv() => match event {
+                    Ok(event) => self.observe(event),
+                    Err(broadcast::error::RecvError::Lagged(n)) => self.note(format!("(dashboard fell behind: {n} messages not counted)")),
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
+                _ = refresh.tick() => {
+                    let next = self.snapshot().await;
+                    state.send_replace(next);
+                }
+            }
+        }
+        self.cluster.shutdown().await;
+    }
+
+    fn note(&mut self, text: String) {
+        let at_ms = self.started.elapsed().as_millis() as u64;
+        self.timeline.push_back(TimelineEntry { at_ms, text });
+        while self.timeline.len() > TIMELINE {
+            self.timeline.pop_front();
+        }
+    }
+
+    fn observe(&mut self, event: Event) {
+        self.recent
+            .push_back((Instant::now(), event.from, event.to, event.rpc));
+        let (from, to, term) = (event.from, event.to, event.term);
+        match (event.rpc, event.fate) {
+            (
+                Rpc::Vote,
+                Fate::Answered {
+                    granted: Some(true),
+                },
+            ) => self.note(format!("n{to} voted for n{from} in term {term}")),
+            (
+                Rpc::PreVote,
+                Fate::Answered {
+                    granted: Some(true),
+                },
+            ) => self.note(format!(
+                "n{to} would vote for n{from} (pre-vote, term {term})"
+            )),
+            (
+                Rpc::Vote,
+                Fate::Answered {
+                    granted: Some(false),
+                },
+            ) => self.note(format!("n{to} refused its vote to n{from} (term {term})")),
+            _ => {}
+        }
+    }
+
+    async fn apply(&mut self, command: LabCommand) -> Result<String, String> {
+        let c = &mut self.cluster;
+        let outcome = match command.clone() {
+            LabCommand::Kill(id) => {
+                c.kill(id).await;
+                Ok(format!("killed n{id}"))
+            }
+            LabCommand::Restart(id) => c
+                .restart(id)
+                .await
+                .map(|_| format!("restarted n{id} from its data"))
+                .map_err(|e| e.to_string()),
+            LabCommand::TimeOut(id) => c
+                .time_out(id)
+                .await
+                .map(|_| format!("n{id} timed out: it starts an election"))
+                .map_err(|e| e.to_string()),
+            LabCommand::Transfer(id) => c
+                .transfer(id)
+                .await
+                .map(|_| format!("leadership transfer to n{id} asked"))
+                .map_err(|e| e.to_string()),
+            LabCommand::Isolate(id) => {
+                let others: Vec<u64> = (0..c.len() as u64).filter(|i| *i != id as u64).collect();
+                c.partition(&[vec![id as u64], others])
+                    .map(|_| format!("isolated n{id}"))
+                    .map_err(|e| e.to_string())
+            }
+            LabCommand::Partition(groups) => c
+                .partition(&groups)
+                .map(|_| format!("partitioned {groups:?}"))
+                .map_err(|e| e.to_string()),
+            LabCommand::Cut { from, to } => c
+                .cut(from, to)
+                .map(|_| format!("cut n{from} → n{to} (one way)"))
+                .map_err(|e| e.to_string()),
+            LabCommand::Heal => {
+                c.heal().await;
+                Ok("healed the network".into())
+            }
+            LabCommand::Pause => {
+                c.pause();
+                Ok("paused: timers and messages frozen".into())
+            }
+            LabCommand::Resume => {
+                c.resume().await;
+                Ok("resumed".into())
+            }
+            LabCommand::Request { .. } => {
+                unreachable!("client requests are handled by Engine::request")
+            }
+            LabCommand::SetPreVote(on) => {
+                c.set_pre_vote(on);
+                Ok(format!("pre-vote {}", if on { "on" } else { "off" }))
+            }
+            LabCommand::SetTiming(name) => {
+                let timing = match name.as_str() {
+                    "slow" => cluster::SLOW,
+                    "normal" => Timing::default(),
+                    other => {
+                        return Err(format!(
+                            "timing must be \"slow\" or \"normal\", not {other:?}"
+                        ));
+                    }
+                };
+                let timing = Timing {
+                    pre_vote: c.timing().pre_vote,
+                    ..timing
+                };
+                c.set_timing(timing)
+                    .await
+                    .map(|_| format!("timing {name}: nodes restarted"))
+                    .map_err(|e| e.to_string())
+            }
+        };
+        self.note(match &outcome {
+            Ok(text) => text.clone(),
+            Err(e) => format!("{command:?} refused: {e}"),
+        });
+        outcome
+    }
+
+    /// Sends a client request through node `via` without blocking the engine: a task waits for the
+    /// outcome, notes it in the timeline and answers the caller.
+    fn request(&mut self, via: usize, key: String, value: String, reply: Reply) {
+        let what = format!("request via n{via}: APPEND {key:?} += {value:?}");
+        let client = match self.cluster.client(via) {
+            Ok(client) => client,
+            Err(e) => {
+                self.note(format!("{what} refused: {e}"));
+                let _ = reply.send(Err(e.to_string()));
+                return;
+            }
+        };
+        self.requests += 1;
+        self.note(what.clone());
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let outcome = match client
+                .write(crate::kv::Command::Append { key, value })
+                .await
+            {
+                Ok(r) => Ok(format!("{what} → committed (list length {})", r.len)),
+                Err(e) => Err(format!("{what} → failed: {e}")),
+            };
+            let _ = done.send(outcome.clone().unwrap_or_else(|e| e)).await;
+            let _ = reply.send(outcome);
+        });
+    }
+
+    /// Describes what changed on each node since the last refresh.
+    fn diff(&mut self, now: &[Option<Status>]) {
+        let last = std::mem::replace(&mut self.last, now.to_vec());
+        for (id, status) in now.iter().enumerate() {
+            let before = last.get(id).cloned().flatten();
+            match (before, status) {
+                (Some(b), Some(s)) if b.role != s.role => match s.role.as_str() {
+                    "leader" => self.note(format!("n{id} is leader for term {}", s.term)),
+                    "candidate" => {
+                        self.note(format!("n{id} starts an election for term {}", s.term))
+                    }
+                    role => self.note(format!("n{id} is now {role} (term {})", s.term)),
+                },
+                (Some(b), Some(s)) if b.term != s.term => {
+                    self.note(format!("n{id} moves to term {}", s.term))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn snapshot(&mut self) -> LabState {
+        let statuses = self.cluster.statuses().await;
+        self.diff(&statuses);
+        let cutoff = Instant::now() - Duration::from_secs(1);
+        while self.recent.front().is_some_and(|(t, ..)| *t < cutoff) {
+            self.recent.pop_front();
+        }
+        let faults = self.cluster.faults();
+        let n = self.cluster.len() as u64;
+        let mut links = Vec::new();
+        for from in 0..n {
+            for to in (0..n).filter(|t| *t != from) {
+                let mut per_second = BTreeMap::new();
+                for (_, f, t, rpc) in &self.recent {
+                    if (*f, *t) == (from, to) {
+                        *per_second.entry(format!("{rpc:?}")).or_insert(0u32) += 1;
+                    }
+                }
+                links.push(LinkView {
+                    from,
+                    to,
+                    cut: faults.cut.contains(&(from, to)),
+                    per_second,
+                });
+            }
+        }
+        let groups = groups(n, &faults.cut);
+        let nodes = statuses
+            .iter()
+            .enumerate()
+            .map(|(id, s)| NodeView {
+                id,
+                up: self.cluster.is_up(id),
+                group: groups[id],
+                status: s.clone(),
+            })
+            .collect();
+        let source = statuses
+            .iter()
+            .flatten()
+            .filter(|s| s.role == "leader" && s.has_quorum)
+            .max_by_key(|s| s.term)
+            .or_else(|| statuses.iter().flatten().max_by_key(|s| s.last_applied))
+            .map(|s| s.id as usize);
+        let timing = self.cluster.timing();
+        LabState {
+            nodes,
+            links,
+            timeline: self.timeline.iter().cloned().collect(),
+            kv: source
+                .map(|id| self.cluster.contents(id))
+                .unwrap_or_default(),
+            paused: faults.paused,
+            pre_vote: timing.pre_vote,
+            timing: if timing.heartbeat_ms == cluster::SLOW.heartbeat_ms {
+                "slow"
+            } else {
+                "normal"
+            }
+            .into(),
+            heartbeat_ms: timing.heartbeat_ms,
+            election_deadline_ms: (
+                timing.election_max_ms + timing.election_min_ms,
+                2 * timing.election_max_ms,
+            ),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            requests: self.requests,
+        }
+    }
+}
+
+/// Groups nodes that reach each other both ways (directly or through others); None for all when
+/// the network is whole.
+fn groups(n: u64, cut: &std::collections::BTreeSet<(u64, u64)>) -> Vec<Option<char>> {
+    let mut group: Vec<usize> = (0..n as usize).collect();
+    fn root(g: &mut [usize], i: usize) -> usize {
+        if g[i] != i {
+            let r = root(g, g[i]);
+            g[i] = r;
+        }
+        g[i]
+    }
+    for a in 0..n {
+        for b in (a + 1)..n {
+            if !cut.contains(&(a, b)) && !cut.contains(&(b, a)) {
+                let (ra, rb) = (root(&mut group, a as usize), root(&mut group, b as usize));
+                group[ra.max(rb)] = ra.min(rb);
+            }
+        }
+    }
+    let roots: Vec<usize> = (0..n as usize).map(|i| root(&mut group, i)).collect();
+    let mut distinct = roots.clone();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() <= 1 {
+        return vec![None; n as usize];
+    }
+    roots
+        .iter()
+        .map(|r| Some((b'A' + distinct.iter().position(|d| d == r).unwrap_or(0) as u8) as char))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::groups;
+
+    #[test]
+    fn groups_follow_two_way_reachability() {
+        let mut cut = std::collections::BTreeSet::new();
+        assert_eq!(groups(5, &cut), vec![None; 5]);
+        for a in 0..3u64 {
+            for b in 3..5u64 {
+                cut.insert((a, b));
+                cut.insert((b, a));
+            }
+        }
+        let g = groups(5, &cut);
+        assert_eq!(
+            g,
+            vec![Some('A'), Some('A'), Some('A'), Some('B'), Some('B')]
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! The lab: a whole cluster in this process, a dashboard to watch it and keys and a control API to
+//! break it on purpose. Drives nodes only through `cluster::Cluster` (via the engine) and reads only
+//! plain status data: it never touches openraft, the transport's internals or storage.
+
+pub mod command;
+pub mod control;
+pub mod engine;
+pub mod state;
+pub mod tui;
+pub mod ui;
+#[cfg(test)]
+mod ui_tests;
+
+pub use command::LabCommand;
+pub use engine::{Lab, spawn};
+pub use state::LabState;

@@ -1,0 +1,72 @@
+//! What the lab shows, as plain serde data: the dashboard renders it and `GET /lab/state` returns
+//! it. Built by the engine from node statuses, the fault table and the transport's events.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::status::Status;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LabState {
+    pub nodes: Vec<NodeView>,
+    /// Directed links between distinct nodes.
+    pub links: Vec<LinkView>,
+    /// Newest last.
+    pub timeline: Vec<TimelineEntry>,
+    /// The key/value contents as applied by the leader (or, without one, the most advanced node).
+    pub kv: Vec<(String, Vec<String>)>,
+    pub paused: bool,
+    pub pre_vote: bool,
+    /// "normal" or "slow".
+    pub timing: String,
+    pub heartbeat_ms: u64,
+    /// A follower starts an election at most this long after it last heard from a leader
+    /// (openraft: leader lease = election timeout max, plus a random timeout in [min, max)).
+    pub election_deadline_ms: (u64, u64),
+    /// Milliseconds since the lab started.
+    pub uptime_ms: u64,
+    /// Client requests sent from the lab so far.
+    pub requests: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: usize,
+    pub up: bool,
+    /// Nodes that can talk to each other both ways share a group (A, B, …); None when the network
+    /// is whole.
+    pub group: Option<char>,
+    pub status: Option<Status>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkView {
+    pub from: u64,
+    pub to: u64,
+    pub cut: bool,
+    /// Messages per second over the last second, by kind.
+    pub per_second: BTreeMap<String, u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// Milliseconds since the lab started.
+    pub at_ms: u64,
+    pub text: String,
+}
+
+impl LabState {
+    /// The leader with a quorum, highest term first (an isolated old leader may still say leader).
+    pub fn leader(&self) -> Option<&Status> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.status.as_ref())
+            .filter(|s| s.role == "leader" && s.has_quorum)
+            .max_by_key(|s| s.term)
+    }
+
+    pub fn link(&self, from: u64, to: u64) -> Option<&LinkView> {
+        self.links.iter().find(|l| l.from == from && l.to == to)
+    }
+}

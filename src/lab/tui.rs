@@ -1,0 +1,105 @@
+//! The dashboard's run loop: terminal input becomes [`LabCommand`]s for the engine, state changes
+//! and a frame tick become redraws. Key handling is a plain function ([`on_key`]) so tests can
+//! drive it without a terminal; drawing goes through `ui::render`.
+
+use std::io;
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream, KeyCode, KeyEventKind, KeyModifiers};
+use futures::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use tokio::sync::mpsc;
+
+use super::command::{self, Context, KeyAction, LabCommand};
+use super::ui::{self, View};
+use super::{Lab, LabState};
+
+/// What a key press asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    Quit,
+    Run(LabCommand),
+}
+
+/// Applies a key to the view; returns the command to run, if any.
+pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
+    let n = state.nodes.len().max(1);
+    if let Some(digit) = key.to_digit(10).filter(|d| (*d as usize) < n) {
+        view.selected = digit as usize;
+        return Effect::None;
+    }
+    match command::action_for(key) {
+        Some(KeyAction::SelectNext) => view.selected = (view.selected + 1) % n,
+        Some(KeyAction::SelectPrev) => view.selected = (view.selected + n - 1) % n,
+        Some(KeyAction::Help) => view.help = !view.help,
+        Some(KeyAction::Quit) => return Effect::Quit,
+        Some(KeyAction::Command(make)) => {
+            let context = Context {
+                selected: view.selected,
+                nodes: n,
+                paused: state.paused,
+                pre_vote: state.pre_vote,
+                slow: state.timing == "slow",
+                requests: state.requests,
+            };
+            return Effect::Run(make(&context));
+        }
+        None => {}
+    }
+    Effect::None
+}
+
+/// Runs the dashboard on a real terminal until `q`; restores the terminal also on panic.
+pub async fn run(lab: Lab) -> io::Result<()> {
+    let mut terminal = ratatui::init();
+    let result = run_on(&mut terminal, lab).await;
+    ratatui::restore();
+    result
+}
+
+async fn run_on<B: Backend>(terminal: &mut Terminal<B>, lab: Lab) -> io::Result<()> {
+    let mut input = EventStream::new();
+    let mut state_rx = lab.state.clone();
+    let (message_tx, mut message_rx) = mpsc::channel::<String>(16);
+    let mut view = View::default();
+    // Redraw at least this often so timers drain smoothly between state updates.
+    let mut frame_tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        let state = state_rx.borrow().clone();
+        terminal.draw(|frame| ui::render(frame, &state, &view))?;
+        tokio::select! {
+            event = input.next() => {
+                let Some(Ok(Event::Key(key))) = event else { continue };
+                if key.kind != KeyEventKind::Press {
+                    continue;
+                }
+                let c = match key.code {
+                    KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => 'q',
+                    KeyCode::Char(c) => c,
+                    KeyCode::Left => '←',
+                    KeyCode::Right | KeyCode::Tab => '→',
+                    KeyCode::Esc if view.help => '?',
+                    _ => continue,
+                };
+                match on_key(&mut view, &state, c) {
+                    Effect::Quit => return Ok(()),
+                    Effect::Run(command) => {
+                        let (lab, tx) = (lab.clone(), message_tx.clone());
+                        // Commands run in the engine; a client request may take seconds, so never
+                        // wait for it here.
+                        tokio::spawn(async move {
+                            let text = lab.run(command).await.unwrap_or_else(|e| e);
+                            let _ = tx.send(text).await;
+                        });
+                    }
+                    Effect::None => {}
+                }
+            }
+            Some(text) = message_rx.recv() => view.message = text,
+            _ = state_rx.changed() => {}
+            _ = frame_tick.tick() => {}
+        }
+    }
+}

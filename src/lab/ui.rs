@@ -1,0 +1,387 @@
+//! Rendering only: draws a [`LabState`] and the [`View`] (selection, help) into a ratatui frame.
+//! No input, no awaiting, no mutation. Readable at 120×40; the same layout shrinks to 80×24.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use super::command::ACTIONS;
+use super::state::{LabState, NodeView};
+use crate::raft::status::Status;
+
+/// What the person looking at the dashboard chose.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct View {
+    pub selected: usize,
+    pub help: bool,
+    /// The last command's outcome, shown in the title bar.
+    pub message: String,
+}
+
+/// Colours by term, so entries written by the same leader share a colour (as on raft.github.io).
+const TERM_COLOURS: [Color; 6] = [
+    Color::Cyan,
+    Color::Magenta,
+    Color::Yellow,
+    Color::Green,
+    Color::Blue,
+    Color::Red,
+];
+
+pub fn term_colour(term: u64) -> Color {
+    TERM_COLOURS[(term % TERM_COLOURS.len() as u64) as usize]
+}
+
+fn role_style(role: &str) -> Style {
+    match role {
+        "leader" => Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
+        "candidate" => Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        "follower" => Style::new().fg(Color::White),
+        _ => Style::new().fg(Color::DarkGray),
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
+    let area = frame.area();
+    let node_rows = (state.nodes.len() as u16) * 2 + 2;
+    let keys_rows = if area.width >= 150 { 1 } else { 2 };
+    let [title, nodes, bottom, keys] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(node_rows),
+        Constraint::Min(6),
+        Constraint::Length(keys_rows),
+    ])
+    .areas(area);
+    render_title(frame, title, state, view);
+    render_nodes(frame, nodes, state, view);
+    let [links, timeline, kv] = Layout::horizontal([
+        Constraint::Length(10 + 5 * state.nodes.len() as u16),
+        Constraint::Min(30),
+        Constraint::Percentage(25),
+    ])
+    .areas(bottom);
+    render_links(frame, links, state);
+    render_timeline(frame, timeline, state);
+    render_kv(frame, kv, state);
+    render_keys(frame, keys);
+    if view.help {
+        render_help(frame, area, state);
+    }
+}
+
+fn render_title(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
+    let (run, run_style) = if state.paused {
+        ("PAUSED", Style::new().fg(Color::Black).bg(Color::Yellow))
+    } else {
+        ("RUNNING", Style::new().fg(Color::Black).bg(Color::Green))
+    };
+    let line = Line::from(vec![
+        Span::styled(" raftkv lab ", Style::new().add_modifier(Modifier::BOLD)),
+        Span::styled(format!(" {run} "), run_style),
+        Span::raw(format!(
+            "  pre-vote {}  timing {} (heartbeat {} ms)  t={:.1}s  ",
+            if state.pre_vote { "on" } else { "off" },
+            state.timing,
+            state.heartbeat_ms,
+            state.uptime_ms as f64 / 1000.0
+        )),
+        Span::styled(view.message.clone(), Style::new().fg(Color::Gray)),
+    ]);
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn render_nodes(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" nodes  (log: one cell per entry, colour = term; dim = not yet committed) ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let leader = state.leader().map(|s| s.id);
+    let mut lines = Vec::new();
+    for node in &state.nodes {
+        lines.push(node_line(node, state, view.selected == node.id));
+        lines.push(log_line(node, state, leader, inner.width));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn node_line(node: &NodeView, state: &LabState, selected: bool) -> Line<'static> {
+    let marker = if selected { "▶" } else { " " };
+    let mut spans = vec![Span::styled(
+        format!("{marker}n{} ", node.id),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    let group = node.group.map_or(String::new(), |g| format!(" [{g}]"));
+    let Some(s) = node.status.as_ref().filter(|_| node.up) else {
+        spans.push(Span::styled(
+            "DOWN     ",
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+        spans.push(Span::raw(format!("killed; restart it with r{group}")));
+        return Line::from(spans);
+    };
+    let stale = s.role == "leader" && !s.has_quorum;
+    let role = if stale {
+        "LEADER?".to_string()
+    } else {
+        s.role.to_uppercase()
+    };
+    spans.push(Span::styled(format!("{role:<9}"), role_style(&s.role)));
+    spans.push(Span::raw(format!(
+        "term {:<3} vote {:<2} leader {:<2} log {:<5} commit {:<5} applied {:<5}",
+        s.term,
+        s.voted_for.map_or("-".into(), |v| format!("n{v}")),
+        s.leader_id.map_or("-".into(), |v| format!("n{v}")),
+        opt(s.last_log_index),
+        opt(s.commit_index),
+        opt(s.last_applied),
+    )));
+    spans.push(Span::styled(group, Style::new().fg(Color::Yellow)));
+    spans.push(Span::raw(" "));
+    spans.extend(timer(s, state));
+    Line::from(spans)
+}
+
+/// The election timer: drains from the last contact with a leader to the latest moment this
+/// follower would start an election. A leader shows its quorum contact instead.
+fn timer(s: &Status, state: &LabState) -> Vec<Span<'static>> {
+    const WIDTH: u64 = 10;
+    match (s.role.as_str(), s.quorum_contact_ms) {
+        ("leader", Some(ms)) if s.has_quorum => vec![Span::styled(
+            format!("quorum ✓ {ms}ms ago"),
+            Style::new().fg(Color::Green),
+        )],
+        ("leader", _) => vec![Span::styled(
+            "no quorum: stale leader",
+            Style::new().fg(Color::Red),
+        )],
+        (_, Some(ms)) => {
+            let full = state.election_deadline_ms.1.max(1);
+            let left = full.saturating_sub(ms);
+            let cells = (left * WIDTH).div_ceil(full).min(WIDTH);
+            let colour = if ms >= state.election_deadline_ms.0 {
+                Color::Red
+            } else {
+                Color::Blue
+            };
+            vec![
+                Span::styled("█".repeat(cells as usize), Style::new().fg(colour)),
+                Span::styled(
+                    "░".repeat((WIDTH - cells) as usize),
+                    Style::new().fg(Color::DarkGray),
+                ),
+                Span::raw(format!(" {:.1}s", left as f64 / 1000.0)),
+            ]
+        }
+        _ => vec![Span::styled(
+            "timer: no leader heard",
+            Style::new().fg(Color::Yellow),
+        )],
+    }
+}
+
+fn log_line(node: &NodeView, state: &LabState, leader: Option<u64>, width: u16) -> Line<'static> {
+    let Some(s) = node.status.as_ref().filter(|_| node.up) else {
+        return Line::from("");
+    };
+    let room = (width as usize).saturating_sub(16);
+    let mut spans = vec![Span::styled("     log ", Style::new().fg(Color::DarkGray))];
+    let shown: Vec<&(u64, u64)> = s
+        .recent_log
+        .iter()
+        .rev()
+        .take(room)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if s.recent_log.len() > shown.len() || shown.first().is_some_and(|(i, _)| *i > 0) {
+        spans.push(Span::styled("…", Style::new().fg(Color::DarkGray)));
+    }
+    for (index, term) in shown {
+        let committed = s.commit_index.is_some_and(|c| *index <= c);
+        let style = Style::new().fg(term_colour(*term));
+        let style = if committed {
+            style
+        } else {
+            style.add_modifier(Modifier::DIM)
+        };
+        spans.push(Span::styled(if committed { "■" } else { "□" }, style));
+    }
+    if let (Some(leader), Some(last)) = (leader, s.last_log_index) {
+        if let Some(l) = state
+            .nodes
+            .get(leader as usize)
+            .and_then(|n| n.status.as_ref())
+            && let Some(p) = l.followers.as_ref().and_then(|f| f.get(&s.id))
+        {
+            spans.push(Span::styled(
+                format!("  matched {}", opt(p.matched_index)),
+                Style::new().fg(Color::DarkGray),
+            ));
+        } else if s.id == leader {
+            spans.push(Span::styled(
+                format!("  last {last}"),
+                Style::new().fg(Color::DarkGray),
+            ));
+        }
+    }
+    Line::from(spans)
+}
+
+fn render_links(frame: &mut Frame, area: Rect, state: &LabState) {
+    let n = state.nodes.len() as u64;
+    let mut lines = vec![Line::from(
+        std::iter::once(Span::raw("from\\to"))
+            .chain((0..n).map(|t| Span::raw(format!("{:>5}", format!("n{t}")))))
+            .collect::<Vec<_>>(),
+    )];
+    for from in 0..n {
+        let mut spans = vec![Span::raw(format!("  n{from:<4}"))];
+        for to in 0..n {
+            let cell = match state.link(from, to) {
+                None => Span::raw("    ·"),
+                Some(l) if l.cut => Span::styled(
+                    "    ✕",
+                    Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+                ),
+                Some(l) => {
+                    let total: u32 = l.per_second.values().sum();
+                    let votes = l.per_second.get("Vote").copied().unwrap_or(0)
+                        + l.per_second.get("PreVote").copied().unwrap_or(0);
+                    let style = if votes > 0 {
+                        Style::new().fg(Color::Yellow)
+                    } else {
+                        Style::new()
+                    };
+                    Span::styled(format!("{total:>5}"), style)
+                }
+            };
+            spans.push(cell);
+        }
+        lines.push(Line::from(spans));
+    }
+    lines.push(Line::from(Span::styled(
+        "msgs/s; ✕ cut; yellow: votes",
+        Style::new().fg(Color::DarkGray),
+    )));
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" links ")),
+        area,
+    );
+}
+
+fn render_timeline(frame: &mut Frame, area: Rect, state: &LabState) {
+    let rows = area.height.saturating_sub(2) as usize;
+    let lines: Vec<Line> = state
+        .timeline
+        .iter()
+        .rev()
+        .take(rows)
+        .rev()
+        .map(|e| {
+            Line::from(vec![
+                Span::styled(
+                    format!("{:>6.1}s ", e.at_ms as f64 / 1000.0),
+                    Style::new().fg(Color::DarkGray),
+                ),
+                Span::raw(e.text.clone()),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" timeline ")),
+        area,
+    );
+}
+
+fn render_kv(frame: &mut Frame, area: Rect, state: &LabState) {
+    let lines: Vec<Line> = state
+        .kv
+        .iter()
+        .map(|(k, v)| {
+            let shown = if v.len() > 6 {
+                format!("[{} … {}] ({})", v[0], v[v.len() - 1], v.len())
+            } else {
+                format!("{v:?}")
+            };
+            Line::from(format!("{k} = {shown}"))
+        })
+        .collect();
+    let title = format!(" key/value ({} keys) ", state.kv.len());
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(Block::default().borders(Borders::ALL).title(title)),
+        area,
+    );
+}
+
+fn render_keys(frame: &mut Frame, area: Rect) {
+    let mut spans = Vec::new();
+    for action in ACTIONS.iter().filter(|a| !a.label.is_empty()) {
+        let key = if action.key == ' ' {
+            "space".to_string()
+        } else {
+            action.key.to_string()
+        };
+        spans.push(Span::styled(
+            format!(" {key}"),
+            Style::new().fg(Color::Black).bg(Color::Gray),
+        ));
+        spans.push(Span::raw(format!(" {} ", action.label)));
+    }
+    frame.render_widget(
+        Paragraph::new(Line::from(spans)).wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+fn render_help(frame: &mut Frame, area: Rect, state: &LabState) {
+    let width = area.width.min(90);
+    let height = (ACTIONS.len() as u16 + 6).min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let mut lines: Vec<Line> = ACTIONS
+        .iter()
+        .map(|a| {
+            let key = if a.key == ' ' {
+                "space".to_string()
+            } else {
+                a.key.to_string()
+            };
+            Line::from(vec![
+                Span::styled(
+                    format!("{key:>6}  "),
+                    Style::new().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(a.help),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from(format!(
+        "A follower starts an election {:.1}–{:.1}s after it last heard from a leader.",
+        state.election_deadline_ms.0 as f64 / 1000.0,
+        state.election_deadline_ms.1 as f64 / 1000.0
+    )));
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" help (? to close) "),
+        ),
+        popup,
+    );
+}

@@ -1,0 +1,228 @@
+//! Dashboard rendering on ratatui's TestBackend: what a person sees for a healthy cluster, a
+//! killed node, a partition, a pause and the help overlay (text and colours).
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+
+use super::state::{LabState, LinkView, NodeView, TimelineEntry};
+use super::ui::{View, render, term_colour};
+use crate::raft::status::{FollowerProgress, Status};
+
+fn status(id: u64, role: &str, term: u64, leader: u64) -> Status {
+    let followers = (role == "leader").then(|| {
+        (0..5u64)
+            .filter(|f| *f != id)
+            .map(|f| {
+                (
+                    f,
+                    FollowerProgress {
+                        matched_index: Some(3),
+                        last_ack_ms: Some(20),
+                    },
+                )
+            })
+            .collect()
+    });
+    Status {
+        id,
+        raft_addr: format!("127.0.0.1:{}", 6000 + id),
+        http_addr: format!("127.0.0.1:{}", 8080 + id),
+        role: role.into(),
+        term,
+        voted_for: Some(leader),
+        vote_committed: true,
+        leader_id: Some(leader),
+        leader_addr: Some(format!("127.0.0.1:{}", 6000 + leader)),
+        last_log_index: Some(4),
+        last_log_term: Some(term),
+        recent_log: vec![(0, 0), (1, 1), (2, 1), (3, term), (4, term)],
+        commit_index: Some(3),
+        last_applied: Some(3),
+        snapshot_index: None,
+        purged_index: None,
+        members: vec![],
+        followers,
+        has_quorum: true,
+        quorum_contact_ms: Some(50),
+        pre_vote: true,
+        keys: 1,
+        uptime_secs: 5,
+        fatal: None,
+    }
+}
+
+fn healthy() -> LabState {
+    let nodes = (0..5)
+        .map(|id| NodeView {
+            id,
+            up: true,
+            group: None,
+            status: Some(status(
+                id as u64,
+                if id == 2 { "leader" } else { "follower" },
+                3,
+                2,
+            )),
+        })
+        .collect();
+    let links = (0..5u64)
+        .flat_map(|f| {
+            (0..5u64).filter(move |t| *t != f).map(move |t| LinkView {
+                from: f,
+                to: t,
+                cut: false,
+                per_second: [("Heartbeat".to_string(), 10)].into(),
+            })
+        })
+        .collect();
+    LabState {
+        nodes,
+        links,
+        timeline: vec![TimelineEntry {
+            at_ms: 700,
+            text: "n2 is leader for term 3".into(),
+        }],
+        kv: vec![("a".into(), vec!["cat".into(), "dog".into()])],
+        paused: false,
+        pre_vote: true,
+        timing: "normal".into(),
+        heartbeat_ms: 100,
+        election_deadline_ms: (1500, 2000),
+        uptime_ms: 5000,
+        requests: 0,
+    }
+}
+
+fn draw(state: &LabState, view: &View, width: u16, height: u16) -> Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| render(f, state, view)).unwrap();
+    terminal.backend().buffer().clone()
+}
+
+fn text(buffer: &Buffer) -> String {
+    let area = buffer.area;
+    (0..area.height)
+        .map(|y| {
+            (0..area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect()
+}
+
+/// The position of the first occurrence of `needle` in the rendered screen.
+fn find(buffer: &Buffer, needle: &str) -> Option<(u16, u16)> {
+    let screen = text(buffer);
+    screen.lines().enumerate().find_map(|(y, line)| {
+        line.find(needle)
+            .map(|byte| (line[..byte].chars().count() as u16, y as u16))
+    })
+}
+
+#[test]
+fn a_healthy_cluster_shows_one_green_leader_terms_and_a_log_coloured_by_term() {
+    let buffer = draw(&healthy(), &View::default(), 120, 40);
+    let screen = text(&buffer);
+    assert!(screen.contains("RUNNING"), "{screen}");
+    assert_eq!(screen.matches("LEADER").count(), 1, "{screen}");
+    assert_eq!(screen.matches("FOLLOWER").count(), 4);
+    assert!(screen.contains("term 3"));
+    assert!(screen.contains("a = [\"cat\", \"dog\"]"));
+    assert!(screen.contains("n2 is leader for term 3"));
+    let (x, y) = find(&buffer, "LEADER").unwrap();
+    assert_eq!(buffer[(x, y)].fg, Color::Green);
+    // Log cells: entries of term 1 and term 3 in their term colours; index 4 is not committed.
+    let (lx, ly) = find(&buffer, "log ■").unwrap();
+    let first = lx + 4;
+    assert_eq!(buffer[(first, ly)].fg, term_colour(0));
+    assert_eq!(buffer[(first + 1, ly)].fg, term_colour(1));
+    assert_eq!(buffer[(first + 3, ly)].fg, term_colour(3));
+    assert_eq!(
+        buffer[(first + 4, ly)].symbol(),
+        "□",
+        "uncommitted entry drawn hollow"
+    );
+}
+
+#[test]
+fn a_killed_node_is_shown_down_in_red() {
+    let mut state = healthy();
+    state.nodes[4].up = false;
+    state.nodes[4].status = None;
+    let buffer = draw(&state, &View::default(), 120, 40);
+    let (x, y) = find(&buffer, "DOWN").expect("the killed node says DOWN");
+    assert_eq!(buffer[(x, y)].fg, Color::Red);
+    assert!(
+        text(&buffer)
+            .lines()
+            .nth(y as usize)
+            .unwrap()
+            .contains("n4")
+    );
+}
+
+#[test]
+fn a_partition_shows_groups_cut_links_and_a_stale_leader() {
+    let mut state = healthy();
+    for (i, node) in state.nodes.iter_mut().enumerate() {
+        node.group = Some(if i < 3 { 'A' } else { 'B' });
+    }
+    state.nodes[2].status.as_mut().unwrap().has_quorum = false;
+    for link in &mut state.links {
+        link.cut = (link.from < 3) != (link.to < 3);
+    }
+    let buffer = draw(&state, &View::default(), 120, 40);
+    let screen = text(&buffer);
+    assert_eq!(screen.matches("[A]").count(), 3, "{screen}");
+    assert_eq!(screen.matches("[B]").count(), 2);
+    assert_eq!(
+        screen.matches("    ✕").count(),
+        12,
+        "12 directed links cross the partition"
+    );
+    assert!(screen.contains("LEADER?") && screen.contains("stale leader"));
+    let (x, y) = find(&buffer, "✕").unwrap();
+    assert_eq!(buffer[(x, y)].fg, Color::Red);
+}
+
+#[test]
+fn a_paused_cluster_says_paused_in_yellow() {
+    let mut state = healthy();
+    state.paused = true;
+    let buffer = draw(&state, &View::default(), 120, 40);
+    let (x, y) = find(&buffer, "PAUSED").expect("paused banner");
+    assert_eq!(buffer[(x, y)].bg, Color::Yellow);
+    assert!(!text(&buffer).contains("RUNNING"));
+}
+
+#[test]
+fn the_help_overlay_lists_every_key_and_fits_80_by_24() {
+    let view = View {
+        help: true,
+        ..Default::default()
+    };
+    let buffer = draw(&healthy(), &view, 80, 24);
+    let screen = text(&buffer);
+    assert!(screen.contains("help (? to close)"), "{screen}");
+    for action in super::command::ACTIONS {
+        let first_words: String = action.help.chars().take(20).collect();
+        assert!(
+            screen.contains(&first_words),
+            "help lacks {:?}:\n{screen}",
+            action.help
+        );
+    }
+}
+
+#[test]
+fn the_selected_node_is_marked() {
+    let view = View {
+        selected: 3,
+        ..Default::default()
+    };
+    let screen = text(&draw(&healthy(), &view, 120, 40));
+    assert!(screen.contains("▶n3"), "{screen}");
+}
