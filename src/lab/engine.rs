@@ -92,6 +92,8 @@ impl Engine {
                     Some((LabCommand::Request { via, key, value }, reply)) => self.request(via, key, value, reply),
                     Some((command, reply)) => {
                         let outcome = self.apply(command).await;
+                        // Publish before answering, so whoever sent the command sees its effect.
+                        state.send_replace(self.snapshot().await);
                         let _ = reply.send(outcome);
                     }
                     None => break,

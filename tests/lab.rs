@@ -1,0 +1,253 @@
+//! The lab driven through its control API, as a script would: kill the leader, partition with the
+//! leader in the minority and heal, pause and resume. Real nodes on ephemeral loopback ports.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{free_ports, timing, wait_until};
+use raftkv::cluster::{Cluster, loopback_configs};
+use raftkv::lab::LabState;
+use tempfile::TempDir;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct LabClient {
+    base: String,
+    http: reqwest::Client,
+    _dir: TempDir,
+}
+
+impl LabClient {
+    async fn start() -> LabClient {
+        let dir = TempDir::new().unwrap();
+        let mut configs = loopback_configs(&free_ports(5), &free_ports(5), dir.path(), timing());
+        configs
+            .iter_mut()
+            .for_each(|c| c.request_timeout = Duration::from_millis(1500));
+        let cluster = Cluster::start(configs).await.unwrap();
+        let (lab, _engine) = raftkv::lab::spawn(cluster).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, raftkv::lab::control::router(lab)).await });
+        LabClient {
+            base,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    async fn state(&self) -> LabState {
+        self.http
+            .get(format!("{}/lab/state", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> (u16, String) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// Waits for a leader with a quorum whose term is above `above`; returns (id, term).
+    async fn leader_above(&self, above: u64) -> (usize, u64) {
+        wait_until(
+            WAIT,
+            &format!("a leader with a quorum in a term above {above}"),
+            || async {
+                let s = self.state().await;
+                s.leader()
+                    .filter(|l| l.term > above)
+                    .map(|l| (l.id as usize, l.term))
+            },
+        )
+        .await
+    }
+
+    async fn append(&self, via: usize, value: &str) -> u16 {
+        self.post(
+            "/lab/request",
+            serde_json::json!({"via": via, "key": "log", "value": value}),
+        )
+        .await
+        .0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_through_the_control_api_elects_a_new_leader_in_a_higher_term() {
+    let lab = LabClient::start().await;
+    let (leader, term) = lab.leader_above(0).await;
+    assert_eq!(lab.append(leader, "one").await, 200);
+    let (code, text) = lab
+        .post(
+            &format!("/lab/nodes/{leader}/kill"),
+            serde_json::json!(null),
+        )
+        .await;
+    assert_eq!(code, 200, "{text}");
+    let (new, new_term) = lab.leader_above(term).await;
+    assert_ne!(new, leader);
+    assert!(new_term > term);
+    assert!(!lab.state().await.nodes[leader].up);
+    assert_eq!(lab.append(new, "two").await, 200);
+    assert_eq!(
+        lab.post(
+            &format!("/lab/nodes/{leader}/restart"),
+            serde_json::json!(null)
+        )
+        .await
+        .0,
+        200
+    );
+    wait_until(WAIT, "the restarted node applied both writes", || async {
+        let s = lab.state().await;
+        let st = s.nodes[leader].status.as_ref()?;
+        (st.last_applied >= s.leader()?.commit_index).then_some(())
+    })
+    .await;
+    let timeline: Vec<String> = lab
+        .state()
+        .await
+        .timeline
+        .into_iter()
+        .map(|e| e.text)
+        .collect();
+    assert!(
+        timeline.iter().any(|t| t == &format!("killed n{leader}")),
+        "{timeline:?}"
+    );
+    assert!(
+        timeline
+            .iter()
+            .any(|t| t.starts_with(&format!("n{new} is leader for term"))),
+        "{timeline:?}"
+    );
+    // Bad input is refused with a reason.
+    assert_eq!(
+        lab.post("/lab/nodes/9/kill", serde_json::json!(null))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        lab.post("/lab/partition", serde_json::json!({"groups": "x"}))
+            .await
+            .0,
+        400
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_leader_commits_nothing_and_after_heal_all_converge_without_losing_a_write() {
+    let lab = LabClient::start().await;
+    let (leader, term) = lab.leader_above(0).await;
+    assert_eq!(lab.append(leader, "before").await, 200);
+    // Put the leader on the small side of the assignment's {0,1,2} | {3,4} split.
+    let small: Vec<u64> = if leader >= 3 {
+        vec![3, 4]
+    } else {
+        vec![leader as u64, (leader as u64 + 1) % 3]
+    };
+    let big: Vec<u64> = (0..5).filter(|i| !small.contains(i)).collect();
+    let (code, text) = lab
+        .post(
+            "/lab/partition",
+            serde_json::json!({"groups": [small, big]}),
+        )
+        .await;
+    assert_eq!(code, 200, "{text}");
+    let (new, _) = lab.leader_above(term).await;
+    assert!(big.contains(&(new as u64)));
+    assert_eq!(lab.append(new, "majority").await, 200);
+    let (code, text) = lab
+        .post(
+            "/lab/request",
+            serde_json::json!({"via": leader, "key": "log", "value": "minority"}),
+        )
+        .await;
+    assert_eq!(code, 503, "the minority must not acknowledge: {text}");
+    let state = lab.state().await;
+    assert!(state.nodes[leader].group.is_some());
+    assert_eq!(
+        state.links.iter().filter(|l| l.cut).count(),
+        2 * small.len() * big.len()
+    );
+
+    assert_eq!(lab.post("/lab/heal", serde_json::json!(null)).await.0, 200);
+    wait_until(WAIT, "all five converge on the majority's log", || async {
+        let s = lab.state().await;
+        let commit = s.leader()?.commit_index;
+        s.nodes
+            .iter()
+            .all(|n| {
+                n.status
+                    .as_ref()
+                    .is_some_and(|st| st.last_applied == commit && st.role != "candidate")
+            })
+            .then_some(())
+    })
+    .await;
+    let kv = lab.state().await.kv;
+    let log = &kv.iter().find(|(k, _)| k == "log").unwrap().1;
+    assert_eq!(
+        log,
+        &vec!["before".to_string(), "majority".into()],
+        "acknowledged writes kept, refused one absent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_freezes_terms_and_indexes_and_resume_continues() {
+    let lab = LabClient::start().await;
+    let (leader, term) = lab.leader_above(0).await;
+    assert_eq!(lab.append(leader, "a").await, 200);
+    // Only a state that already records the commit was taken after the write.
+    wait_until(WAIT, "every node applied the write", || async {
+        let s = lab.state().await;
+        let recorded = s
+            .timeline
+            .iter()
+            .any(|e| e.text.contains("+= \"a\" → committed"));
+        let last = s.leader()?.last_log_index;
+        (recorded
+            && s.nodes
+                .iter()
+                .all(|n| n.status.as_ref().is_some_and(|st| st.last_applied == last)))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(lab.post("/lab/pause", serde_json::json!(null)).await.0, 200);
+    let frozen = |s: &LabState| {
+        s.nodes
+            .iter()
+            .map(|n| n.status.as_ref().map(|st| (st.term, st.commit_index)))
+            .collect::<Vec<_>>()
+    };
+    let before = frozen(&lab.state().await);
+    assert!(lab.state().await.paused);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        frozen(&lab.state().await),
+        before,
+        "nothing moves during 2 s of pause"
+    );
+    assert_eq!(
+        lab.post("/lab/resume", serde_json::json!(null)).await.0,
+        200
+    );
+    assert_eq!(lab.append(leader, "b").await, 200);
+    let (_, now) = lab.leader_above(0).await;
+    assert_eq!(now, term, "resuming is not a failure: same term");
+}
