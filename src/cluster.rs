@@ -58,13 +58,6 @@ pub fn loopback_configs(
         .collect()
 }
 
-/// The lab's layout: `n` nodes on the fixed ports.
-pub fn lab_configs(n: usize, data_dir: &Path, timing: Timing) -> Vec<NodeConfig> {
-    let raft: Vec<u16> = (0..n as u16).map(|i| RAFT_BASE_PORT + i).collect();
-    let http: Vec<u16> = (0..n as u16).map(|i| HTTP_BASE_PORT + i).collect();
-    loopback_configs(&raft, &http, data_dir, timing)
-}
-
 pub struct Cluster {
     configs: Vec<NodeConfig>,
     /// Faults and events shared by every node's transport.

@@ -49,6 +49,12 @@ struct LabArgs {
     /// No dashboard: print the timeline to stdout (also chosen when there is no terminal).
     #[arg(long)]
     headless: bool,
+    /// Node i serves Raft on 127.0.0.1:(RAFT_PORT+i).
+    #[arg(long, default_value_t = raftkv::cluster::RAFT_BASE_PORT)]
+    raft_port: u16,
+    /// Node i serves HTTP on 127.0.0.1:(HTTP_PORT+i).
+    #[arg(long, default_value_t = raftkv::cluster::HTTP_BASE_PORT)]
+    http_port: u16,
     /// Address of the lab's control API (GET /lab/state, POST /lab/...).
     #[arg(long, default_value = "127.0.0.1:8079")]
     control: std::net::SocketAddr,
@@ -62,6 +68,8 @@ impl Default for LabArgs {
             fresh: false,
             timing: "normal".into(),
             headless: false,
+            raft_port: raftkv::cluster::RAFT_BASE_PORT,
+            http_port: raftkv::cluster::HTTP_BASE_PORT,
             control: ([127, 0, 0, 1], 8079).into(),
         }
     }
@@ -182,7 +190,10 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     } else {
         Timing::default()
     };
-    let configs = raftkv::cluster::lab_configs(args.nodes as usize, &args.data_dir, timing);
+    let n = args.nodes;
+    let raft: Vec<u16> = (0..n).map(|i| args.raft_port + i).collect();
+    let http: Vec<u16> = (0..n).map(|i| args.http_port + i).collect();
+    let configs = raftkv::cluster::loopback_configs(&raft, &http, &args.data_dir, timing);
     let control = tokio::net::TcpListener::bind(args.control)
         .await
         .with_context(|| {

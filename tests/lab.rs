@@ -219,7 +219,7 @@ async fn pause_freezes_terms_and_indexes_and_resume_continues() {
         let recorded = s
             .timeline
             .iter()
-            .any(|e| e.text.contains("+= \"a\" → committed"));
+            .any(|e| e.text.contains("APPEND log a: committed"));
         let last = s.leader()?.last_log_index;
         (recorded
             && s.nodes

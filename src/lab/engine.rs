@@ -235,7 +235,7 @@ impl Engine {
     /// Sends a client request through node `via` without blocking the engine: a task waits for the
     /// outcome, notes it in the timeline and answers the caller.
     fn request(&mut self, via: usize, key: String, value: String, reply: Reply) {
-        let what = format!("request via n{via}: APPEND {key:?} += {value:?}");
+        let what = format!("client→n{via}: APPEND {key} {value}");
         let client = match self.cluster.client(via) {
             Ok(client) => client,
             Err(e) => {
@@ -252,8 +252,8 @@ impl Engine {
                 .write(crate::kv::Command::Append { key, value })
                 .await
             {
-                Ok(r) => Ok(format!("{what} → committed (list length {})", r.len)),
-                Err(e) => Err(format!("{what} → failed: {e}")),
+                Ok(r) => Ok(format!("{what}: committed (len {})", r.len)),
+                Err(e) => Err(format!("{what}: FAILED {e}")),
             };
             let _ = done.send(outcome.clone().unwrap_or_else(|e| e)).await;
             let _ = reply.send(outcome);

@@ -1,0 +1,161 @@
+//! End to end: the real `raftkv lab` binary in a tmux terminal (120×40), driven by key presses,
+//! read back with `tmux capture-pane`. Uses its own tmux server socket and kills it afterwards.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{free_ports, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_raftkv");
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "lab"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        assert!(
+            self.run(&["send-keys", "-t", "lab", "-l", keys])
+                .status
+                .success()
+        );
+    }
+
+    async fn wait_for(&self, what: &str, probe: impl Fn(&str) -> bool) -> String {
+        wait_until(WAIT, what, || async {
+            let screen = self.screen();
+            probe(&screen).then_some(screen)
+        })
+        .await
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The id of the node whose line says LEADER (and not LEADER?).
+fn leader_on(screen: &str) -> Option<usize> {
+    screen
+        .lines()
+        .find(|l| l.contains("LEADER "))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find(|w| w.trim_start_matches('▶').starts_with('n'))
+        })
+        .and_then(|w| w.trim_start_matches('▶')[1..].parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits_cleanly() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux must be installed in CI (.ci/run installs it)"
+        );
+        eprintln!(
+            "SKIPPED: tmux is not installed; install it to run the end-to-end dashboard test"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Five consecutive free ports for Raft and for HTTP: probe a base until all ten bind.
+    let base = (20_000..60_000u16)
+        .step_by(97)
+        .skip((std::process::id() % 300) as usize)
+        .find(|b| {
+            (0..5).all(|i| {
+                std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()
+                    && std::net::TcpListener::bind(("127.0.0.1", b + 50 + i)).is_ok()
+            })
+        })
+        .expect("free ports");
+    let control = free_ports(1)[0];
+    let tmux = Tmux {
+        socket: format!("raftkv-test-{}", std::process::id()),
+    };
+    let command = format!(
+        "{BIN} lab --fresh --data-dir {} --raft-port {base} --http-port {} --control 127.0.0.1:{control}",
+        dir.path().display(),
+        base + 50
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "lab",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &command,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+
+    let screen = tmux
+        .wait_for("a leader is shown", |s| leader_on(s).is_some())
+        .await;
+    assert!(
+        screen.contains("raftkv lab") && screen.contains("RUNNING"),
+        "{screen}"
+    );
+    let leader = leader_on(&screen).unwrap();
+
+    tmux.keys("a");
+    tmux.wait_for("the client request is committed", |s| {
+        s.contains("APPEND log v1: committed")
+    })
+    .await;
+    tmux.wait_for("the key/value panel shows it", |s| {
+        s.contains("log = [\"v1\"]")
+    })
+    .await;
+
+    tmux.keys(&leader.to_string());
+    tmux.keys("k");
+    let screen = tmux
+        .wait_for("the old leader is down and a new one leads", |s| {
+            s.contains("DOWN") && leader_on(s).is_some_and(|l| l != leader)
+        })
+        .await;
+    assert!(screen.contains(&format!("killed n{leader}")), "{screen}");
+
+    tmux.keys("?");
+    tmux.wait_for("the help overlay opens", |s| {
+        s.contains("help (? to close)")
+    })
+    .await;
+    tmux.keys("?");
+    tmux.wait_for("the help overlay closes", |s| {
+        !s.contains("help (? to close)")
+    })
+    .await;
+
+    tmux.keys("q");
+    wait_until(WAIT, "the lab exits on q", || async {
+        (!tmux.run(&["has-session", "-t", "lab"]).status.success()).then_some(())
+    })
+    .await;
+}
