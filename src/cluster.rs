@@ -106,13 +106,16 @@ impl Cluster {
         }
     }
 
-    /// Starts node `id` again from its data directory (no-op if it runs).
+    /// Starts node `id` again from its data directory; refused if it runs.
     pub async fn restart(&mut self, id: usize) -> Result<()> {
         let slot = self
             .nodes
             .get_mut(id)
             .ok_or_else(|| Error::InvalidInput(format!("no node {id}")))?;
-        if slot.is_none() {
+        if slot.is_some() {
+            return Err(Error::InvalidInput(format!("node {id} is already running")));
+        }
+        {
             let node = Node::start(self.configs[id].clone(), self.env.clone()).await?;
             // A node restarted during a pause joins the freeze.
             node.set_timers(!self.env.faults.snapshot().paused);

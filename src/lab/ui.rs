@@ -132,7 +132,7 @@ fn node_line(node: &NodeView, state: &LabState, selected: bool) -> Line<'static>
     } else {
         s.role.to_uppercase()
     };
-    spans.push(Span::styled(format!("{role:<9}"), role_style(&s.role)));
+    spans.push(Span::styled(format!("{role:<10}"), role_style(&s.role)));
     spans.push(Span::raw(format!(
         "term {:<3} vote {:<2} leader {:<2} log {:<5} commit {:<5} applied {:<5}",
         s.term,
@@ -152,6 +152,10 @@ fn node_line(node: &NodeView, state: &LabState, selected: bool) -> Line<'static>
 /// follower would start an election. A leader shows its quorum contact instead.
 fn timer(s: &Status, state: &LabState) -> Vec<Span<'static>> {
     const WIDTH: u64 = 10;
+    if state.paused {
+        // Timers are frozen during a pause; wall-clock ages would drain the bar misleadingly.
+        return vec![Span::styled("timer paused", Style::new().fg(Color::Yellow))];
+    }
     match (s.role.as_str(), s.quorum_contact_ms) {
         ("leader", Some(ms)) if s.has_quorum => vec![Span::styled(
             format!("quorum ✓ {ms}ms ago"),

@@ -196,6 +196,11 @@ fn a_paused_cluster_says_paused_in_yellow() {
     let (x, y) = find(&buffer, "PAUSED").expect("paused banner");
     assert_eq!(buffer[(x, y)].bg, Color::Yellow);
     assert!(!text(&buffer).contains("RUNNING"));
+    assert_eq!(
+        text(&buffer).matches("timer paused").count(),
+        4,
+        "frozen follower timers do not drain"
+    );
 }
 
 #[test]

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Regenerates the lab screenshots in images/ from a real run: starts `raftkv lab` in a 120x40 tmux
+# terminal on spare ports, drives it through the control API and keys, and captures the screen.
+# Needs tmux and python3 with rich and cairosvg (pip install rich cairosvg).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+cargo build --release -q
+bin="$root/target/release/raftkv"
+sock="raftkv-shots-$$"
+data="$(mktemp -d)"
+ctl="127.0.0.1:18079"
+cleanup() { tmux -L "$sock" kill-server 2>/dev/null || true; rm -rf "$data"; }
+trap cleanup EXIT
+
+tmux -L "$sock" new-session -d -s lab -x 120 -y 40 \
+  "$bin lab --fresh --data-dir $data --raft-port 16000 --http-port 18080 --control $ctl"
+post() { curl -sf -X POST "http://$ctl$1" -H 'Content-Type: application/json' -d "${2:-null}" >/dev/null; }
+state() { curl -sf "http://$ctl/lab/state"; }
+leader() { state | python3 -c 'import json,sys; s=json.load(sys.stdin); l=[n["status"] for n in s["nodes"] if n["status"] and n["status"]["role"]=="leader" and n["status"]["has_quorum"]]; print(max(l,key=lambda x:x["term"])["id"] if l else "")'; }
+wait_leader() { local l; for _ in $(seq 100); do l=$(leader 2>/dev/null || true); [ -n "$l" ] && [ "$l" != "${1:-}" ] && { echo "$l"; return; }; sleep 0.2; done; echo "no leader" >&2; exit 1; }
+shot() { sleep "${3:-1}"; tmux -L "$sock" capture-pane -e -p -t lab > "$data/$1.ansi"; python3 images/screenshot.py "$data/$1.ansi" "images/$1.png" "$2"; echo "images/$1.png"; }
+
+l=$(wait_leader)
+for v in cat dog mouse; do post /lab/request "{\"via\":$(( (l + 1) % 5 )),\"key\":\"a\",\"value\":\"$v\"}"; done
+shot lab-healthy "raftkv lab: five nodes, one leader, a replicated log"
+
+post "/lab/nodes/$l/kill"
+wait_leader "$l" >/dev/null
+post /lab/request '{"key":"a","value":"after-kill"}' || true
+shot lab-leader-killed "the leader was killed; a new leader in a higher term"
+
+post "/lab/nodes/$l/restart"
+post /lab/partition '{"groups":[[0,1,2],[3,4]]}'
+post /lab/request '{"via":0,"key":"a","value":"majority"}' || true
+shot lab-partition "partition {0,1,2} | {3,4}" 3
+
+post /lab/heal
+post /lab/pause
+tmux -L "$sock" send-keys -t lab '?'
+shot lab-paused-help "paused, with the help overlay"
