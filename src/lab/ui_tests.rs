@@ -198,8 +198,8 @@ fn a_paused_cluster_says_paused_in_yellow() {
     assert!(!text(&buffer).contains("RUNNING"));
     assert_eq!(
         text(&buffer).matches("timer paused").count(),
-        4,
-        "frozen follower timers do not drain"
+        5,
+        "frozen timers do not drain, the leader's included"
     );
 }
 
