@@ -251,3 +251,37 @@ async fn pause_freezes_terms_and_indexes_and_resume_continues() {
     let (_, now) = lab.leader_above(0).await;
     assert_eq!(now, term, "resuming is not a failure: same term");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_hands_leadership_to_the_chosen_node_and_timeout_starts_an_election() {
+    let lab = LabClient::start().await;
+    let (leader, term) = lab.leader_above(0).await;
+    let target = (leader + 2) % 5;
+    let (code, text) = lab
+        .post(
+            &format!("/lab/nodes/{target}/transfer"),
+            serde_json::json!(null),
+        )
+        .await;
+    assert_eq!(code, 200, "{text}");
+    let (now, new_term) = lab.leader_above(term).await;
+    assert_eq!(now, target, "leadership went to the chosen node");
+    // A follower that times out starts an election; with pre-vote on and a live leader it cannot
+    // win votes, so the leader and term stay.
+    let follower = (target + 1) % 5;
+    assert_eq!(
+        lab.post(
+            &format!("/lab/nodes/{follower}/timeout"),
+            serde_json::json!(null)
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(lab.append(target, "still-leading").await, 200);
+    let state = lab.state().await;
+    assert_eq!(
+        state.leader().map(|l| (l.id as usize, l.term)),
+        Some((target, new_term))
+    );
+}

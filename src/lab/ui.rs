@@ -105,13 +105,18 @@ fn render_nodes(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
     let leader = state.leader().map(|s| s.id);
     let mut lines = Vec::new();
     for node in &state.nodes {
-        lines.push(node_line(node, state, view.selected == node.id));
+        lines.push(node_line(
+            node,
+            state,
+            view.selected == node.id,
+            inner.width < 110,
+        ));
         lines.push(log_line(node, state, leader, inner.width));
     }
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn node_line(node: &NodeView, state: &LabState, selected: bool) -> Line<'static> {
+fn node_line(node: &NodeView, state: &LabState, selected: bool, compact: bool) -> Line<'static> {
     let marker = if selected { "▶" } else { " " };
     let mut spans = vec![Span::styled(
         format!("{marker}n{} ", node.id),
@@ -133,15 +138,19 @@ fn node_line(node: &NodeView, state: &LabState, selected: bool) -> Line<'static>
         s.role.to_uppercase()
     };
     spans.push(Span::styled(format!("{role:<10}"), role_style(&s.role)));
-    spans.push(Span::raw(format!(
-        "term {:<3} vote {:<2} leader {:<2} log {:<5} commit {:<5} applied {:<5}",
-        s.term,
-        s.voted_for.map_or("-".into(), |v| format!("n{v}")),
-        s.leader_id.map_or("-".into(), |v| format!("n{v}")),
+    let vote = s.voted_for.map_or("-".into(), |v| format!("n{v}"));
+    let leader = s.leader_id.map_or("-".into(), |v| format!("n{v}"));
+    let (log, commit, applied) = (
         opt(s.last_log_index),
         opt(s.commit_index),
         opt(s.last_applied),
-    )));
+    );
+    spans.push(Span::raw(if compact {
+        // 80 columns: the same facts, abbreviated (T term, V vote, L leader, log/commit/applied).
+        format!("T{:<3} V{vote:<3} L{leader:<3} {log:>4}/{commit:>4}/{applied:>4}", s.term)
+    } else {
+        format!("term {:<3} vote {vote:<2} leader {leader:<2} log {log:<5} commit {commit:<5} applied {applied:<5}", s.term)
+    }));
     spans.push(Span::styled(group, Style::new().fg(Color::Yellow)));
     spans.push(Span::raw(" "));
     spans.extend(timer(s, state));

@@ -231,3 +231,23 @@ fn the_selected_node_is_marked() {
     let screen = text(&draw(&healthy(), &view, 120, 40));
     assert!(screen.contains("▶n3"), "{screen}");
 }
+
+#[test]
+fn at_80_by_24_every_node_shows_role_term_indexes_and_timer() {
+    let screen = text(&draw(&healthy(), &View::default(), 80, 24));
+    for id in 0..5 {
+        let line = screen
+            .lines()
+            .find(|l| l.contains(&format!("n{id} ")))
+            .unwrap_or_else(|| panic!("n{id} missing:\n{screen}"));
+        assert!(line.contains("T3 "), "term shown: {line}");
+        assert!(
+            line.contains("4/   3/   3"),
+            "log/commit/applied shown: {line}"
+        );
+        assert!(
+            line.contains('s') && (line.contains("quorum") || line.contains('█')),
+            "timer shown: {line}"
+        );
+    }
+}
