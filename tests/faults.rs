@@ -104,6 +104,15 @@ async fn pre_vote_keeps_an_isolated_follower_from_raising_the_term_and_without_i
     );
 }
 
+async fn terms_and_commits(c: &TestCluster) -> Vec<Option<(u64, Option<u64>)>> {
+    c.cluster
+        .statuses()
+        .await
+        .into_iter()
+        .map(|s| s.map(|s| (s.term, s.commit_index)))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_cluster_keeps_its_terms_and_indexes_and_resumes_without_loss() {
     let c = TestCluster::start(5, |_| {}).await;
@@ -118,13 +127,7 @@ async fn a_paused_cluster_keeps_its_terms_and_indexes_and_resumes_without_loss()
         .await;
     }
     c.cluster.pause();
-    let frozen: Vec<_> = c
-        .cluster
-        .statuses()
-        .await
-        .into_iter()
-        .map(|s| s.map(|s| (s.term, s.commit_index)))
-        .collect();
+    let frozen = terms_and_commits(&c).await;
     // A write sent while paused waits (its messages are held), then commits after resume.
     let write = tokio::spawn({
         let (http, url) = (c.http.clone(), c.url((leader + 1) % 5, "/keys/k"));
@@ -136,13 +139,7 @@ async fn a_paused_cluster_keeps_its_terms_and_indexes_and_resumes_without_loss()
         }
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let still: Vec<_> = c
-        .cluster
-        .statuses()
-        .await
-        .into_iter()
-        .map(|s| s.map(|s| (s.term, s.commit_index)))
-        .collect();
+    let still = terms_and_commits(&c).await;
     assert_eq!(
         still, frozen,
         "nothing moves while paused (2 s = several election timeouts)"
