@@ -20,4 +20,5 @@ pub mod net;
 pub mod node;
 pub mod observe;
 pub mod raft;
+pub mod scenario;
 pub mod store;

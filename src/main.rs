@@ -30,6 +30,25 @@ enum Command {
     /// 127.0.0.1:(6000+i) and HTTP on 127.0.0.1:(8080+i), data in DATA_DIR/node<i>), a dashboard
     /// to watch it and keys to break it. Without a terminal it runs headless, printing the timeline.
     Lab(LabArgs),
+    /// Replay the steps of a report question against a real cluster and write what the system
+    /// answered (markdown) into OUT: task2, task3, partition-a (leader on the first computer),
+    /// partition-b (leader on the second).
+    Scenario(ScenarioArgs),
+}
+
+#[derive(clap::Args)]
+struct ScenarioArgs {
+    #[arg(value_parser = ["task2", "task3", "partition-a", "partition-b"])]
+    name: String,
+    /// Folder for the evidence.
+    #[arg(long, default_value = "images/evidence")]
+    out: PathBuf,
+    /// Node i serves Raft on 127.0.0.1:(RAFT_PORT+i).
+    #[arg(long, default_value_t = 6000)]
+    raft_port: u16,
+    /// Node i serves HTTP on 127.0.0.1:(HTTP_PORT+i).
+    #[arg(long, default_value_t = 8080)]
+    http_port: u16,
 }
 
 #[derive(clap::Args)]
@@ -161,6 +180,15 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(Command::Lab(LabArgs::default()))
     {
         Command::Lab(args) => run_lab(args).await?,
+        Command::Scenario(args) => {
+            let options = raftkv::scenario::Options {
+                out: args.out,
+                raft_port: args.raft_port,
+                http_port: args.http_port,
+            };
+            let path = raftkv::scenario::run(&args.name, &options).await?;
+            println!("{}", path.display());
+        }
         Command::Node(args) => {
             let config = node_config(args)?;
             let (id, dir) = (config.id, config.data_dir.clone());
