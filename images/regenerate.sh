@@ -19,6 +19,8 @@ post() { curl -sf -X POST "http://$ctl$1" -H 'Content-Type: application/json' -d
 state() { curl -sf "http://$ctl/lab/state"; }
 leader() { state | python3 -c 'import json,sys; s=json.load(sys.stdin); l=[n["status"] for n in s["nodes"] if n["status"] and n["status"]["role"]=="leader" and n["status"]["has_quorum"]]; print(max(l,key=lambda x:x["term"])["id"] if l else "")'; }
 wait_leader() { local l; for _ in $(seq 100); do l=$(leader 2>/dev/null || true); [ -n "$l" ] && [ "$l" != "${1:-}" ] && { echo "$l"; return; }; sleep 0.2; done; echo "no leader" >&2; exit 1; }
+wait_all_applied() { for _ in $(seq 150); do state | python3 -c 'import json,sys; s=json.load(sys.stdin); a={n["status"]["last_applied"] for n in s["nodes"] if n["status"]}; l=[n["status"]["last_log_index"] for n in s["nodes"] if n["status"] and n["status"]["role"]=="leader"]; sys.exit(0 if len(a)==1 and l and a=={max(l)} else 1)' && return; sleep 0.2; done; echo "not settled" >&2; exit 1; }
+term_of() { state | python3 -c "import json,sys; s=json.load(sys.stdin); print(s['nodes'][$1]['status']['term'])"; }
 shot() { sleep "${3:-1}"; tmux -L "$sock" capture-pane -e -p -t lab > "$data/$1.ansi"; python3 images/screenshot.py "$data/$1.ansi" "images/$1.png" "$2"; echo "images/$1.png"; }
 
 l=$(wait_leader)
@@ -39,3 +41,37 @@ post /lab/heal
 post /lab/pause
 tmux -L "$sock" send-keys -t lab '?'
 shot lab-paused-help "paused, with the help overlay"
+
+# ---- Report Task 1, question 2: an uncommitted entry on a leader that is then stopped.
+post /lab/resume
+tmux -L "$sock" send-keys -t lab '?'
+l=$(wait_leader)
+post /lab/request "{\"via\":$l,\"key\":\"q2\",\"value\":\"first\"}"
+wait_all_applied
+post /lab/pause
+( curl -s -X POST "http://$ctl/lab/request" -H 'Content-Type: application/json' -d "{\"via\":$l,\"key\":\"q2\",\"value\":\"during-pause\"}" >/dev/null || true ) &
+shot task1-q2-paused "Task 1 Q2: paused; the leader holds an entry not yet replicated" 1.5
+post "/lab/nodes/$l/kill"
+post /lab/resume
+n=$(wait_leader "$l")
+post /lab/request "{\"via\":$n,\"key\":\"q2\",\"value\":\"new-leader\"}"
+post "/lab/nodes/$l/restart"
+wait_all_applied
+post /lab/pause
+shot task1-q2-after "Task 1 Q2: the old leader is back; its uncommitted entry was replaced"
+post /lab/resume
+
+# ---- Report Task 1, question 3: no majority. Pre-vote off, as in raft.github.io.
+post /lab/pre-vote '{"enabled":false}'
+l=$(wait_leader)
+t0=$(term_of $(( (l + 1) % 5 )))
+post "/lab/nodes/$l/kill"; post "/lab/nodes/$(( (l + 2) % 5 ))/kill"; post "/lab/nodes/$(( (l + 3) % 5 ))/kill"
+for _ in $(seq 150); do [ "$(term_of $(( (l + 1) % 5 )))" -ge $(( t0 + 3 )) ] && break; sleep 0.2; done
+post /lab/pause
+shot task1-q3-no-majority "Task 1 Q3: three of five stopped; the two left keep raising the term"
+post /lab/resume
+for k in 0 2 3; do post "/lab/nodes/$(( (l + k) % 5 ))/restart"; done
+wait_leader >/dev/null
+wait_all_applied
+post /lab/pause
+shot task1-q3-elected "Task 1 Q3: all five back; one leader elected in a higher term"

@@ -168,17 +168,18 @@ fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,openraft=error,raftkv=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse()
+    let command = Cli::parse()
         .command
-        .unwrap_or(Command::Lab(LabArgs::default()))
+        .unwrap_or(Command::Lab(LabArgs::default()));
+    if let Command::Lab(args) = &command
+        && args.fresh
+        && args.data_dir.exists()
     {
+        std::fs::remove_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot delete {}", args.data_dir.display()))?;
+    }
+    init_logging(&command)?;
+    match command {
         Command::Lab(args) => run_lab(args).await?,
         Command::Scenario(args) => {
             let options = raftkv::scenario::Options {
@@ -209,10 +210,6 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    if args.fresh && args.data_dir.exists() {
-        std::fs::remove_dir_all(&args.data_dir)
-            .with_context(|| format!("cannot delete {}", args.data_dir.display()))?;
-    }
     let timing = if args.timing == "slow" {
         raftkv::cluster::SLOW
     } else {
@@ -273,5 +270,35 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     drop(lab);
     // The engine shuts the cluster down once every handle is gone (the control API holds one).
     engine.abort();
+    Ok(())
+}
+
+/// Logs go to stderr, except under the dashboard, where they would overwrite the screen: then they
+/// go to DATA_DIR/lab.log. `RUST_LOG` filters as usual.
+fn init_logging(command: &Command) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,openraft=error,raftkv=info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match command {
+        Command::Lab(args)
+            if !args.headless
+                && std::io::stdout().is_terminal()
+                && std::io::stdin().is_terminal() =>
+        {
+            std::fs::create_dir_all(&args.data_dir)?;
+            let path = args.data_dir.join("lab.log");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        _ => builder.with_writer(std::io::stderr).init(),
+    }
     Ok(())
 }

@@ -131,7 +131,8 @@ fn node_line(node: &NodeView, state: &LabState, selected: bool, compact: bool) -
         spans.push(Span::raw(format!("killed; restart it with r{group}")));
         return Line::from(spans);
     };
-    let stale = s.role == "leader" && !s.has_quorum;
+    // During a pause every quorum contact ages; that is not a lost quorum.
+    let stale = s.role == "leader" && !s.has_quorum && !state.paused;
     let role = if stale {
         "LEADER?".to_string()
     } else {
