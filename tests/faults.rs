@@ -39,6 +39,9 @@ async fn a_leader_in_the_minority_commits_nothing_and_the_majority_carries_on_th
             .post(*i as usize, "k", r#"{"type":"APPEND","value":"minority"}"#)
             .await;
         assert_eq!(code, 503, "node {i}: {text}");
+        // A follower cut off from its leader never gets its request through, so it knows nothing
+        // was appended; the old leader itself refuses before appending (its lease expired).
+        assert!(text.starts_with("unavailable:"), "node {i}: {text}");
         assert_eq!(c.get(*i as usize, "k", "").await.0, 503);
     }
     let old = c.status(leader).await.unwrap();
@@ -153,6 +156,32 @@ async fn a_paused_cluster_keeps_its_terms_and_indexes_and_resumes_without_loss()
     assert_eq!(
         c.get(leader, "k", "").await.1,
         Some(vec!["a".to_string(), "during".into()])
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_cut_off_from_their_leader_refuse_writes_knowing_nothing_was_appended() {
+    let c = TestCluster::start(5, |cfg| cfg.request_timeout = Duration::from_millis(1500)).await;
+    let (leader, _) = c.leader(WAIT).await;
+    let cut_off: Vec<u64> = vec![((leader + 1) % 5) as u64, ((leader + 2) % 5) as u64];
+    let rest: Vec<u64> = (0..5u64).filter(|i| !cut_off.contains(i)).collect();
+    c.cluster.partition(&[cut_off.clone(), rest]).unwrap();
+    for i in &cut_off {
+        // Its leader is on the other side: the forward never leaves, so the outcome is certain.
+        let (code, text) = c
+            .post(*i as usize, "k", r#"{"type":"APPEND","value":"lost"}"#)
+            .await;
+        assert_eq!(code, 503, "node {i}: {text}");
+        assert!(
+            text.starts_with("unavailable:") && text.contains("is cut"),
+            "node {i}: {text}"
+        );
+    }
+    assert_eq!(
+        c.append(leader, "k", "kept").await,
+        204,
+        "the leader keeps a majority"
     );
     c.shutdown().await;
 }

@@ -228,6 +228,16 @@ impl Peers {
         request: &Request,
         timeout: Duration,
     ) -> io::Result<Reply> {
+        let call = self.call_unchecked(target, request, timeout);
+        self.me.env.deliver(self.me.id, target, request, call).await
+    }
+
+    async fn call_unchecked(
+        &self,
+        target: u64,
+        request: &Request,
+        timeout: Duration,
+    ) -> io::Result<Reply> {
         let pooled = self
             .idle
             .lock()
