@@ -11,6 +11,7 @@
 //! - [`cluster`]: N nodes in one process on loopback (the lab's engine, also used by tests).
 
 pub mod api;
+pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod error;

@@ -34,6 +34,32 @@ enum Command {
     /// answered (markdown) into OUT: task2, task3, partition-a (leader on the first computer),
     /// partition-b (leader on the second).
     Scenario(ScenarioArgs),
+    /// Jepsen-style soak: concurrent clients append and read through random nodes of an
+    /// in-process cluster while a nemesis kills, partitions, cuts and pauses; then the history is
+    /// checked (lost, duplicate, reordered, stale, phantom). Exits 1 on any anomaly.
+    Nemesis(NemesisArgs),
+}
+
+#[derive(clap::Args)]
+struct NemesisArgs {
+    /// How long the clients run.
+    #[arg(long, default_value_t = 120)]
+    seconds: u64,
+    /// A new fault this often (seconds).
+    #[arg(long, default_value_t = 3)]
+    fault_every: u64,
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    #[arg(long, default_value_t = 4)]
+    keys: usize,
+    /// Seed for the clients' and the nemesis' choices (same seed, same schedule of choices).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Node i serves Raft on 127.0.0.1:(RAFT_PORT+i) and HTTP on 127.0.0.1:(HTTP_PORT+i).
+    #[arg(long, default_value_t = 36000)]
+    raft_port: u16,
+    #[arg(long, default_value_t = 36100)]
+    http_port: u16,
 }
 
 #[derive(clap::Args)]
@@ -181,6 +207,44 @@ async fn main() -> anyhow::Result<()> {
     init_logging(&command)?;
     match command {
         Command::Lab(args) => run_lab(args).await?,
+        Command::Nemesis(args) => {
+            let dir = tempfile::tempdir()?;
+            let raft: Vec<u16> = (0..5).map(|i| args.raft_port + i).collect();
+            let http: Vec<u16> = (0..5).map(|i| args.http_port + i).collect();
+            let mut configs =
+                raftkv::cluster::loopback_configs(&raft, &http, dir.path(), Timing::default());
+            configs
+                .iter_mut()
+                .for_each(|c| c.request_timeout = Duration::from_secs(2));
+            let cluster = raftkv::cluster::Cluster::start(configs).await?;
+            let config = raftkv::check::nemesis::Config {
+                clients: args.clients,
+                keys: args.keys,
+                duration: Duration::from_secs(args.seconds),
+                fault_every: Duration::from_secs(args.fault_every.max(1)),
+                seed: args.seed,
+                local_reads: false,
+            };
+            let run = raftkv::check::nemesis::run(cluster, config).await?;
+            for fault in &run.faults {
+                println!("fault {fault}");
+            }
+            let r = &run.report;
+            println!(
+                "ops {} / ok {} / failed {} / unknown {} / anomalies {}",
+                r.ops,
+                r.ok,
+                r.failed,
+                r.unknown,
+                r.anomalies.len()
+            );
+            for a in &r.anomalies {
+                println!("ANOMALY {a}");
+            }
+            if !r.anomalies.is_empty() {
+                std::process::exit(1);
+            }
+        }
         Command::Scenario(args) => {
             let options = raftkv::scenario::Options {
                 out: args.out,

@@ -1,0 +1,224 @@
+//! Drives a live in-process cluster with concurrent clients while a nemesis injects faults, then
+//! reads the final state and checks the history (see [`super::list_append`]). Clients talk HTTP to
+//! random nodes exactly as users would. Outcomes are classified conservatively: only a 204 is an
+//! acknowledged append; only "unavailable" answers and refused connections count as certainly not
+//! applied; everything else is unknown.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+use super::history::{Kind, Op, Outcome};
+use super::list_append::{self, Report};
+use crate::cluster::Cluster;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub clients: usize,
+    pub keys: usize,
+    /// How long the clients run (the fault schedule runs during the same time).
+    pub duration: Duration,
+    /// A new fault (after healing the previous one) this often.
+    pub fault_every: Duration,
+    pub seed: u64,
+    /// Read with `?consistency=local` (possibly stale by design): only to show that the checker
+    /// catches stale reads when they happen.
+    pub local_reads: bool,
+}
+
+pub struct Run {
+    pub report: Report,
+    /// The faults injected, in order, with their time.
+    pub faults: Vec<String>,
+}
+
+/// Runs the workload and the nemesis on `cluster` (whose nodes must already be started).
+pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
+    let http: Vec<String> = (0..cluster.len())
+        .map(|i| format!("http://{}", cluster.config(i).http_addr))
+        .collect();
+    let timeout = cluster.config(0).request_timeout + Duration::from_secs(2);
+    let started = Instant::now();
+    let ms = move || started.elapsed().as_millis() as u64;
+    let history: Arc<Mutex<Vec<Op>>> = Default::default();
+    let client = reqwest::Client::new();
+    let deadline = started + config.duration;
+
+    let mut tasks = Vec::new();
+    for c in 0..config.clients {
+        let (history, client, http) = (history.clone(), client.clone(), http.clone());
+        let mut rng = StdRng::seed_from_u64(config.seed.wrapping_add(c as u64 + 1));
+        let keys = config.keys;
+        let query = if config.local_reads {
+            "?consistency=local"
+        } else {
+            ""
+        };
+        tasks.push(tokio::spawn(async move {
+            for n in 0u64.. {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let key = format!("k{}", rng.random_range(0..keys));
+                let node = &http[rng.random_range(0..http.len())];
+                let url = format!("{node}/keys/{key}");
+                let invoked_ms = ms();
+                let (kind, outcome) = if rng.random_bool(0.7) {
+                    let value = format!("c{c}-{n}");
+                    let body = serde_json::json!({"type": "APPEND", "value": value});
+                    let resp = client.post(&url).json(&body).timeout(timeout).send().await;
+                    (Kind::Append { key, value }, classify_append(resp).await)
+                } else {
+                    let resp = client
+                        .get(format!("{url}{query}"))
+                        .timeout(timeout)
+                        .send()
+                        .await;
+                    (Kind::Read { key }, classify_read(resp).await)
+                };
+                history.lock().unwrap().push(Op {
+                    client: c,
+                    kind,
+                    invoked_ms,
+                    completed_ms: ms(),
+                    outcome,
+                });
+            }
+        }));
+    }
+
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut faults = Vec::new();
+    let mut down: Vec<usize> = Vec::new();
+    while Instant::now() + config.fault_every < deadline {
+        tokio::time::sleep(config.fault_every).await;
+        // Undo the previous fault first, so at most one is active at a time.
+        cluster.heal().await;
+        for id in down.drain(..) {
+            cluster.restart(id).await?;
+        }
+        let n = cluster.len();
+        let text = match rng.random_range(0..5) {
+            0 => {
+                let id = rng.random_range(0..n);
+                cluster.kill(id).await;
+                down.push(id);
+                format!("kill n{id}")
+            }
+            1 => {
+                let leader = leader(&cluster).await.unwrap_or(0);
+                cluster.kill(leader).await;
+                down.push(leader);
+                format!("kill the leader n{leader}")
+            }
+            2 => {
+                let size = rng.random_range(1..=(n - 1) / 2);
+                let mut ids: Vec<u64> = (0..n as u64).collect();
+                let minority: Vec<u64> = (0..size)
+                    .map(|_| ids.remove(rng.random_range(0..ids.len())))
+                    .collect();
+                cluster.partition(&[minority.clone(), ids])?;
+                format!("isolate {minority:?}")
+            }
+            3 => {
+                let from = rng.random_range(0..n as u64);
+                let to = (from + rng.random_range(1..n as u64)) % n as u64;
+                cluster.cut(from, to)?;
+                format!("cut n{from} → n{to} one way")
+            }
+            _ => {
+                cluster.pause();
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                cluster.resume().await;
+                "pause 800 ms".into()
+            }
+        };
+        faults.push(format!("{:.1}s {text}", ms() as f64 / 1000.0));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    cluster.heal().await;
+    for id in down.drain(..) {
+        cluster.restart(id).await?;
+    }
+
+    // The final value of each key: a linearizable read once the cluster is whole again.
+    let mut finals = BTreeMap::new();
+    for k in 0..config.keys {
+        let key = format!("k{k}");
+        let list = final_read(&client, &http, &key).await?;
+        finals.insert(key, list);
+    }
+    cluster.shutdown().await;
+    let history = history.lock().unwrap().clone();
+    Ok(Run {
+        report: list_append::check(&history, &finals),
+        faults,
+    })
+}
+
+async fn leader(cluster: &Cluster) -> Option<usize> {
+    let statuses = cluster.statuses().await;
+    statuses
+        .into_iter()
+        .flatten()
+        .filter(|s| s.role == "leader" && s.has_quorum)
+        .max_by_key(|s| s.term)
+        .map(|s| s.id as usize)
+}
+
+async fn classify_append(resp: reqwest::Result<reqwest::Response>) -> Outcome {
+    match resp {
+        Ok(r) if r.status().as_u16() == 204 => Outcome::Ok(None),
+        Ok(r) if r.status().as_u16() == 503 => match r.text().await {
+            Ok(text) if text.starts_with("unavailable:") => Outcome::Failed,
+            _ => Outcome::Unknown,
+        },
+        Ok(_) => Outcome::Unknown,
+        // Never connected: the request cannot have reached any node.
+        Err(e) if e.is_connect() => Outcome::Failed,
+        Err(_) => Outcome::Unknown,
+    }
+}
+
+async fn classify_read(resp: reqwest::Result<reqwest::Response>) -> Outcome {
+    match resp {
+        Ok(r) if r.status().as_u16() == 200 => match r.json::<Vec<String>>().await {
+            Ok(list) => Outcome::Ok(Some(list)),
+            Err(_) => Outcome::Unknown,
+        },
+        Ok(r) if r.status().as_u16() == 404 => Outcome::Ok(Some(Vec::new())),
+        _ => Outcome::Failed,
+    }
+}
+
+async fn final_read(
+    client: &reqwest::Client,
+    http: &[String],
+    key: &str,
+) -> anyhow::Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for node in http {
+            if let Ok(r) = client
+                .get(format!("{node}/keys/{key}"))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+            {
+                match r.status().as_u16() {
+                    200 => return Ok(r.json().await?),
+                    404 => return Ok(Vec::new()),
+                    _ => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("no linearizable read of {key} succeeded after the cluster healed")
+}
