@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -198,14 +198,21 @@ async fn a_data_dir_refuses_another_identity_or_a_lost_log() {
         procs.start(i);
     }
     procs.leader().await;
+    // Node 2 must have Raft state of its own before the crash, or losing its log loses nothing
+    // and a restart is rightly allowed: wait until it applied the leader's first entry.
+    wait_until(WAIT, "node 2 has applied an entry", || async {
+        procs
+            .status(2)
+            .await
+            .and_then(|s| s.last_applied)
+            .filter(|i| *i >= 1)
+    })
+    .await;
     for i in 0..3 {
         procs.kill9(i);
     }
     // Same data dir, different peer list: ids would change meaning.
-    let out = procs
-        .command(0, &[procs.raft[1], procs.raft[2] + 1000])
-        .output()
-        .unwrap();
+    let out = exit_within(procs.command(0, &[procs.raft[1], procs.raft[2] + 1000]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("belongs to node 0"),
@@ -213,15 +220,28 @@ async fn a_data_dir_refuses_another_identity_or_a_lost_log() {
     );
     // The Raft log is gone but the identity remains: rejoining under the same id is refused.
     std::fs::remove_dir_all(procs.data_dir(2).join("raft-log")).unwrap();
-    let out = procs
-        .command(2, &[procs.raft[0], procs.raft[1]])
-        .output()
-        .unwrap();
+    let out = exit_within(procs.command(2, &[procs.raft[0], procs.raft[1]]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("log and vote are gone"),
         "{stderr}"
     );
+}
+
+/// Runs a node that must refuse to start; if it runs instead, kills it after `WAIT` and fails
+/// rather than waiting forever.
+fn exit_within(mut cmd: Command) -> Output {
+    let child = cmd.spawn().expect("spawn raftkv");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(WAIT) {
+        Ok(out) => out.expect("wait for raftkv"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("the node was still running after {WAIT:?}: it should have refused to start");
+        }
+    }
 }
 
 /// Sends a signal to a node process (SIGSTOP freezes it like a long GC pause; SIGCONT resumes).

@@ -77,13 +77,13 @@ pub fn check_or_create(dir: &Path, expected: &Identity, log_is_empty: bool) -> R
     Ok(stored)
 }
 
-/// Records that the node now has Raft state of its own.
-pub fn mark_joined(dir: &Path, identity: &mut Identity) -> Result<()> {
-    if !identity.joined {
-        identity.joined = true;
-        save(dir, identity)?;
-    }
-    Ok(())
+/// Records durably that the node `identity` describes now has Raft state of its own.
+pub fn record_joined(dir: &Path, identity: &Identity) -> Result<()> {
+    let joined = Identity {
+        joined: true,
+        ..identity.clone()
+    };
+    save(dir, &joined)
 }
 
 #[cfg(test)]
@@ -102,13 +102,13 @@ mod tests {
     #[test]
     fn first_start_records_and_later_starts_must_match() {
         let dir = tempfile::tempdir().unwrap();
-        let mut stored = check_or_create(dir.path(), &ident(0), true).unwrap();
+        let stored = check_or_create(dir.path(), &ident(0), true).unwrap();
         assert!(check_or_create(dir.path(), &ident(0), true).is_ok());
         let err = check_or_create(dir.path(), &ident(1), true)
             .unwrap_err()
             .to_string();
         assert!(err.contains("belongs to node 0"), "{err}");
-        mark_joined(dir.path(), &mut stored).unwrap();
+        record_joined(dir.path(), &stored).unwrap();
         let err = check_or_create(dir.path(), &ident(0), true)
             .unwrap_err()
             .to_string();

@@ -49,8 +49,20 @@ impl Node {
             members: config.members.values().map(|a| a.to_string()).collect(),
             joined: false,
         };
-        let mut identity =
-            identity::check_or_create(&config.data_dir, &expected, log.is_pristine().await)?;
+        let pristine = log.is_pristine().await;
+        let identity = identity::check_or_create(&config.data_dir, &expected, pristine)?;
+        if !identity.joined {
+            if pristine {
+                // Marked just before the first vote or entry reaches disk, not after start-up:
+                // a node killed mid-start with a vote on disk must count as joined.
+                let dir = config.data_dir.clone();
+                log.before_first_write(Box::new(move || {
+                    identity::record_joined(&dir, &identity).map_err(std::io::Error::other)
+                }));
+            } else {
+                identity::record_joined(&config.data_dir, &identity)?;
+            }
+        }
 
         // Bind before starting Raft so a taken port fails the start instead of a half-live node.
         let raft_listener = bind(config.raft_addr, "Raft").await?;
@@ -104,7 +116,6 @@ impl Node {
         }));
 
         initialize_once(&raft, &config).await?;
-        identity::mark_joined(&config.data_dir, &mut identity)?;
         Ok(Node {
             id: config.id,
             raft,

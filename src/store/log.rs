@@ -7,7 +7,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -91,7 +91,12 @@ where
     EntryOf<C>: Clone,
 {
     wal: Arc<RwLock<RaftLog<WalTypes<C>>>>,
+    first_write: Arc<Mutex<Option<FirstWriteHook>>>,
 }
+
+/// Runs before the first vote or entry of a pristine log is written (see
+/// [`LogStore::before_first_write`]).
+pub type FirstWriteHook = Box<dyn Fn() -> io::Result<()> + Send + Sync>;
 
 impl<C: RaftTypeConfig> Clone for LogStore<C>
 where
@@ -100,6 +105,7 @@ where
     fn clone(&self) -> Self {
         LogStore {
             wal: self.wal.clone(),
+            first_write: self.first_write.clone(),
         }
     }
 }
@@ -119,7 +125,26 @@ where
         let wal = RaftLog::open(Arc::new(config))?;
         Ok(LogStore {
             wal: Arc::new(RwLock::new(wal)),
+            first_write: Default::default(),
         })
+    }
+
+    /// Registers `hook` to run, and succeed, before this log's first vote or entry is written.
+    /// The node records "this id has Raft state" there, so a later start with the log gone is
+    /// refused, with no window in which a vote is on disk but the record is not.
+    pub fn before_first_write(&self, hook: FirstWriteHook) {
+        *self.first_write.lock().expect("hook lock") = Some(hook);
+    }
+
+    /// Runs the first-write hook if one is pending; it stays pending until it succeeds. Blocking
+    /// I/O under a std mutex, but at most once per node lifetime.
+    fn first_write(&self) -> io::Result<()> {
+        let mut pending = self.first_write.lock().expect("hook lock");
+        if let Some(hook) = pending.as_ref() {
+            hook()?;
+            *pending = None;
+        }
+        Ok(())
     }
 
     /// True when neither a vote nor any log entry was ever stored: a pristine node.
@@ -187,6 +212,8 @@ where
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<C>) -> io::Result<()> {
+        // ORDERING: the identity record goes first, so a vote never exists without it.
+        self.first_write()?;
         let (tx, rx) = oneshot::channel();
         {
             let mut wal = self.wal.write().await;
@@ -224,6 +251,8 @@ where
     where
         I: IntoIterator<Item = EntryOf<C>> + OptionalSend,
     {
+        // ORDERING: as in `save_vote`, the identity record precedes the first entry.
+        self.first_write()?;
         let entries = entries.into_iter().map(|e| (Pack(e.log_id()), Pack(e)));
         let mut wal = self.wal.write().await;
         wal.append(entries)?;
