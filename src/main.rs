@@ -34,9 +34,10 @@ enum Command {
     /// answered (markdown) into OUT: task2, task3, partition-a (leader on the first computer),
     /// partition-b (leader on the second).
     Scenario(ScenarioArgs),
-    /// Jepsen-style soak: concurrent clients append and read through random nodes of an
-    /// in-process cluster while a nemesis kills, partitions, cuts and pauses; then the history is
-    /// checked (lost, duplicate, reordered, stale, phantom). Exits 1 on any anomaly.
+    /// Jepsen-style soak: concurrent clients work through random nodes of an in-process cluster
+    /// while a nemesis kills, partitions, cuts and pauses; then the history is checked. Workload
+    /// list-append: lost, duplicate, reordered, stale and phantom appends; workload register:
+    /// linearizability of PUT/GET (stateright). Exits 1 on any anomaly.
     Nemesis(NemesisArgs),
 }
 
@@ -55,6 +56,11 @@ struct NemesisArgs {
     /// Seed for the clients' and the nemesis' choices (same seed, same schedule of choices).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    #[arg(long, value_parser = ["list-append", "register"], default_value = "list-append")]
+    workload: String,
+    /// Read with `?consistency=local` (possibly stale): shows that the checker catches stale reads.
+    #[arg(long)]
+    local_reads: bool,
     /// Node i serves Raft on 127.0.0.1:(RAFT_PORT+i) and HTTP on 127.0.0.1:(HTTP_PORT+i).
     #[arg(long, default_value_t = 36000)]
     raft_port: u16,
@@ -208,40 +214,7 @@ async fn main() -> anyhow::Result<()> {
     match command {
         Command::Lab(args) => run_lab(args).await?,
         Command::Nemesis(args) => {
-            let dir = tempfile::tempdir()?;
-            let raft: Vec<u16> = (0..5).map(|i| args.raft_port + i).collect();
-            let http: Vec<u16> = (0..5).map(|i| args.http_port + i).collect();
-            let mut configs =
-                raftkv::cluster::loopback_configs(&raft, &http, dir.path(), Timing::default());
-            configs
-                .iter_mut()
-                .for_each(|c| c.request_timeout = Duration::from_secs(2));
-            let cluster = raftkv::cluster::Cluster::start(configs).await?;
-            let config = raftkv::check::nemesis::Config {
-                clients: args.clients,
-                keys: args.keys,
-                duration: Duration::from_secs(args.seconds),
-                fault_every: Duration::from_secs(args.fault_every.max(1)),
-                seed: args.seed,
-                local_reads: false,
-            };
-            let run = raftkv::check::nemesis::run(cluster, config).await?;
-            for fault in &run.faults {
-                println!("fault {fault}");
-            }
-            let r = &run.report;
-            println!(
-                "ops {} / ok {} / failed {} / unknown {} / anomalies {}",
-                r.ops,
-                r.ok,
-                r.failed,
-                r.unknown,
-                r.anomalies.len()
-            );
-            for a in &r.anomalies {
-                println!("ANOMALY {a}");
-            }
-            if !r.anomalies.is_empty() {
+            if !run_nemesis(args).await? {
                 std::process::exit(1);
             }
         }
@@ -270,6 +243,80 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs a nemesis soak and prints what the checker found; false if it found an anomaly.
+async fn run_nemesis(args: NemesisArgs) -> anyhow::Result<bool> {
+    use raftkv::check::{nemesis, register};
+    let dir = tempfile::tempdir()?;
+    let raft: Vec<u16> = (0..5).map(|i| args.raft_port + i).collect();
+    let http: Vec<u16> = (0..5).map(|i| args.http_port + i).collect();
+    let mut configs =
+        raftkv::cluster::loopback_configs(&raft, &http, dir.path(), Timing::default());
+    configs
+        .iter_mut()
+        .for_each(|c| c.request_timeout = Duration::from_secs(2));
+    let cluster = raftkv::cluster::Cluster::start(configs).await?;
+    let (duration, fault_every) = (
+        Duration::from_secs(args.seconds),
+        Duration::from_secs(args.fault_every.max(1)),
+    );
+    if args.workload == "register" {
+        let config = register::Config {
+            keys: args.keys,
+            clients_per_key: args.clients.div_ceil(args.keys.max(1)),
+            duration,
+            fault_every,
+            seed: args.seed,
+            think: Duration::from_millis(50),
+            local_reads: args.local_reads,
+            check_budget: Duration::from_secs(300),
+        };
+        let run = register::run(cluster, config).await?;
+        for fault in &run.faults {
+            println!("fault {fault}");
+        }
+        println!(
+            "ops {} / ok {} / unknown {} / non-linearizable keys {} (checked in {:.1} s)",
+            run.ops,
+            run.ok,
+            run.unknown,
+            run.violations.len(),
+            run.checked_in.as_secs_f64()
+        );
+        for v in &run.violations {
+            println!("ANOMALY {v}");
+        }
+        for u in &run.undecided {
+            println!("UNDECIDED {u}");
+        }
+        return Ok(run.violations.is_empty() && run.undecided.is_empty());
+    }
+    let config = nemesis::Config {
+        clients: args.clients,
+        keys: args.keys,
+        duration,
+        fault_every,
+        seed: args.seed,
+        local_reads: args.local_reads,
+    };
+    let run = nemesis::run(cluster, config).await?;
+    for fault in &run.faults {
+        println!("fault {fault}");
+    }
+    let r = &run.report;
+    println!(
+        "ops {} / ok {} / failed {} / unknown {} / anomalies {}",
+        r.ops,
+        r.ok,
+        r.failed,
+        r.unknown,
+        r.anomalies.len()
+    );
+    for a in &r.anomalies {
+        println!("ANOMALY {a}");
+    }
+    Ok(r.anomalies.is_empty())
 }
 
 async fn run_lab(args: LabArgs) -> anyhow::Result<()> {

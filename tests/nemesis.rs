@@ -64,3 +64,32 @@ async fn under_kills_partitions_and_pauses_no_acknowledged_append_is_lost_and_no
         r.ok
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_same_faults_every_register_history_is_linearizable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = loopback_configs(&free_ports(5), &free_ports(5), dir.path(), timing());
+    configs
+        .iter_mut()
+        .for_each(|c| c.request_timeout = Duration::from_secs(2));
+    let cluster = Cluster::start(configs).await.unwrap();
+    let config = raftkv::check::register::Config {
+        keys: 3,
+        clients_per_key: 3,
+        duration: Duration::from_secs(20),
+        fault_every: Duration::from_secs(3),
+        seed: 11,
+        think: Duration::from_millis(50),
+        local_reads: false,
+        check_budget: Duration::from_secs(120),
+    };
+    let run = raftkv::check::register::run(cluster, config).await.unwrap();
+    println!("faults: {:?}", run.faults);
+    println!(
+        "register ops {} / ok {} / unknown {} / violations {:?} (checked in {:?})",
+        run.ops, run.ok, run.unknown, run.violations, run.checked_in
+    );
+    assert!(run.violations.is_empty(), "{:?}", run.violations);
+    assert!(run.undecided.is_empty(), "{:?}", run.undecided);
+    assert!(run.faults.len() >= 4 && run.ok >= 100, "{run:?}");
+}

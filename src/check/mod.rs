@@ -5,3 +5,4 @@
 pub mod history;
 pub mod list_append;
 pub mod nemesis;
+pub mod register;

@@ -91,28 +91,53 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
         }));
     }
 
-    let mut rng = StdRng::seed_from_u64(config.seed);
+    let faults = inject_faults(&mut cluster, config.fault_every, deadline, config.seed, ms).await?;
+    for task in tasks {
+        task.await?;
+    }
+    recover(&mut cluster).await?;
+
+    // The final value of each key: a linearizable read once the cluster is whole again.
+    let mut finals = BTreeMap::new();
+    for k in 0..config.keys {
+        let key = format!("k{k}");
+        let list = final_read(&client, &http, &key).await?;
+        finals.insert(key, list);
+    }
+    cluster.shutdown().await;
+    let history = history.lock().unwrap().clone();
+    Ok(Run {
+        report: list_append::check(&history, &finals),
+        faults,
+    })
+}
+
+/// Until `deadline`, every `every`: heal the previous fault (restart killed nodes), then inject a
+/// random new one: kill a node, kill the leader, isolate a minority, cut one link one way, or
+/// pause the whole cluster briefly. Returns what it did, with times from `ms`.
+pub async fn inject_faults(
+    cluster: &mut Cluster,
+    every: Duration,
+    deadline: Instant,
+    seed: u64,
+    ms: impl Fn() -> u64,
+) -> anyhow::Result<Vec<String>> {
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut faults = Vec::new();
-    let mut down: Vec<usize> = Vec::new();
-    while Instant::now() + config.fault_every < deadline {
-        tokio::time::sleep(config.fault_every).await;
+    while Instant::now() + every < deadline {
+        tokio::time::sleep(every).await;
         // Undo the previous fault first, so at most one is active at a time.
-        cluster.heal().await;
-        for id in down.drain(..) {
-            cluster.restart(id).await?;
-        }
+        recover(cluster).await?;
         let n = cluster.len();
         let text = match rng.random_range(0..5) {
             0 => {
                 let id = rng.random_range(0..n);
                 cluster.kill(id).await;
-                down.push(id);
                 format!("kill n{id}")
             }
             1 => {
-                let leader = leader(&cluster).await.unwrap_or(0);
+                let leader = leader(cluster).await.unwrap_or(0);
                 cluster.kill(leader).await;
-                down.push(leader);
                 format!("kill the leader n{leader}")
             }
             2 => {
@@ -139,27 +164,18 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
         };
         faults.push(format!("{:.1}s {text}", ms() as f64 / 1000.0));
     }
-    for task in tasks {
-        task.await?;
-    }
-    cluster.heal().await;
-    for id in down.drain(..) {
-        cluster.restart(id).await?;
-    }
+    Ok(faults)
+}
 
-    // The final value of each key: a linearizable read once the cluster is whole again.
-    let mut finals = BTreeMap::new();
-    for k in 0..config.keys {
-        let key = format!("k{k}");
-        let list = final_read(&client, &http, &key).await?;
-        finals.insert(key, list);
+/// Heals the network and restarts every killed node.
+pub async fn recover(cluster: &mut Cluster) -> anyhow::Result<()> {
+    cluster.heal().await;
+    for id in 0..cluster.len() {
+        if !cluster.is_up(id) {
+            cluster.restart(id).await?;
+        }
     }
-    cluster.shutdown().await;
-    let history = history.lock().unwrap().clone();
-    Ok(Run {
-        report: list_append::check(&history, &finals),
-        faults,
-    })
+    Ok(())
 }
 
 async fn leader(cluster: &Cluster) -> Option<usize> {

@@ -1,0 +1,366 @@
+//! A single-register workload checked for linearizability by stateright's
+//! `LinearizabilityTester` (a maintained checker, not a hand-written search). Each key `r<k>` is
+//! one register: PUT writes a one-element list, GET reads it (404 = the initial, empty register).
+//! Each key is checked on its own, with a few clients per key so the search stays small.
+//!
+//! How outcomes enter the tester: an acknowledged op is invoked and returns; a write that
+//! certainly failed is left out; an op with an unknown outcome is invoked and never returns (the
+//! tester may place it anywhere after its invocation, or drop it), and its client continues as a
+//! new logical thread, since a thread may have only one operation in flight. Events are fed in
+//! real-time order, taken from one atomic counter at the moment each event happens (just before a
+//! request is sent, just after its reply arrives), so there are no ties to break.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use tokio::time::Instant;
+
+use super::nemesis::{inject_faults, recover};
+use crate::cluster::Cluster;
+
+type Value = Option<String>;
+
+/// Stack for the checking thread (reserved address space, touched only as deep as needed).
+const CHECK_STACK: usize = 1 << 30;
+
+#[derive(Clone, Debug)]
+struct Event {
+    key: usize,
+    /// Position in real time among all events of the run.
+    seq: u64,
+    /// (client, generation): a new generation after each unknown outcome.
+    thread: (usize, u32),
+    step: Step,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Invoke(RegisterOp<Value>),
+    Return(RegisterRet<Value>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub keys: usize,
+    pub clients_per_key: usize,
+    pub duration: Duration,
+    pub fault_every: Duration,
+    pub seed: u64,
+    /// Each client waits a random time up to this between operations. The checker's search grows
+    /// quickly with history length; a paced workload keeps it to seconds.
+    pub think: Duration,
+    /// Read with `?consistency=local`: allowed to be stale, so the checker should object.
+    pub local_reads: bool,
+    /// Time allowed for checking one key's history.
+    pub check_budget: Duration,
+}
+
+#[derive(Debug)]
+pub struct Run {
+    pub ops: usize,
+    pub ok: usize,
+    pub unknown: usize,
+    /// Keys whose history is not linearizable.
+    pub violations: Vec<String>,
+    /// Keys whose check ran out of time: neither a pass nor a proof of a violation.
+    pub undecided: Vec<String>,
+    pub faults: Vec<String>,
+    /// How long the linearizability check took.
+    pub checked_in: Duration,
+}
+
+/// Feeds one key's events to the tester in real-time order. Returns `None` if the history is
+/// linearizable, or the length of the shortest checked prefix that is not.
+///
+/// The tester's search is a depth-first search without memoisation: quick when a linearization
+/// exists, exponential in the history's length when none does. So prefixes of doubling length are
+/// checked: a prefix without a linearization proves the whole history has none (operations still
+/// in flight at the cut may take effect or not), and a violation is found in a prefix at most
+/// twice as long as needed, at most twice the cost for a good history.
+fn first_violation(mut events: Vec<Event>) -> Result<Option<usize>, String> {
+    events.sort_by_key(|e| e.seq);
+    let mut tester: LinearizabilityTester<(usize, u32), Register<Value>> =
+        LinearizabilityTester::new(Register(None));
+    let total = events.len();
+    let mut checkpoint = FIRST_CHECKPOINT.min(total);
+    for (n, e) in events.into_iter().enumerate() {
+        match e.step {
+            Step::Invoke(op) => tester.on_invoke(e.thread, op)?,
+            Step::Return(ret) => tester.on_return(e.thread, ret)?,
+        };
+        if n + 1 == checkpoint {
+            if !tester.is_consistent() {
+                return Ok(Some(checkpoint));
+            }
+            checkpoint = (checkpoint * 2).min(total);
+        }
+    }
+    Ok(None)
+}
+
+/// Events in the first checked prefix.
+const FIRST_CHECKPOINT: usize = 256;
+
+pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
+    let http: Vec<String> = (0..cluster.len())
+        .map(|i| format!("http://{}", cluster.config(i).http_addr))
+        .collect();
+    let timeout = cluster.config(0).request_timeout + Duration::from_secs(2);
+    let started = Instant::now();
+    let clock = Arc::new(AtomicU64::new(0));
+    let deadline = started + config.duration;
+    let events: Arc<Mutex<Vec<Event>>> = Default::default();
+    let counts: Arc<Mutex<(usize, usize, usize)>> = Default::default();
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for key in 0..config.keys {
+        for c in 0..config.clients_per_key {
+            let (events, counts, client, http, clock) = (
+                events.clone(),
+                counts.clone(),
+                client.clone(),
+                http.clone(),
+                clock.clone(),
+            );
+            let tick = move || clock.fetch_add(1, Ordering::SeqCst);
+            let mut rng = StdRng::seed_from_u64(config.seed ^ ((key * 1000 + c) as u64 + 1));
+            tasks.push(tokio::spawn(async move {
+                let mut generation = 0u32;
+                let think_ms = config.think.as_millis() as u64;
+                let local_reads = config.local_reads;
+                for n in 0u64.. {
+                    if think_ms > 0 {
+                        let pause = rng.random_range(0..=think_ms);
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let url = format!("{}/keys/r{key}", http[rng.random_range(0..http.len())]);
+                    let write = rng.random_bool(0.5);
+                    let value = format!("c{c}-{n}");
+                    let op = if write {
+                        RegisterOp::Write(Some(value.clone()))
+                    } else {
+                        RegisterOp::Read
+                    };
+                    let thread = (c, generation);
+                    let invoked = Event {
+                        key,
+                        seq: tick(),
+                        thread,
+                        step: Step::Invoke(op),
+                    };
+                    let result = if write {
+                        let body = serde_json::json!({"type": "PUT", "value": [value]});
+                        client.post(&url).json(&body).timeout(timeout).send().await
+                    } else {
+                        let query: &[(&str, &str)] = if local_reads {
+                            &[("consistency", "local")]
+                        } else {
+                            &[]
+                        };
+                        client.get(&url).query(query).timeout(timeout).send().await
+                    };
+                    let returned = tick();
+                    let ret = classify(write, result).await;
+                    let mut counts = counts.lock().unwrap();
+                    counts.0 += 1;
+                    let mut events = events.lock().unwrap();
+                    match ret {
+                        Reply::Done(ret) => {
+                            counts.1 += 1;
+                            events.push(invoked);
+                            events.push(Event {
+                                key,
+                                seq: returned,
+                                thread,
+                                step: Step::Return(ret),
+                            });
+                        }
+                        // Certainly not applied (a write) or nothing learned (a read): leave it out.
+                        Reply::Failed => {}
+                        Reply::Unknown => {
+                            counts.2 += 1;
+                            events.push(invoked);
+                            generation += 1;
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    let faults = inject_faults(
+        &mut cluster,
+        config.fault_every,
+        deadline,
+        config.seed,
+        || started.elapsed().as_millis() as u64,
+    )
+    .await?;
+    for task in tasks {
+        task.await?;
+    }
+    recover(&mut cluster).await?;
+    cluster.shutdown().await;
+    let events = events.lock().unwrap().clone();
+    let checking = std::time::Instant::now();
+    let mut violations = Vec::new();
+    let mut undecided = Vec::new();
+    for key in 0..config.keys {
+        let of_key: Vec<Event> = events.iter().filter(|e| e.key == key).cloned().collect();
+        // stateright's search recurses once per operation; a few thousand operations need more
+        // than a default thread stack. A search that runs past the budget is reported as
+        // undecided (never as a pass) and left to finish on its own thread.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .stack_size(CHECK_STACK)
+            .spawn(move || tx.send(first_violation(of_key)))?;
+        match rx.recv_timeout(config.check_budget) {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(n))) => violations.push(format!(
+                "r{key}: the first {n} events have no linearization"
+            )),
+            Ok(Err(e)) => violations.push(format!("r{key}: invalid history: {e}")),
+            Err(_) => undecided.push(format!(
+                "r{key}: no verdict within {:?}",
+                config.check_budget
+            )),
+        }
+    }
+    let (ops, ok, unknown) = *counts.lock().unwrap();
+    Ok(Run {
+        ops,
+        ok,
+        unknown,
+        violations,
+        undecided,
+        faults,
+        checked_in: checking.elapsed(),
+    })
+}
+
+enum Reply {
+    Done(RegisterRet<Value>),
+    Failed,
+    Unknown,
+}
+
+async fn classify(write: bool, result: reqwest::Result<reqwest::Response>) -> Reply {
+    match result {
+        Ok(r) => match (write, r.status().as_u16()) {
+            (true, 204) => Reply::Done(RegisterRet::WriteOk),
+            (true, 503) => match r.text().await {
+                Ok(t) if t.starts_with("unavailable:") => Reply::Failed,
+                _ => Reply::Unknown,
+            },
+            (true, _) => Reply::Unknown,
+            (false, 200) => match r.json::<Vec<String>>().await {
+                Ok(list) if list.len() == 1 => {
+                    Reply::Done(RegisterRet::ReadOk(list.into_iter().next()))
+                }
+                // Anything but a one-element list cannot come from this workload's writes.
+                Ok(list) => Reply::Done(RegisterRet::ReadOk(Some(format!("unexpected {list:?}")))),
+                Err(_) => Reply::Failed,
+            },
+            (false, 404) => Reply::Done(RegisterRet::ReadOk(None)),
+            (false, _) => Reply::Failed,
+        },
+        Err(e) if write && !e.is_connect() => Reply::Unknown,
+        Err(_) => Reply::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: u64, client: usize, step: Step) -> Event {
+        Event {
+            key: 0,
+            seq,
+            thread: (client, 0),
+            step,
+        }
+    }
+    fn w(v: &str) -> Step {
+        Step::Invoke(RegisterOp::Write(Some(v.into())))
+    }
+    fn r() -> Step {
+        Step::Invoke(RegisterOp::Read)
+    }
+    fn ok() -> Step {
+        Step::Return(RegisterRet::WriteOk)
+    }
+    fn got(v: Option<&str>) -> Step {
+        Step::Return(RegisterRet::ReadOk(v.map(str::to_owned)))
+    }
+
+    fn linearizable(h: Vec<Event>) -> Result<bool, String> {
+        first_violation(h).map(|v| v.is_none())
+    }
+
+    #[test]
+    fn a_read_after_a_completed_write_sees_it() {
+        let h = vec![
+            ev(0, 0, w("a")),
+            ev(10, 0, ok()),
+            ev(20, 1, r()),
+            ev(30, 1, got(Some("a"))),
+        ];
+        assert_eq!(linearizable(h), Ok(true));
+    }
+
+    #[test]
+    fn a_stale_read_after_a_completed_write_is_not_linearizable() {
+        let h = vec![
+            ev(0, 0, w("a")),
+            ev(10, 0, ok()),
+            ev(20, 1, r()),
+            ev(30, 1, got(None)),
+        ];
+        assert_eq!(linearizable(h), Ok(false));
+    }
+
+    #[test]
+    fn a_write_in_flight_may_or_may_not_be_seen() {
+        let seen = vec![ev(0, 0, w("a")), ev(20, 1, r()), ev(30, 1, got(Some("a")))];
+        let unseen = vec![ev(0, 0, w("a")), ev(20, 1, r()), ev(30, 1, got(None))];
+        assert_eq!(linearizable(seen), Ok(true));
+        assert_eq!(linearizable(unseen), Ok(true));
+    }
+
+    #[test]
+    fn reads_going_back_in_time_are_not_linearizable() {
+        let h = vec![
+            ev(0, 0, w("a")),
+            ev(5, 0, ok()),
+            ev(6, 0, w("b")),
+            ev(10, 0, ok()),
+            ev(20, 1, r()),
+            ev(30, 1, got(Some("b"))),
+            ev(40, 2, r()),
+            ev(50, 2, got(Some("a"))),
+        ];
+        assert_eq!(linearizable(h), Ok(false));
+    }
+
+    #[test]
+    fn a_late_violation_is_found_in_the_prefix_that_contains_it() {
+        let mut h = Vec::new();
+        for i in 0..200u64 {
+            h.push(ev(2 * i, 0, w(&format!("v{i}"))));
+            h.push(ev(2 * i + 1, 0, ok()));
+        }
+        let good = h.clone();
+        h.push(ev(400, 1, r()));
+        h.push(ev(401, 1, got(Some("v3"))));
+        assert_eq!(first_violation(good), Ok(None));
+        assert_eq!(first_violation(h), Ok(Some(402)));
+    }
+}
