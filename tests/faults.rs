@@ -185,3 +185,54 @@ async fn followers_cut_off_from_their_leader_refuse_writes_knowing_nothing_was_a
     );
     c.shutdown().await;
 }
+
+/// A leader killed while a write is in flight, after its followers stored the entry: the entry
+/// commits under the next leader, so the client must hear "outcome unknown", never
+/// "unavailable" (which promises the write did not happen). The register checker found this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_flight_when_its_leader_dies_is_reported_unknown_and_may_commit() {
+    let mut c = TestCluster::start(3, |cfg| cfg.request_timeout = Duration::from_secs(2)).await;
+    let (leader, _) = c.leader(WAIT).await;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    // Followers receive the leader's appends, but their answers never arrive: nothing commits.
+    for f in &followers {
+        c.cluster.cut(*f as u64, leader as u64).unwrap();
+    }
+    let before = c.status(leader).await.unwrap().last_log_index;
+    let url = c.url(leader, "/keys/k");
+    let http = c.http.clone();
+    let write = tokio::spawn(async move {
+        let resp = http
+            .post(url)
+            .json(&serde_json::json!({"type": "PUT", "value": ["v"]}))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .expect("HTTP request");
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
+    });
+    wait_until(WAIT, "both followers stored the new entry", || async {
+        for f in &followers {
+            let s = c.status(*f).await?;
+            (s.last_log_index > before).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    c.kill(leader).await;
+    c.cluster.heal().await;
+    let (code, text) = write.await.unwrap();
+    assert_eq!(code, 503, "{text}");
+    assert!(
+        !text.starts_with("unavailable:"),
+        "the write may have committed, yet the client was told it did not: {text}"
+    );
+    let (new, _) = c.leader(WAIT).await;
+    assert_eq!(
+        c.get(new, "k", "").await,
+        (200, Some(vec!["v".to_string()]))
+    );
+}

@@ -75,7 +75,7 @@ impl Router {
                         .await
                     {
                         Ok(Reply::Write(outcome)) => outcome,
-                        Ok(other) => WriteOutcome::Failed(format!("unexpected reply {other:?}")),
+                        Ok(other) => WriteOutcome::Unknown(format!("unexpected reply {other:?}")),
                         Err(e) => {
                             // Unless we never got through, the request may have reached the
                             // leader before the connection broke.
@@ -96,13 +96,15 @@ impl Router {
                     last_reason = "no leader is known (election in progress or no quorum)".into();
                     backoff.wait(deadline).await;
                 }
-                WriteOutcome::NoQuorum(why) | WriteOutcome::Failed(why) => {
+                WriteOutcome::NoQuorum(why) => {
                     last_reason = why;
                     backoff.wait(deadline).await;
                 }
                 WriteOutcome::Unknown(why) => {
+                    // Retrying is safe (same request id); it may learn the outcome.
                     maybe_appended = true;
                     last_reason = why;
+                    backoff.wait(deadline).await;
                 }
             }
         }

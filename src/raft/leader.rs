@@ -23,10 +23,11 @@ pub enum WriteOutcome {
     /// This node leads but its quorum lease has lapsed (it cannot hear a majority): nothing was
     /// appended; retry later.
     NoQuorum(String),
-    /// Appended, then discarded when another leader's log won: may or may not commit elsewhere.
+    /// The entry may have been appended and may still commit: discarded when another leader's
+    /// log won, or Raft stopped (the node was killed) while the write was in flight. There is no
+    /// "certainly failed" here: once `client_write` was called, only a forward says nothing was
+    /// appended.
     Unknown(String),
-    /// The node cannot serve (stopped, fatal storage error).
-    Failed(String),
 }
 
 /// The result of asking a node for a linearizable read index.
@@ -75,8 +76,13 @@ pub async fn propose(raft: &Raft, request: kv::Request) -> WriteOutcome {
                 f.leader_id
             ))
         }
-        Err(RaftError::APIError(other)) => WriteOutcome::Failed(other.to_string()),
-        Err(RaftError::Fatal(fatal)) => WriteOutcome::Failed(fatal.to_string()),
+        Err(RaftError::APIError(other)) => WriteOutcome::Unknown(other.to_string()),
+        // A leader killed under a write: the entry may already be on a quorum of disks and be
+        // committed by the next leader. Found by the register checker, where a write answered
+        // "unavailable" was read back.
+        Err(RaftError::Fatal(fatal)) => {
+            WriteOutcome::Unknown(format!("Raft stopped with the write in flight: {fatal}"))
+        }
     }
 }
 
