@@ -10,6 +10,7 @@
 //! real-time order, taken from one atomic counter at the moment each event happens (just before a
 //! request is sent, just after its reply arrives), so there are no ties to break.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +29,7 @@ type Value = Option<String>;
 /// Stack for the checking thread (reserved address space, touched only as deep as needed).
 const CHECK_STACK: usize = 1 << 30;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 struct Event {
     key: usize,
     /// Position in real time among all events of the run.
@@ -38,9 +39,11 @@ struct Event {
     step: Step,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 enum Step {
     Invoke(RegisterOp<Value>),
+    /// Invoked, and the outcome is unknown: it never returns.
+    Pending(RegisterOp<Value>),
     Return(RegisterRet<Value>),
 }
 
@@ -83,14 +86,14 @@ pub struct Run {
 /// in flight at the cut may take effect or not), and a violation is found in a prefix at most
 /// twice as long as needed, at most twice the cost for a good history.
 fn first_violation(mut events: Vec<Event>) -> Result<Option<usize>, String> {
-    events.sort_by_key(|e| e.seq);
+    settle_unknown_writes(&mut events);
     let mut tester: LinearizabilityTester<(usize, u32), Register<Value>> =
         LinearizabilityTester::new(Register(None));
     let total = events.len();
     let mut checkpoint = FIRST_CHECKPOINT.min(total);
     for (n, e) in events.into_iter().enumerate() {
         match e.step {
-            Step::Invoke(op) => tester.on_invoke(e.thread, op)?,
+            Step::Invoke(op) | Step::Pending(op) => tester.on_invoke(e.thread, op)?,
             Step::Return(ret) => tester.on_return(e.thread, ret)?,
         };
         if n + 1 == checkpoint {
@@ -101,6 +104,49 @@ fn first_violation(mut events: Vec<Event>) -> Result<Option<usize>, String> {
         }
     }
     Ok(None)
+}
+
+/// Rewrites writes of unknown outcome into equivalent, cheaper forms (each value is unique):
+/// - one whose value no read returned is left out: if a linearization places it, removing it
+///   changes only the window before the next write, and no read lies there;
+/// - one whose value a read returned took effect before that read completed, so it gets a
+///   completion just before the first such read's. No linearization is lost: its point already
+///   lay before that read's.
+///
+/// Left as they were, each could sit anywhere after its invocation, and stateright's search
+/// tried every place: minutes for a handful. Sorts `events` into real-time order.
+fn settle_unknown_writes(events: &mut Vec<Event>) {
+    let mut first_read: HashMap<String, u64> = HashMap::new();
+    for e in events.iter_mut() {
+        // Room for a completion just before any event.
+        e.seq *= 2;
+        if let Step::Return(RegisterRet::ReadOk(Some(v))) = &e.step {
+            let seq = first_read.entry(v.clone()).or_insert(e.seq);
+            *seq = (*seq).min(e.seq);
+        }
+    }
+    let mut completions = Vec::new();
+    events.retain_mut(|e| {
+        let Step::Pending(RegisterOp::Write(Some(v))) = &e.step else {
+            return true;
+        };
+        match first_read.get(v) {
+            None => false,
+            Some(&read) if read > e.seq => {
+                completions.push(Event {
+                    seq: read - 1,
+                    step: Step::Return(RegisterRet::WriteOk),
+                    ..e.clone()
+                });
+                e.step = Step::Invoke(RegisterOp::Write(Some(v.clone())));
+                true
+            }
+            // Read before it was even invoked: left pending for the checker to reject.
+            Some(_) => true,
+        }
+    });
+    events.extend(completions);
+    events.sort_by_key(|e| e.seq);
 }
 
 /// Events in the first checked prefix.
@@ -187,7 +233,13 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
                         Reply::Failed => {}
                         Reply::Unknown => {
                             counts.2 += 1;
-                            events.push(invoked);
+                            let Step::Invoke(op) = invoked.step else {
+                                unreachable!("built as an invocation above")
+                            };
+                            events.push(Event {
+                                step: Step::Pending(op),
+                                ..invoked
+                            });
                             generation += 1;
                         }
                     }
@@ -228,8 +280,9 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
             )),
             Ok(Err(e)) => violations.push(format!("r{key}: invalid history: {e}")),
             Err(_) => undecided.push(format!(
-                "r{key}: no verdict within {:?}",
-                config.check_budget
+                "r{key}: no verdict within {:?}; history in {}",
+                config.check_budget,
+                keep_history(key, &events)?.display()
             )),
         }
     }
@@ -243,6 +296,17 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
         faults,
         checked_in: checking.elapsed(),
     })
+}
+
+/// Writes one key's history as JSON to the temp dir, for a closer look.
+fn keep_history(key: usize, events: &[Event]) -> anyhow::Result<std::path::PathBuf> {
+    let of_key: Vec<&Event> = events.iter().filter(|e| e.key == key).collect();
+    let path = std::env::temp_dir().join(format!(
+        "raftkv-register-{}-r{key}.json",
+        std::process::id()
+    ));
+    std::fs::write(&path, serde_json::to_vec(&of_key)?)?;
+    Ok(path)
 }
 
 enum Reply {
@@ -362,5 +426,56 @@ mod tests {
         h.push(ev(401, 1, got(Some("v3"))));
         assert_eq!(first_violation(good), Ok(None));
         assert_eq!(first_violation(h), Ok(Some(402)));
+    }
+
+    fn ev_on(seq: u64, thread: (usize, u32), step: Step) -> Event {
+        Event {
+            key: 0,
+            seq,
+            thread,
+            step,
+        }
+    }
+
+    #[test]
+    fn unknown_writes_never_read_cost_nothing_and_one_that_was_read_counts() {
+        // 40 writes of unknown outcome, each on its own logical thread, then 400 events of
+        // sequential traffic: kept in, the search would try each at every position (it ran for minutes).
+        let mut h: Vec<Event> = (0..40)
+            .map(|i| {
+                ev_on(
+                    i,
+                    (1, i as u32),
+                    Step::Pending(RegisterOp::Write(Some(format!("u{i}")))),
+                )
+            })
+            .collect();
+        for i in 0..100u64 {
+            let at = 100 + 4 * i;
+            h.push(ev(at, 0, w(&format!("v{i}"))));
+            h.push(ev(at + 1, 0, ok()));
+            h.push(ev(at + 2, 0, r()));
+            h.push(ev(at + 3, 0, got(Some(&format!("v{i}")))));
+        }
+        assert_eq!(first_violation(h.clone()), Ok(None));
+        // An unknown write whose value was read did take effect and is checked: reading it
+        // before it was invoked is a violation.
+        let mut early = h.clone();
+        early.push(ev(1000, 2, r()));
+        early.push(ev(1001, 2, got(Some("late"))));
+        early.push(ev_on(
+            1002,
+            (3, 0),
+            Step::Pending(RegisterOp::Write(Some("late".into()))),
+        ));
+        assert_eq!(first_violation(early).map(|v| v.is_some()), Ok(true));
+        h.push(ev_on(
+            1000,
+            (3, 0),
+            Step::Pending(RegisterOp::Write(Some("late".into()))),
+        ));
+        h.push(ev(1001, 2, r()));
+        h.push(ev(1002, 2, got(Some("late"))));
+        assert_eq!(first_violation(h), Ok(None));
     }
 }
