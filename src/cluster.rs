@@ -53,6 +53,7 @@ pub fn loopback_configs(
                 timing,
                 request_timeout: Duration::from_secs(5),
                 snapshot_every: crate::raft::SNAPSHOT_EVERY,
+                max_in_flight: crate::config::MAX_IN_FLIGHT,
             }
         })
         .collect()

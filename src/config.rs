@@ -50,7 +50,13 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Snapshot after this many log entries (see `raft::SNAPSHOT_EVERY`).
     pub snapshot_every: u64,
+    /// HTTP requests served at once; more are refused at once with 503 (see `api::router`).
+    pub max_in_flight: usize,
 }
+
+/// Default for [`NodeConfig::max_in_flight`]: far above what a node needs to saturate its disk
+/// (the benchmark peaks below 256 connections), low enough to bound memory under a flood.
+pub const MAX_IN_FLIGHT: usize = 4096;
 
 /// Resolves `host:port` to one socket address (the first IPv4 one if there is any).
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {

@@ -16,6 +16,9 @@ pub enum Error {
     /// The request body is larger than the documented limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The key is longer than the documented limit.
+    #[error("{0}")]
+    KeyTooLong(String),
     /// No leader with a live quorum could take the request; nothing was applied. Retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -157,6 +157,9 @@ struct NodeArgs {
     /// Take a snapshot (and purge the log behind it) every this many log entries.
     #[arg(long, default_value_t = raftkv::raft::SNAPSHOT_EVERY)]
     snapshot_every: u64,
+    /// HTTP requests served at once; beyond that a request gets 503 at once instead of queueing.
+    #[arg(long, default_value_t = config::MAX_IN_FLIGHT)]
+    max_in_flight: usize,
 }
 
 fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
@@ -195,6 +198,7 @@ fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         },
         request_timeout: Duration::from_millis(args.request_timeout),
         snapshot_every: args.snapshot_every.max(1),
+        max_in_flight: args.max_in_flight.max(1),
     })
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,11 +22,35 @@ pub struct ReadParams {
     consistency: Option<String>,
 }
 
+/// The key from the path, percent-decoded. axum's own rejections (invalid UTF-8 after decoding)
+/// become our `Error`, so every refusal is mapped in one place.
+fn key(path: std::result::Result<Path<String>, PathRejection>) -> Result<String> {
+    let Path(key) = path.map_err(|e| Error::InvalidInput(format!("bad key: {}", e.body_text())))?;
+    if key.len() > super::MAX_KEY_BYTES {
+        return Err(Error::KeyTooLong(format!(
+            "the key is {} bytes; at most {} are allowed",
+            key.len(),
+            super::MAX_KEY_BYTES
+        )));
+    }
+    Ok(key)
+}
+
 pub async fn get(
     State(state): State<Arc<AppState>>,
-    Path(key): Path<String>,
-    Query(params): Query<ReadParams>,
+    path: std::result::Result<Path<String>, PathRejection>,
+    params: std::result::Result<Query<ReadParams>, QueryRejection>,
 ) -> Response {
+    let (key, params) = match (key(path), params) {
+        (Ok(key), Ok(Query(params))) => (key, params),
+        (Err(e), _) => return error_response(e),
+        (_, Err(e)) => {
+            return error_response(Error::InvalidInput(format!(
+                "bad query string: {}",
+                e.body_text()
+            )));
+        }
+    };
     let index = match params.consistency.as_deref() {
         None | Some("linearizable") => match state.router.linearize().await {
             Ok(index) => Some(index),
@@ -76,11 +100,11 @@ pub async fn get(
 
 pub async fn post(
     State(state): State<Arc<AppState>>,
-    Path(key): Path<String>,
+    path: std::result::Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let command = match parse_write(key, &headers, body) {
+    let command = match key(path).and_then(|key| parse_write(key, &headers, body)) {
         Ok(command) => command,
         Err(e) => return error_response(e),
     };

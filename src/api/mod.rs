@@ -8,11 +8,14 @@ pub mod route;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router as HttpRouter;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use axum::{BoxError, Router as HttpRouter};
+use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::error::Error;
 use crate::raft::KvReader;
@@ -22,6 +25,10 @@ pub use route::Router;
 
 /// Largest accepted request body. A PUT of a few thousand strings fits; anything bigger gets 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Longest accepted key, in bytes after percent-decoding; longer gets 414. Keys live in every
+/// node's memory and in every snapshot; this keeps one request from inflating them.
+pub const MAX_KEY_BYTES: usize = 4096;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -49,11 +56,24 @@ impl AppState {
     }
 }
 
-pub fn router(state: Arc<AppState>) -> HttpRouter {
+/// The node's HTTP routes. At most `max_in_flight` requests are served at once: a request past
+/// that is answered 503 at once (load shedding) rather than queued behind a stalled cluster,
+/// which would grow memory without bound and answer nobody in time.
+pub fn router(state: Arc<AppState>, max_in_flight: usize) -> HttpRouter {
+    let shed = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(move |e: BoxError| async move {
+            error_response(Error::Unavailable(format!(
+                "overloaded: {max_in_flight} requests already in flight on this node ({e})"
+            )))
+        }))
+        .load_shed()
+        // Global: axum applies a layer to each route separately, and one limit must span them.
+        .layer(GlobalConcurrencyLimitLayer::new(max_in_flight));
     HttpRouter::new()
         .route("/keys/{key}", get(keys::get).post(keys::post))
         .route("/admin/status", get(admin_status))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(shed)
         .with_state(state)
 }
 
@@ -67,6 +87,7 @@ pub fn error_response(err: Error) -> Response {
         Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::KeyTooLong(_) => StatusCode::URI_TOO_LONG,
         Error::Unavailable(_) | Error::Unknown(_) | Error::Stopped(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }

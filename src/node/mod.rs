@@ -102,7 +102,7 @@ impl Node {
             lease_ms: config.timing.election_max_ms,
             started: Instant::now(),
         });
-        let http = api::router(app.clone());
+        let http = api::router(app.clone(), config.max_in_flight);
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Graceful on the HTTP side only: on shutdown, stop accepting and close idle keep-alive
         // connections; requests in flight fail fast because Raft is stopped under them.
