@@ -2,4 +2,4 @@
 # Server 1 of the 5-node cluster on this machine: HTTP port 8081, Raft 127.0.0.1:6001.
 # Data (Raft log, vote, snapshot) in data/server1 at the repository root; it survives restarts.
 here="$(cd "$(dirname "$0")" && pwd)"
-exec "$here/raftkv.sh" node 8081 127.0.0.1:6001 127.0.0.1:6000 127.0.0.1:6002 127.0.0.1:6003 127.0.0.1:6004 --data-dir "$here/../data/server1" "$@"
+exec "$here/raftkv.sh" node 8081 127.0.0.1:6001 127.0.0.1:6000 127.0.0.1:6002 127.0.0.1:6003 127.0.0.1:6004 --data-dir "${RAFTKV_DATA:-$here/../data}/server1" "$@"

@@ -2,4 +2,4 @@
 # Server 4 of the 5-node cluster on this machine: HTTP port 8084, Raft 127.0.0.1:6004.
 # Data (Raft log, vote, snapshot) in data/server4 at the repository root; it survives restarts.
 here="$(cd "$(dirname "$0")" && pwd)"
-exec "$here/raftkv.sh" node 8084 127.0.0.1:6004 127.0.0.1:6000 127.0.0.1:6001 127.0.0.1:6002 127.0.0.1:6003 --data-dir "$here/../data/server4" "$@"
+exec "$here/raftkv.sh" node 8084 127.0.0.1:6004 127.0.0.1:6000 127.0.0.1:6001 127.0.0.1:6002 127.0.0.1:6003 --data-dir "${RAFTKV_DATA:-$here/../data}/server4" "$@"

@@ -5,4 +5,4 @@ set -euo pipefail
 if [ $# -lt 2 ]; then echo "usage: $0 IP1 IP2 [raftkv node options]" >&2; exit 2; fi
 IP1="$1"; IP2="$2"; shift 2
 here="$(cd "$(dirname "$0")" && pwd)"
-exec "$here/../raftkv.sh" node 8082 $IP1:6002 $IP1:6000 $IP1:6001 $IP2:6003 $IP2:6004 --data-dir "$here/../../data/partition-server2" "$@"
+exec "$here/../raftkv.sh" node 8082 $IP1:6002 $IP1:6000 $IP1:6001 $IP2:6003 $IP2:6004 --data-dir "${RAFTKV_DATA:-$here/../../data}/partition-server2" "$@"
