@@ -3,11 +3,13 @@
 //! order, so every process started with the same address list agrees on them.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Raft timing. openraft requires heartbeat < election min < election max.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +54,8 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// HTTP requests served at once; more are refused at once with 503 (see `api::router`).
     pub max_in_flight: usize,
+    /// With a cluster secret, peers authenticate each other and encrypt Raft traffic.
+    pub secret: Option<Secret>,
 }
 
 /// Default for [`NodeConfig::max_in_flight`]: far above what a node needs to saturate its disk
@@ -115,6 +119,45 @@ pub fn parse_range(s: &str) -> Result<(u64, u64), String> {
         ));
     }
     Ok((min, max))
+}
+
+/// Shortest cluster secret accepted: anything shorter is guessable.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// The cluster secret, as the 32-byte pre-shared key derived from it. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret([u8; 32]);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// Derives the key from a secret's bytes (surrounding whitespace, e.g. a final newline, is
+    /// ignored). Refuses secrets shorter than [`MIN_SECRET_BYTES`].
+    pub fn new(secret: &[u8]) -> Result<Secret, String> {
+        let trimmed = secret.trim_ascii();
+        if trimmed.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "the cluster secret has {} bytes; at least {MIN_SECRET_BYTES} are needed",
+                trimmed.len()
+            ));
+        }
+        Ok(Secret(Sha256::digest(trimmed).into()))
+    }
+
+    /// The pre-shared key for the Noise handshake (`net::secure`).
+    pub fn key(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn from_file(path: &Path) -> Result<Secret, String> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read the cluster secret {}: {e}", path.display()))?;
+        Secret::new(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
 }
 
 #[cfg(test)]

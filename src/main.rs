@@ -109,6 +109,11 @@ struct LabArgs {
     /// Address of the lab's control API (GET /lab/state, POST /lab/...).
     #[arg(long, default_value = "127.0.0.1:8079")]
     control: std::net::SocketAddr,
+    /// A file holding the cluster secret (at least 16 bytes): peers then authenticate each other
+    /// and encrypt all Raft traffic; a node without it, or with another, cannot join, vote or
+    /// read. Every node of the cluster needs the same secret.
+    #[arg(long, env = "RAFTKV_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 impl Default for LabArgs {
@@ -122,6 +127,8 @@ impl Default for LabArgs {
             raft_port: raftkv::cluster::RAFT_BASE_PORT,
             http_port: raftkv::cluster::HTTP_BASE_PORT,
             control: ([127, 0, 0, 1], 8079).into(),
+            // `raftkv` alone bypasses clap: honour the variable here.
+            cluster_secret_file: std::env::var_os("RAFTKV_CLUSTER_SECRET_FILE").map(PathBuf::from),
         }
     }
 }
@@ -160,6 +167,11 @@ struct NodeArgs {
     /// HTTP requests served at once; beyond that a request gets 503 at once instead of queueing.
     #[arg(long, default_value_t = config::MAX_IN_FLIGHT)]
     max_in_flight: usize,
+    /// A file holding the cluster secret (at least 16 bytes): peers then authenticate each other
+    /// and encrypt all Raft traffic; a node without it, or with another, cannot join, vote or
+    /// read. Every node of the cluster needs the same secret.
+    #[arg(long, env = "RAFTKV_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
@@ -199,6 +211,7 @@ fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         request_timeout: Duration::from_millis(args.request_timeout),
         snapshot_every: args.snapshot_every.max(1),
         max_in_flight: args.max_in_flight.max(1),
+        secret: secret(args.cluster_secret_file.as_deref())?,
     })
 }
 
@@ -323,6 +336,12 @@ async fn run_nemesis(args: NemesisArgs) -> anyhow::Result<bool> {
     Ok(r.anomalies.is_empty())
 }
 
+fn secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<raftkv::net::Secret>> {
+    file.map(raftkv::net::Secret::from_file)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+}
+
 async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let timing = if args.timing == "slow" {
@@ -333,7 +352,9 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     let n = args.nodes;
     let raft: Vec<u16> = (0..n).map(|i| args.raft_port + i).collect();
     let http: Vec<u16> = (0..n).map(|i| args.http_port + i).collect();
-    let configs = raftkv::cluster::loopback_configs(&raft, &http, &args.data_dir, timing);
+    let mut configs = raftkv::cluster::loopback_configs(&raft, &http, &args.data_dir, timing);
+    let secret = secret(args.cluster_secret_file.as_deref())?;
+    configs.iter_mut().for_each(|c| c.secret = secret.clone());
     let control = tokio::net::TcpListener::bind(args.control)
         .await
         .with_context(|| {

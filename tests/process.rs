@@ -194,6 +194,11 @@ async fn kill_dash_nine_of_all_five_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_dir_refuses_another_identity_or_a_lost_log() {
     let mut procs = Procs::new(3);
+    // These nodes also talk through authenticated, encrypted connections, set up from the
+    // command line as a user would.
+    let secret = procs.dir.path().join("cluster.secret");
+    std::fs::write(&secret, "a secret for this test only\n").unwrap();
+    procs.extra = vec!["--cluster-secret-file".into(), secret.display().to_string()];
     for i in 0..3 {
         procs.start(i);
     }

@@ -18,7 +18,7 @@ use openraft::raft::{
 use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
 
 use super::frame::{Hello, Reply, Request};
-use super::{Conn, NetEnv};
+use super::{Conn, NetEnv, Secret};
 use crate::config::Members;
 use crate::raft::TypeConfig;
 use crate::raft::typ::{Snapshot, Vote};
@@ -33,6 +33,8 @@ pub struct Identity {
     pub id: u64,
     pub members: Members,
     pub env: NetEnv,
+    /// With a cluster secret, every connection is authenticated and encrypted (`net::secure`).
+    pub secret: Option<Secret>,
 }
 
 impl Identity {
@@ -90,7 +92,9 @@ impl PeerNetwork {
                     .members
                     .get(&self.target)
                     .ok_or_else(|| io::Error::other("unknown peer"))?;
-                self.conn = Some(Conn::connect(addr, &self.me.hello(self.target), timeout).await?);
+                let hello = self.me.hello(self.target);
+                let secret = self.me.secret.as_ref();
+                self.conn = Some(Conn::connect(addr, &hello, secret, timeout).await?);
             }
             self.conn
                 .as_mut()
@@ -252,7 +256,8 @@ impl Peers {
                     .members
                     .get(&target)
                     .ok_or_else(|| io::Error::other("unknown peer"))?;
-                Conn::connect(addr, &self.me.hello(target), timeout).await?
+                let hello = self.me.hello(target);
+                Conn::connect(addr, &hello, self.me.secret.as_ref(), timeout).await?
             }
         };
         // On error the connection is dropped, not returned to the pool.

@@ -2,7 +2,8 @@
 //! leadership transfer) and the two application messages a follower sends its leader (a forwarded
 //! write, a read-index request). Knows nothing about HTTP.
 //!
-//! Connection lifecycle: a client connects lazily, sends a [`frame::Hello`] naming the cluster, the
+//! Connection lifecycle: a client connects lazily, runs the Noise handshake if the cluster has a
+//! secret ([`secure`]), sends a [`frame::Hello`] naming the cluster, the
 //! sender and the intended receiver, and the server refuses a mismatch (so a node never talks to
 //! the wrong process, e.g. after ports were reused). Then strictly one request, one reply, in
 //! order. Any error or timeout drops the socket; the next call reconnects (openraft backs off
@@ -11,17 +12,17 @@
 pub mod client;
 pub mod fault;
 pub mod frame;
+pub mod secure;
 pub mod server;
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use frame::{Hello, HelloReply, Reply, Request};
+pub use secure::{Channel, MAX_FRAME, Secret};
 
 use crate::observe::{Event, Fate, Observer};
 use fault::FaultTable;
@@ -75,25 +76,20 @@ impl NetEnv {
     }
 }
 
-/// Largest frame accepted in either direction. A snapshot travels in one frame, so this bounds
-/// the state machine size that can be replicated by snapshot; anything larger is refused rather
-/// than allowed to exhaust memory.
-pub const MAX_FRAME: usize = 256 << 20;
-
-fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME)
-        .new_codec()
-}
-
 /// One open, greeted connection to a peer.
 pub struct Conn {
-    framed: Framed<TcpStream, LengthDelimitedCodec>,
+    channel: Channel,
 }
 
 impl Conn {
-    /// Connects and greets; fails if the peer does not accept us as `hello.from` talking to `hello.to`.
-    pub async fn connect(addr: SocketAddr, hello: &Hello, timeout: Duration) -> io::Result<Conn> {
+    /// Connects, authenticates with `secret` if there is one, and greets; fails if the peer does
+    /// not accept us as `hello.from` talking to `hello.to`.
+    pub async fn connect(
+        addr: SocketAddr,
+        hello: &Hello,
+        secret: Option<&Secret>,
+        timeout: Duration,
+    ) -> io::Result<Conn> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| {
@@ -104,12 +100,12 @@ impl Conn {
             })??;
         // Raft messages are small and latency-bound; never wait to coalesce them.
         stream.set_nodelay(true)?;
-        let mut conn = Conn {
-            framed: Framed::new(stream, codec()),
-        };
         let greeted = tokio::time::timeout(timeout, async {
+            let mut conn = Conn {
+                channel: Channel::initiate(stream, secret).await?,
+            };
             conn.send(hello).await?;
-            conn.recv::<HelloReply>().await
+            Ok::<_, io::Error>((conn.recv::<HelloReply>().await?, conn))
         })
         .await
         .map_err(|_| {
@@ -119,8 +115,10 @@ impl Conn {
             )
         })??;
         match greeted {
-            HelloReply::Welcome => Ok(conn),
-            HelloReply::Refused(why) => Err(io::Error::new(io::ErrorKind::ConnectionRefused, why)),
+            (HelloReply::Welcome, conn) => Ok(conn),
+            (HelloReply::Refused(why), _) => {
+                Err(io::Error::new(io::ErrorKind::ConnectionRefused, why))
+            }
         }
     }
 
@@ -135,14 +133,12 @@ impl Conn {
     }
 
     async fn send<T: serde::Serialize>(&mut self, value: &T) -> io::Result<()> {
-        let bytes = frame::encode(value)?;
-        self.framed.send(bytes::Bytes::from(bytes)).await
+        self.channel.send(frame::encode(value)?).await
     }
 
     async fn recv<T: serde::de::DeserializeOwned>(&mut self) -> io::Result<T> {
-        match self.framed.next().await {
-            Some(Ok(bytes)) => frame::decode(&bytes),
-            Some(Err(e)) => Err(e),
+        match self.channel.recv().await? {
+            Some(bytes) => frame::decode(&bytes),
             None => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "peer closed the connection",

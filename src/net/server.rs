@@ -6,12 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_util::codec::Framed;
 
+use super::Channel;
 use super::client::Identity;
 use super::frame::{self, Hello, HelloReply, Reply, Request};
 use crate::raft::leader;
@@ -55,27 +54,29 @@ pub async fn serve(listener: TcpListener, me: Identity, raft: Raft) {
 
 async fn serve_connection(stream: TcpStream, me: &Identity, raft: &Raft) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut framed = Framed::new(stream, super::codec());
-    let first = tokio::time::timeout(HELLO_TIMEOUT, framed.next())
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no hello"))?;
+    // The handshake (with a cluster secret) and the hello must both arrive in time.
+    let (mut channel, first) = tokio::time::timeout(HELLO_TIMEOUT, async {
+        let mut channel = Channel::accept(stream, me.secret.as_ref()).await?;
+        let first = channel.recv().await?;
+        Ok::<_, std::io::Error>((channel, first))
+    })
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no hello"))??;
     let Some(first) = first else { return Ok(()) };
-    let hello: Hello = frame::decode(&first?)?;
+    let hello: Hello = frame::decode(&first)?;
     let verdict = check_hello(&hello, me);
     let refused = verdict.is_err();
     let reply = match verdict {
         Ok(()) => HelloReply::Welcome,
         Err(why) => HelloReply::Refused(why),
     };
-    framed
-        .send(bytes::Bytes::from(frame::encode(&reply)?))
-        .await?;
+    channel.send(frame::encode(&reply)?).await?;
     if refused {
         return Ok(());
     }
     let peer = hello.from;
-    while let Some(bytes) = framed.next().await {
-        let request: Request = frame::decode(&bytes?)?;
+    while let Some(bytes) = channel.recv().await? {
+        let request: Request = frame::decode(&bytes)?;
         // An injected cut drops the message here as a real network would: the connection goes
         // silent and the sender times out or reconnects. A pause holds it until resume.
         if !me.env.faults.pass(peer, me.id).await {
@@ -85,9 +86,7 @@ async fn serve_connection(stream: TcpStream, me: &Identity, raft: &Raft) -> std:
         if !me.env.faults.pass(me.id, peer).await {
             return Ok(());
         }
-        framed
-            .send(bytes::Bytes::from(frame::encode(&reply)?))
-            .await?;
+        channel.send(frame::encode(&reply)?).await?;
     }
     Ok(())
 }

@@ -76,6 +76,7 @@ impl Node {
             id: config.id,
             members: config.members.clone(),
             env,
+            secret: config.secret.clone(),
         };
         let network = NetworkFactory { me: me.clone() };
         let raft_config = raftmod::openraft_config(&config.timing, config.snapshot_every)?;

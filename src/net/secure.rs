@@ -1,0 +1,167 @@
+//! One peer connection's byte channel: length-delimited frames over TCP, authenticated and
+//! encrypted when the cluster has a secret (PySyncObj's `password`, done with a maintained
+//! protocol instead of a home-made one).
+//!
+//! With a secret, every connection opens with a Noise handshake, pattern NNpsk0 (X25519,
+//! ChaCha20-Poly1305, BLAKE2s), keyed by SHA-256 of the secret file: fresh ephemeral keys per
+//! connection (forward secrecy), and only a holder of the secret can complete the handshake or
+//! read a byte. A peer without it, or with another one, fails at the first message and the
+//! connection is closed before any Raft message is decoded. Afterwards each frame is sent as
+//! encrypted chunks of at most one Noise message; TCP keeps them in order, which the Noise nonces
+//! require. Without a secret, frames travel in the clear (loopback labs, trusted networks).
+
+use std::io;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use snow::TransportState;
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+pub use crate::config::Secret;
+
+const NOISE_PATTERN: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
+const NOISE_MAX: usize = 65535;
+const NOISE_TAG: usize = 16;
+/// Plaintext bytes per encrypted chunk: one Noise message, minus its tag.
+const CHUNK: usize = NOISE_MAX - NOISE_TAG;
+fn noise_error(e: snow::Error) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("peer authentication failed (wrong or missing cluster secret?): {e}"),
+    )
+}
+
+/// Largest frame accepted in either direction. A snapshot travels in one frame, so this bounds
+/// the state machine size that can be replicated by snapshot; anything larger is refused rather
+/// than allowed to exhaust memory.
+pub const MAX_FRAME: usize = 256 << 20;
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        // Room for the per-chunk length and tag of an encrypted MAX_FRAME.
+        .max_frame_length(MAX_FRAME + (MAX_FRAME / CHUNK + 1) * (2 + NOISE_TAG))
+        .new_codec()
+}
+
+/// A connection's frames, encrypted or not.
+pub struct Channel {
+    framed: Framed<TcpStream, LengthDelimitedCodec>,
+    noise: Option<Box<TransportState>>,
+}
+
+impl Channel {
+    /// The connecting side: runs the handshake first if there is a secret.
+    pub async fn initiate(stream: TcpStream, secret: Option<&Secret>) -> io::Result<Channel> {
+        let mut channel = Channel::plain(stream);
+        if let Some(secret) = secret {
+            let mut hs = snow::Builder::new(NOISE_PATTERN.parse().expect("valid pattern"))
+                .psk(0, secret.key())
+                .build_initiator()
+                .map_err(noise_error)?;
+            let mut buf = vec![0u8; NOISE_MAX];
+            let n = hs.write_message(&[], &mut buf).map_err(noise_error)?;
+            channel.write_raw(Bytes::copy_from_slice(&buf[..n])).await?;
+            let reply = channel.read_raw().await?;
+            hs.read_message(&reply, &mut buf).map_err(noise_error)?;
+            channel.noise = Some(Box::new(hs.into_transport_mode().map_err(noise_error)?));
+        }
+        Ok(channel)
+    }
+
+    /// The accepting side: with a secret, the first frame must be a valid handshake message.
+    pub async fn accept(stream: TcpStream, secret: Option<&Secret>) -> io::Result<Channel> {
+        let mut channel = Channel::plain(stream);
+        if let Some(secret) = secret {
+            let mut hs = snow::Builder::new(NOISE_PATTERN.parse().expect("valid pattern"))
+                .psk(0, secret.key())
+                .build_responder()
+                .map_err(noise_error)?;
+            let mut buf = vec![0u8; NOISE_MAX];
+            let first = channel.read_raw().await?;
+            hs.read_message(&first, &mut buf).map_err(noise_error)?;
+            let n = hs.write_message(&[], &mut buf).map_err(noise_error)?;
+            channel.write_raw(Bytes::copy_from_slice(&buf[..n])).await?;
+            channel.noise = Some(Box::new(hs.into_transport_mode().map_err(noise_error)?));
+        }
+        Ok(channel)
+    }
+
+    fn plain(stream: TcpStream) -> Channel {
+        Channel {
+            framed: Framed::new(stream, codec()),
+            noise: None,
+        }
+    }
+
+    async fn write_raw(&mut self, frame: Bytes) -> io::Result<()> {
+        self.framed.send(frame).await
+    }
+
+    async fn read_raw(&mut self) -> io::Result<BytesMut> {
+        match self.framed.next().await {
+            Some(frame) => frame,
+            None => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "peer closed the connection",
+            )),
+        }
+    }
+
+    /// Sends one frame (taken by value: in the clear it goes out without a copy).
+    pub async fn send(&mut self, plain: Vec<u8>) -> io::Result<()> {
+        if plain.len() > MAX_FRAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a {} byte frame exceeds {MAX_FRAME}", plain.len()),
+            ));
+        }
+        let Some(noise) = self.noise.as_mut() else {
+            return self.write_raw(Bytes::from(plain)).await;
+        };
+        let mut out = BytesMut::with_capacity(plain.len() + (plain.len() / CHUNK + 1) * 18);
+        let mut sealed = vec![0u8; NOISE_MAX];
+        for chunk in plain.chunks(CHUNK) {
+            let n = noise
+                .write_message(chunk, &mut sealed)
+                .map_err(noise_error)?;
+            out.put_u16(n as u16);
+            out.put_slice(&sealed[..n]);
+        }
+        self.write_raw(out.freeze()).await
+    }
+
+    /// Receives one frame; `None` when the peer closed the connection cleanly between frames.
+    pub async fn recv(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let Some(frame) = self.framed.next().await else {
+            return Ok(None);
+        };
+        let mut frame = frame?;
+        let Some(noise) = self.noise.as_mut() else {
+            return Ok(Some(frame.to_vec()));
+        };
+        let mut plain = Vec::with_capacity(frame.len());
+        let mut opened = vec![0u8; NOISE_MAX];
+        while frame.has_remaining() {
+            if frame.remaining() < 2 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "truncated chunk",
+                ));
+            }
+            let n = frame.get_u16() as usize;
+            if frame.remaining() < n {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "truncated chunk",
+                ));
+            }
+            let sealed = frame.split_to(n);
+            let m = noise
+                .read_message(&sealed, &mut opened)
+                .map_err(noise_error)?;
+            plain.extend_from_slice(&opened[..m]);
+        }
+        Ok(Some(plain))
+    }
+}
