@@ -399,3 +399,27 @@ async fn past_the_in_flight_limit_requests_are_shed_at_once_and_service_resumes(
     assert!(c.status(leader).await.is_some(), "the node serves again");
     c.shutdown().await;
 }
+
+/// A peer connection that never greets is dropped after the hello timeout (5 s), so silent
+/// sockets cannot hold connection slots for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_raft_connection_is_dropped_after_the_hello_timeout() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let (leader, _) = c.leader(Duration::from_secs(20)).await;
+    let mut silent = TcpStream::connect(c.config(leader).raft_addr)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let started = tokio::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent connection must be closed by the node: {read:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "closed only for staying silent, not at once"
+    );
+    assert_eq!(c.append(leader, "k", "v").await, 204);
+    c.shutdown().await;
+}
