@@ -9,9 +9,11 @@
 //! - [`api`]: the HTTP API; the only place where an [`error::Error`] becomes a status code.
 //! - [`node`]: one replicated node, wired together; used by per-process mode and the lab alike.
 //! - [`cluster`]: N nodes in one process on loopback (the lab's engine, also used by tests).
+//! - [`client`]: the command-line client, an HTTP client of any node; knows nothing inside.
 
 pub mod api;
 pub mod check;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod error;

@@ -39,6 +39,74 @@ enum Command {
     /// list-append: lost, duplicate, reordered, stale and phantom appends; workload register:
     /// linearizability of PUT/GET (stateright). Exits 1 on any anomaly.
     Nemesis(NemesisArgs),
+    /// Read a key through any live node (linearizable unless --local). Exit 4 if it is missing.
+    Get {
+        key: String,
+        /// Answer from the first reachable node's own state, possibly stale.
+        #[arg(long)]
+        local: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replace a key's value with the given strings (none: an empty list).
+    Put {
+        key: String,
+        values: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Append one string to a key's value (creating the key if it is missing).
+    Append {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Every node's role, term, leader, indexes and lag behind the leader.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Options of the client commands. Exit codes: 0 ok, 1 error, 3 unavailable (nothing applied),
+/// 4 not found, 5 outcome unknown (a write may have been applied), 6 refused as invalid.
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// Nodes to try, in order, comma-separated (any live one will do).
+    #[arg(
+        long,
+        env = "RAFTKV_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080,http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083,http://127.0.0.1:8084"
+    )]
+    endpoints: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Give up on one node after this long (ms); a write that times out is reported unknown.
+    #[arg(long, default_value_t = 8000)]
+    timeout: u64,
+}
+
+impl ClientArgs {
+    fn client(&self) -> raftkv::client::Client {
+        raftkv::client::Client::new(
+            self.endpoints.clone(),
+            Duration::from_millis(self.timeout),
+            self.json,
+        )
+    }
+}
+
+/// Prints a client command's output (errors to stderr) and exits with its code.
+fn finish(outcome: raftkv::client::Outcome) -> ! {
+    if outcome.code == raftkv::client::exit::OK {
+        println!("{}", outcome.output);
+    } else {
+        eprintln!("{}", outcome.output);
+    }
+    std::process::exit(outcome.code)
 }
 
 #[derive(clap::Args)]
@@ -235,6 +303,20 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Get { key, local, client } => finish(client.client().get(&key, local).await),
+        Command::Put {
+            key,
+            values,
+            client,
+        } => {
+            let body = serde_json::json!({"type": "PUT", "value": values});
+            finish(client.client().write(&key, body).await)
+        }
+        Command::Append { key, value, client } => {
+            let body = serde_json::json!({"type": "APPEND", "value": value});
+            finish(client.client().write(&key, body).await)
+        }
+        Command::Status { client } => finish(client.client().status().await),
         Command::Scenario(args) => {
             let options = raftkv::scenario::Options {
                 out: args.out,
