@@ -235,6 +235,10 @@ struct NodeArgs {
     /// HTTP requests served at once; beyond that a request gets 503 at once instead of queueing.
     #[arg(long, default_value_t = config::MAX_IN_FLIGHT)]
     max_in_flight: usize,
+    /// Log lines on stderr as text or as JSON objects (one per line). RUST_LOG filters them
+    /// (default: warn, and raftkv's elections, leader and membership changes at info).
+    #[arg(long, env = "RAFTKV_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     /// A file holding the cluster secret (at least 16 bytes): peers then authenticate each other
     /// and encrypt all Raft traffic; a node without it, or with another, cannot join, vote or
     /// read. Every node of the cluster needs the same secret.
@@ -329,6 +333,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Node(args) => {
             let config = node_config(args)?;
             let (id, dir) = (config.id, config.data_dir.clone());
+            let bound = config.request_timeout;
             let node = Node::start(config, Default::default())
                 .await
                 .with_context(|| format!("node {id} ({}) did not start", dir.display()))?;
@@ -337,8 +342,11 @@ async fn main() -> anyhow::Result<()> {
                 node.http_addr(),
                 dir.display()
             );
-            tokio::signal::ctrl_c().await?;
-            node.shutdown().await;
+            stop_signal().await?;
+            eprintln!(
+                "raftkv node {id}: stopping (leadership handed over first if this node leads)"
+            );
+            node.stop_gracefully(bound).await;
         }
     }
     Ok(())
@@ -416,6 +424,23 @@ async fn run_nemesis(args: NemesisArgs) -> anyhow::Result<bool> {
         println!("ANOMALY {a}");
     }
     Ok(r.anomalies.is_empty())
+}
+
+/// Waits for Ctrl-C, or SIGTERM where there is such a thing.
+async fn stop_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            stopped = tokio::signal::ctrl_c() => stopped,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }
 
 fn secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<raftkv::net::Secret>> {
@@ -515,6 +540,9 @@ fn init_logging(command: &Command) -> anyhow::Result<()> {
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
+        }
+        Command::Node(args) if args.log_format == "json" => {
+            builder.json().with_writer(std::io::stderr).init()
         }
         _ => builder.with_writer(std::io::stderr).init(),
     }

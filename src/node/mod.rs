@@ -3,6 +3,7 @@
 //! (`raftkv node …`) starts one; the lab and the tests start several in one process.
 
 pub mod identity;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::{InitializeError, RaftError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -32,7 +34,8 @@ pub struct Node {
     raft: Raft,
     app: Arc<AppState>,
     http_addr: SocketAddr,
-    /// The Raft server (aborted on shutdown, which drops its peer connections) and the HTTP server.
+    /// The Raft server (aborted on shutdown, which drops its peer connections), the change
+    /// logger, and the HTTP server (last).
     tasks: Vec<JoinHandle<()>>,
     http_stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -89,6 +92,7 @@ impl Node {
             me.clone(),
             raft.clone(),
         ))];
+        tasks.push(tokio::spawn(watch::log_changes(raft.clone(), config.id)));
         let app = Arc::new(AppState {
             router: api::Router {
                 raft: raft.clone(),
@@ -187,6 +191,46 @@ impl Node {
     /// Retries replication to every peer now instead of after the back-off (used after a heal).
     pub async fn reset_backoff(&self, peers: impl IntoIterator<Item = u64>) {
         let _ = self.raft.trigger().reset_backoff(peers).await;
+    }
+
+    /// Stops the node the polite way (SIGTERM, Ctrl-C): a leader first hands leadership to its
+    /// most up-to-date follower, then the HTTP port stops accepting while requests in flight
+    /// finish (forwarded to the new leader), and only then Raft stops. A rolling restart this way
+    /// fails no client request; each step is bounded, so a stuck cluster still lets the node go.
+    pub async fn stop_gracefully(mut self, bound: Duration) {
+        let m = self.raft.metrics().borrow_watched().clone();
+        if m.current_leader == Some(self.id) {
+            let heir = m
+                .replication
+                .iter()
+                .flatten()
+                .filter(|(id, _)| **id != self.id)
+                .max_by_key(|(_, matched)| matched.as_ref().map(|l| l.index))
+                .map(|(id, _)| *id);
+            if let Some(heir) = heir {
+                tracing::info!(
+                    node = self.id,
+                    to = heir,
+                    "handing over leadership before stopping"
+                );
+                let _ = self.raft.trigger().transfer_leader(heir).await;
+                let _ = self
+                    .raft
+                    .wait(Some(bound))
+                    .metrics(
+                        |m| m.current_leader.is_some_and(|l| l != self.id),
+                        "leader moved",
+                    )
+                    .await;
+            }
+        }
+        let _ = self.http_stop.send(());
+        if let Some(http) = self.tasks.pop() {
+            let _ = tokio::time::timeout(bound, http).await;
+        }
+        let (tx, _) = tokio::sync::oneshot::channel();
+        self.http_stop = tx;
+        self.shutdown().await;
     }
 
     /// Stops the node: closes its ports and stops Raft. Everything acknowledged is already on

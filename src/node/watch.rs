@@ -1,0 +1,50 @@
+//! Logs what an operator greps for, one info line each, as openraft's metrics report it: a role
+//! change (an election started shows as `candidate`), a new term, a new leader, a membership
+//! change. Runs until the node's Raft stops.
+
+use openraft::async_runtime::WatchReceiver;
+
+use crate::raft::typ::Raft;
+
+pub async fn log_changes(raft: Raft, id: u64) {
+    let mut metrics = raft.metrics();
+    let (mut role, mut term, mut leader, mut membership) = (None, None, None, None);
+    loop {
+        {
+            let m = metrics.borrow_watched();
+            let now_role = format!("{:?}", m.state).to_lowercase();
+            if term != Some(m.current_term) {
+                tracing::info!(node = id, term = m.current_term, "term changed");
+                term = Some(m.current_term);
+            }
+            if role.as_ref() != Some(&now_role) {
+                if now_role == "candidate" {
+                    tracing::info!(node = id, term = m.current_term, "election started");
+                } else {
+                    tracing::info!(node = id, term = m.current_term, role = %now_role, "role changed");
+                }
+                role = Some(now_role);
+            }
+            if leader != Some(m.current_leader) {
+                match m.current_leader {
+                    Some(l) => tracing::info!(
+                        node = id,
+                        term = m.current_term,
+                        leader = l,
+                        "leader elected"
+                    ),
+                    None => tracing::info!(node = id, term = m.current_term, "no leader known"),
+                }
+                leader = Some(m.current_leader);
+            }
+            let config = m.membership_config.membership().to_string();
+            if membership.as_ref() != Some(&config) {
+                tracing::info!(node = id, membership = %config, "membership");
+                membership = Some(config);
+            }
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
