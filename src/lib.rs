@@ -5,6 +5,7 @@
 //! - [`kv`]: the replicated data and its deterministic `apply`; no Raft, no IO.
 //! - [`store`]: durable Raft log, vote and snapshot files (generic over openraft's type config).
 //! - [`raft`]: the openraft type config, the state machine over `kv`, leader-side outcomes.
+//! - [`metrics`]: the node's Prometheus counters and gauges (filled by net, api and node).
 //! - [`net`]: the TCP transport between nodes (Raft RPCs and forwarded client requests).
 //! - [`api`]: the HTTP API; the only place where an [`error::Error`] becomes a status code.
 //! - [`node`]: one replicated node, wired together; used by per-process mode and the lab alike.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod kv;
 pub mod lab;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod observe;

@@ -80,3 +80,68 @@ async fn bad_requests_get_clear_errors_and_the_node_keeps_serving() {
     assert_eq!((code, list), (200, Some(vec!["sun".to_string()])));
     c.shutdown().await;
 }
+
+/// The value of the first sample in `text` whose line starts with `prefix`.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_rpcs_and_elections_and_show_raft_state() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let (leader, term) = c.leader(Duration::from_secs(20)).await;
+    let follower = (leader + 1) % 3;
+    for n in 0..5 {
+        assert_eq!(c.append(follower, "m", &format!("v{n}")).await, 204);
+    }
+    assert_eq!(c.get(leader, "nothing", "").await.0, 404);
+    let scrape = |i: usize| {
+        let url = c.url(i, "/metrics");
+        let http = c.http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let on_leader = scrape(leader).await;
+    let on_follower = scrape(follower).await;
+    assert_eq!(
+        sample(&on_leader, "raftkv_raft_role{role=\"leader\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&on_follower, "raftkv_raft_role{role=\"follower\"}"),
+        Some(1.0)
+    );
+    assert_eq!(sample(&on_leader, "raftkv_raft_term "), Some(term as f64));
+    assert_eq!(
+        sample(&on_follower, "raftkv_raft_leader "),
+        Some(leader as f64)
+    );
+    assert_eq!(sample(&on_leader, "raftkv_raft_has_quorum "), Some(1.0));
+    let post = "raftkv_http_requests_total{route=\"/keys/{key}\",method=\"POST\",status=\"204\"}";
+    assert_eq!(sample(&on_follower, post), Some(5.0));
+    let miss = "raftkv_http_requests_total{route=\"/keys/{key}\",method=\"GET\",status=\"404\"}";
+    assert_eq!(sample(&on_leader, miss), Some(1.0));
+    assert!(on_leader.contains("raftkv_http_request_duration_seconds_bucket{le="));
+    // The follower forwarded its writes: RPCs it sent to the leader, which received them.
+    let forwarded =
+        format!("raftkv_raft_rpcs_total{{peer=\"{leader}\",rpc=\"forward\",result=\"sent\"}}");
+    assert!(
+        sample(&on_follower, &forwarded) >= Some(5.0),
+        "{on_follower}"
+    );
+    let received = format!(
+        "raftkv_raft_rpcs_total{{peer=\"{follower}\",rpc=\"forward\",result=\"received\"}}"
+    );
+    assert!(sample(&on_leader, &received) >= Some(5.0), "{on_leader}");
+    assert!(sample(&on_leader, "raftkv_raft_elections_total") >= Some(1.0));
+    assert_eq!(
+        sample(
+            &on_leader,
+            &format!("raftkv_raft_replication_lag{{peer=\"{follower}\"}}")
+        ),
+        Some(0.0)
+    );
+    c.shutdown().await;
+}

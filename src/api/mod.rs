@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use axum::{BoxError, Router as HttpRouter};
@@ -18,6 +19,7 @@ use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::error::Error;
+use crate::metrics::{Metrics, PeerLabels, ROLES, RequestLabels, RoleLabels, RouteLabels};
 use crate::raft::KvReader;
 use crate::raft::status::{self, NodeFacts, Status};
 
@@ -40,6 +42,7 @@ pub struct AppState {
     /// A leader's lease: how recent a quorum contact must be to count as "has quorum".
     pub lease_ms: u64,
     pub started: Instant,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -72,6 +75,8 @@ pub fn router(state: Arc<AppState>, max_in_flight: usize) -> HttpRouter {
     HttpRouter::new()
         .route("/keys/{key}", get(keys::get).post(keys::post))
         .route("/admin/status", get(admin_status))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(shed)
         .with_state(state)
@@ -79,6 +84,75 @@ pub fn router(state: Arc<AppState>, max_in_flight: usize) -> HttpRouter {
 
 async fn admin_status(State(state): State<Arc<AppState>>) -> Json<Status> {
     Json(state.status().await)
+}
+
+/// Counts every routed request by route template, method and status, with its latency.
+async fn count(
+    State(state): State<Arc<AppState>>,
+    route: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = route.map_or_else(|| "other".to_owned(), |r| r.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let m = &state.metrics;
+    m.latency
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .get_or_create(&RequestLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// `GET /metrics`: Prometheus/OpenMetrics text. Raft gauges come from the same status as
+/// `/admin/status`, read now.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let status = state.status().await;
+    let text = state.metrics.scrape(|g| {
+        let n = |v: Option<u64>| v.map_or(-1, |v| v as i64);
+        g.term.set(status.term as i64);
+        for role in ROLES {
+            g.role
+                .get_or_create(&RoleLabels { role: role.into() })
+                .set(i64::from(status.role == role));
+        }
+        g.leader.set(n(status.leader_id));
+        g.last_log_index.set(n(status.last_log_index));
+        g.commit_index.set(n(status.commit_index));
+        g.last_applied.set(n(status.last_applied));
+        g.snapshot_index.set(n(status.snapshot_index));
+        let purged_next = status.purged_index.map_or(0, |p| p + 1);
+        let entries = status
+            .last_log_index
+            .map_or(0, |l| (l + 1).saturating_sub(purged_next));
+        g.log_entries.set(entries as i64);
+        g.has_quorum.set(i64::from(status.has_quorum));
+        g.replication_lag.clear();
+        for (peer, progress) in status.followers.iter().flatten() {
+            let matched = progress.matched_index.map_or(0, |m| m + 1);
+            let last = status.last_log_index.map_or(0, |l| l + 1);
+            g.replication_lag
+                .get_or_create(&PeerLabels { peer: *peer })
+                .set(last.saturating_sub(matched) as i64);
+        }
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// The one mapping from errors to HTTP responses. Bodies are plain text, as the original API asks.

@@ -20,6 +20,7 @@ use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
 use super::frame::{Hello, Reply, Request};
 use super::{Conn, NetEnv, Secret};
 use crate::config::Members;
+use crate::metrics::Metrics;
 use crate::raft::TypeConfig;
 use crate::raft::typ::{Snapshot, Vote};
 
@@ -35,9 +36,22 @@ pub struct Identity {
     pub env: NetEnv,
     /// With a cluster secret, every connection is authenticated and encrypted (`net::secure`).
     pub secret: Option<Secret>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Identity {
+    /// Delivers through the process's fault table and counts the RPC as sent, or failed.
+    async fn deliver<F>(&self, target: u64, request: &Request, call: F) -> io::Result<Reply>
+    where
+        F: Future<Output = io::Result<Reply>>,
+    {
+        let rpc = request.describe().0;
+        let result = self.env.deliver(self.id, target, request, call).await;
+        let outcome = if result.is_ok() { "sent" } else { "failed" };
+        self.metrics.rpc(target, rpc, outcome);
+        result
+    }
+
     fn hello(&self, to: u64) -> Hello {
         Hello {
             cluster: self.cluster.clone(),
@@ -74,14 +88,9 @@ pub struct PeerNetwork {
 
 impl PeerNetwork {
     async fn call(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
-        let env = self.me.env.clone();
-        env.deliver(
-            self.me.id,
-            self.target,
-            request,
-            self.call_unchecked(request, timeout),
-        )
-        .await
+        let (me, target) = (self.me.clone(), self.target);
+        me.deliver(target, request, self.call_unchecked(request, timeout))
+            .await
     }
 
     async fn call_unchecked(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
@@ -233,7 +242,7 @@ impl Peers {
         timeout: Duration,
     ) -> io::Result<Reply> {
         let call = self.call_unchecked(target, request, timeout);
-        self.me.env.deliver(self.me.id, target, request, call).await
+        self.me.deliver(target, request, call).await
     }
 
     async fn call_unchecked(

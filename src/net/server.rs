@@ -77,6 +77,7 @@ async fn serve_connection(stream: TcpStream, me: &Identity, raft: &Raft) -> std:
     let peer = hello.from;
     while let Some(bytes) = channel.recv().await? {
         let request: Request = frame::decode(&bytes)?;
+        me.metrics.rpc(peer, request.describe().0, "received");
         // An injected cut drops the message here as a real network would: the connection goes
         // silent and the sender times out or reconnects. A pause holds it until resume.
         if !me.env.faults.pass(peer, me.id).await {

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState};
 use crate::config::NodeConfig;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::net::client::{Identity as NetIdentity, NetworkFactory, Peers};
 use crate::net::{NetEnv, server};
 use crate::raft::status::Status;
@@ -72,6 +73,7 @@ impl Node {
         let http_listener = bind(config.http_addr, "HTTP").await?;
         let http_addr = http_listener.local_addr()?;
 
+        let metrics = Arc::new(Metrics::new());
         let sm = StateMachine::new(SnapshotFile::new(&config.data_dir.join("snapshot"))?);
         let kv = sm.reader();
         let me = NetIdentity {
@@ -80,6 +82,7 @@ impl Node {
             members: config.members.clone(),
             env,
             secret: config.secret.clone(),
+            metrics: metrics.clone(),
         };
         let network = NetworkFactory { me: me.clone() };
         let raft_config = raftmod::openraft_config(&config.timing, config.snapshot_every)?;
@@ -92,7 +95,11 @@ impl Node {
             me.clone(),
             raft.clone(),
         ))];
-        tasks.push(tokio::spawn(watch::log_changes(raft.clone(), config.id)));
+        tasks.push(tokio::spawn(watch::log_changes(
+            raft.clone(),
+            config.id,
+            metrics.clone(),
+        )));
         let app = Arc::new(AppState {
             router: api::Router {
                 raft: raft.clone(),
@@ -106,6 +113,7 @@ impl Node {
             pre_vote: config.timing.pre_vote,
             lease_ms: config.timing.election_max_ms,
             started: Instant::now(),
+            metrics,
         });
         let http = api::router(app.clone(), config.max_in_flight);
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,17 +1,20 @@
 //! Logs what an operator greps for, one info line each, as openraft's metrics report it: a role
 //! change (an election started shows as `candidate`), a new term, a new leader, a membership
-//! change. Runs until the node's Raft stops.
+//! change. Runs until the node's Raft stops. Counts elections and leader changes for /metrics.
+
+use std::sync::Arc;
 
 use openraft::async_runtime::WatchReceiver;
 
+use crate::metrics::Metrics;
 use crate::raft::typ::Raft;
 
-pub async fn log_changes(raft: Raft, id: u64) {
-    let mut metrics = raft.metrics();
+pub async fn log_changes(raft: Raft, id: u64, metrics: Arc<Metrics>) {
+    let mut watched = raft.metrics();
     let (mut role, mut term, mut leader, mut membership) = (None, None, None, None);
     loop {
         {
-            let m = metrics.borrow_watched();
+            let m = watched.borrow_watched();
             let now_role = format!("{:?}", m.state).to_lowercase();
             if term != Some(m.current_term) {
                 tracing::info!(node = id, term = m.current_term, "term changed");
@@ -19,6 +22,7 @@ pub async fn log_changes(raft: Raft, id: u64) {
             }
             if role.as_ref() != Some(&now_role) {
                 if now_role == "candidate" {
+                    metrics.elections.inc();
                     tracing::info!(node = id, term = m.current_term, "election started");
                 } else {
                     tracing::info!(node = id, term = m.current_term, role = %now_role, "role changed");
@@ -27,12 +31,15 @@ pub async fn log_changes(raft: Raft, id: u64) {
             }
             if leader != Some(m.current_leader) {
                 match m.current_leader {
-                    Some(l) => tracing::info!(
-                        node = id,
-                        term = m.current_term,
-                        leader = l,
-                        "leader elected"
-                    ),
+                    Some(l) => {
+                        metrics.leader_changes.inc();
+                        tracing::info!(
+                            node = id,
+                            term = m.current_term,
+                            leader = l,
+                            "leader elected"
+                        )
+                    }
                     None => tracing::info!(node = id, term = m.current_term, "no leader known"),
                 }
                 leader = Some(m.current_leader);
@@ -43,7 +50,7 @@ pub async fn log_changes(raft: Raft, id: u64) {
                 membership = Some(config);
             }
         }
-        if metrics.changed().await.is_err() {
+        if watched.changed().await.is_err() {
             return;
         }
     }
