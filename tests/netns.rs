@@ -58,6 +58,8 @@ impl Net {
             sh(&["ip", "-n", ns, "addr", "add", &cidr, "dev", dev])?;
             sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+            // Entering a namespace needs more privileges than creating one (a mount namespace).
+            sh(&["ip", "netns", "exec", ns, "true"])?;
         }
         Ok(net)
     }
