@@ -520,8 +520,14 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
 /// go to DATA_DIR/lab.log. `RUST_LOG` filters as usual.
 fn init_logging(command: &Command) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "warn,openraft=error,raftkv=info".into());
+    // A node's operator wants its elections and leader changes; the in-process clusters of the
+    // scenarios and soaks would print those for every node, drowning their own output.
+    let default = match command {
+        Command::Node(_) | Command::Lab(_) => "warn,openraft=error,raftkv=info",
+        _ => "warn,openraft=error",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match command {
         Command::Lab(args)

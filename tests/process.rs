@@ -342,9 +342,9 @@ async fn terminate(procs: &mut Procs, i: usize) -> bool {
 async fn a_rolling_restart_with_sigterm_fails_no_write() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let mut procs = Procs::new(5);
-    // Shorter than a leader's lease plus an election timeout (1 s + 0.5..1 s): a leader that
+    // No longer than a leader's lease plus an election timeout (1 s + 0.5..1 s): a leader that
     // just vanished would make writes fail; one that hands over first must not.
-    procs.extra = ["--request-timeout", "1000", "--log-format", "json"]
+    procs.extra = ["--request-timeout", "1500", "--log-format", "json"]
         .map(String::from)
         .to_vec();
     for i in 0..5 {
