@@ -10,9 +10,11 @@
 //! - [`api`]: the HTTP API; the only place where an [`error::Error`] becomes a status code.
 //! - [`node`]: one replicated node, wired together; used by per-process mode and the lab alike.
 //! - [`cluster`]: N nodes in one process on loopback (the lab's engine, also used by tests).
+//! - [`bench`]: the load generator, an HTTP client of a running cluster.
 //! - [`client`]: the command-line client, an HTTP client of any node; knows nothing inside.
 
 pub mod api;
+pub mod bench;
 pub mod check;
 pub mod client;
 pub mod cluster;

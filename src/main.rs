@@ -67,6 +67,35 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Load generator: N keep-alive connections against a running cluster, a warm-up, then a
+    /// fixed time; prints throughput, latency percentiles (HDR histogram), errors by kind and its
+    /// own CPU use.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long, value_enum, default_value = "put")]
+    workload: raftkv::bench::Workload,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Open loop at this many requests per second in total; 0 = closed loop.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Distinct keys (at most 1000).
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Bytes per PUT value.
+    #[arg(long, default_value_t = 16)]
+    value_bytes: usize,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// Options of the client commands. Exit codes: 0 ok, 1 error, 3 unavailable (nothing applied),
@@ -321,6 +350,25 @@ async fn main() -> anyhow::Result<()> {
             finish(client.client().write(&key, body).await)
         }
         Command::Status { client } => finish(client.client().status().await),
+        Command::Bench(args) => {
+            let json = args.client.json;
+            let report = raftkv::bench::run(raftkv::bench::Config {
+                endpoints: args.client.endpoints.clone(),
+                workload: args.workload,
+                connections: args.connections.max(1),
+                warmup: Duration::from_secs(args.warmup),
+                duration: Duration::from_secs(args.seconds.max(1)),
+                rate: args.rate,
+                keys: args.keys.clamp(1, 1000),
+                value_bytes: args.value_bytes,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report.text());
+            }
+        }
         Command::Scenario(args) => {
             let options = raftkv::scenario::Options {
                 out: args.out,

@@ -1,0 +1,53 @@
+//! Smoke test of the load generator against a small live cluster: every workload runs, counts
+//! operations and reports no errors. No timing is asserted (figures come from `raftkv bench`);
+//! only that the open loop never sends more than its schedule allows.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestCluster;
+use raftkv::bench::{Config, Workload, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_runs_without_errors_and_the_open_loop_keeps_its_schedule() {
+    let c = TestCluster::start(3, |_| {}).await;
+    c.leader(Duration::from_secs(20)).await;
+    let endpoints: Vec<String> = (0..3).map(|i| c.url(i, "")).collect();
+    let config = |workload, rate| Config {
+        endpoints: endpoints.clone(),
+        workload,
+        connections: 4,
+        warmup: Duration::from_millis(200),
+        duration: Duration::from_secs(1),
+        rate,
+        keys: 20,
+        value_bytes: 16,
+    };
+    for workload in [
+        Workload::Put,
+        Workload::Append,
+        Workload::GetLeader,
+        Workload::GetFollower,
+        Workload::GetLocal,
+        Workload::Mixed,
+    ] {
+        let report = run(config(workload, 0)).await.unwrap();
+        println!("{}", report.text());
+        assert!(report.ops > 0, "{workload:?} did nothing");
+        assert!(
+            report.errors.is_empty(),
+            "{workload:?}: {:?}",
+            report.errors
+        );
+        assert!(report.p50_ms <= report.p99_ms && report.p99_ms <= report.max_ms);
+    }
+    let open = run(config(Workload::Put, 40)).await.unwrap();
+    assert!(open.errors.is_empty(), "{:?}", open.errors);
+    assert!(
+        open.ops > 0 && open.ops <= 40 + 4,
+        "40 requests/s for 1 s, yet {} were sent",
+        open.ops
+    );
+    c.shutdown().await;
+}
