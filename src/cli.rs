@@ -1,0 +1,322 @@
+//! The command line of the `raftkv` binary: every subcommand's arguments (clap), and turning
+//! `raftkv node`'s arguments into a [`NodeConfig`]. Part of the binary, not of the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+use raftkv::config::{self, NodeConfig, Timing};
+
+#[derive(Parser)]
+#[command(
+    name = "raftkv",
+    version,
+    about = "A fault-tolerant key/value service on Raft"
+)]
+pub struct Cli {
+    /// Without a subcommand: `raftkv lab` with its defaults.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run one node of a cluster. Node ids are the positions of the Raft addresses (SELF_ADDR and
+    /// every PEER_ADDR) in sorted order, so every node must be given the same set of addresses.
+    Node(NodeArgs),
+    /// The lab: a whole cluster in this process on loopback (node i serves Raft on
+    /// 127.0.0.1:(6000+i) and HTTP on 127.0.0.1:(8080+i), data in DATA_DIR/node<i>), a dashboard
+    /// to watch it and keys to break it. Without a terminal it runs headless, printing the timeline.
+    Lab(LabArgs),
+    /// Replay the steps of a report question against a real cluster and write what the system
+    /// answered (markdown) into OUT: task2, task3, partition-a (leader on the first computer),
+    /// partition-b (leader on the second).
+    Scenario(ScenarioArgs),
+    /// Jepsen-style soak: concurrent clients work through random nodes of an in-process cluster
+    /// while a nemesis kills, partitions, cuts and pauses; then the history is checked. Workload
+    /// list-append: lost, duplicate, reordered, stale and phantom appends; workload register:
+    /// linearizability of PUT/GET (stateright). Exits 1 on any anomaly.
+    Nemesis(NemesisArgs),
+    /// Read a key through any live node (linearizable unless --local). Exit 4 if it is missing.
+    Get {
+        key: String,
+        /// Answer from the first reachable node's own state, possibly stale.
+        #[arg(long)]
+        local: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replace a key's value with the given strings (none: an empty list).
+    Put {
+        key: String,
+        values: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Append one string to a key's value (creating the key if it is missing).
+    Append {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Every node's role, term, leader, indexes and lag behind the leader.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Load generator: N keep-alive connections against a running cluster, a warm-up, then a
+    /// fixed time; prints throughput, latency percentiles (HDR histogram), errors by kind and its
+    /// own CPU use.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "put")]
+    pub workload: raftkv::bench::Workload,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 16)]
+    pub connections: usize,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Open loop at this many requests per second in total; 0 = closed loop.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Distinct keys (at most 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub keys: u64,
+    /// Bytes per PUT value.
+    #[arg(long, default_value_t = 16)]
+    pub value_bytes: usize,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Options of the client commands. Exit codes: 0 ok, 1 error, 3 unavailable (nothing applied),
+/// 4 not found, 5 outcome unknown (a write may have been applied), 6 refused as invalid.
+#[derive(clap::Args)]
+pub struct ClientArgs {
+    /// Nodes to try, in order, comma-separated (any live one will do).
+    #[arg(
+        long,
+        env = "RAFTKV_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080,http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083,http://127.0.0.1:8084"
+    )]
+    pub endpoints: Vec<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up on one node after this long (ms); a write that times out is reported unknown.
+    #[arg(long, default_value_t = 8000)]
+    pub timeout: u64,
+}
+
+impl ClientArgs {
+    pub fn client(&self) -> raftkv::client::Client {
+        raftkv::client::Client::new(
+            self.endpoints.clone(),
+            Duration::from_millis(self.timeout),
+            self.json,
+        )
+    }
+}
+
+/// Prints a client command's output (errors to stderr) and exits with its code.
+pub fn finish(outcome: raftkv::client::Outcome) -> ! {
+    if outcome.code == raftkv::client::exit::OK {
+        println!("{}", outcome.output);
+    } else {
+        eprintln!("{}", outcome.output);
+    }
+    std::process::exit(outcome.code)
+}
+
+#[derive(clap::Args)]
+pub struct NemesisArgs {
+    /// How long the clients run.
+    #[arg(long, default_value_t = 120)]
+    pub seconds: u64,
+    /// A new fault this often (seconds).
+    #[arg(long, default_value_t = 3)]
+    pub fault_every: u64,
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    #[arg(long, default_value_t = 4)]
+    pub keys: usize,
+    /// Seed for the clients' and the nemesis' choices (same seed, same schedule of choices).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, value_parser = ["list-append", "register"], default_value = "list-append")]
+    pub workload: String,
+    /// Read with `?consistency=local` (possibly stale): shows that the checker catches stale reads.
+    #[arg(long)]
+    pub local_reads: bool,
+    /// Node i serves Raft on 127.0.0.1:(RAFT_PORT+i) and HTTP on 127.0.0.1:(HTTP_PORT+i).
+    #[arg(long, default_value_t = 36000)]
+    pub raft_port: u16,
+    #[arg(long, default_value_t = 36100)]
+    pub http_port: u16,
+}
+
+#[derive(clap::Args)]
+pub struct ScenarioArgs {
+    #[arg(value_parser = ["task2", "task3", "partition-a", "partition-b"])]
+    pub name: String,
+    /// Folder for the evidence.
+    #[arg(long, default_value = "images/evidence")]
+    pub out: PathBuf,
+    /// Node i serves Raft on 127.0.0.1:(RAFT_PORT+i).
+    #[arg(long, default_value_t = 6000)]
+    pub raft_port: u16,
+    /// Node i serves HTTP on 127.0.0.1:(HTTP_PORT+i).
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+}
+
+#[derive(clap::Args)]
+pub struct LabArgs {
+    /// Number of nodes (3 to 9).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(3..=9))]
+    pub nodes: u16,
+    /// Where the nodes keep their data; reused across runs unless --fresh.
+    #[arg(long, default_value = "data/lab")]
+    pub data_dir: PathBuf,
+    /// Delete DATA_DIR first and start a brand-new cluster.
+    #[arg(long)]
+    pub fresh: bool,
+    /// slow: elections take seconds, to follow by eye; normal: the service's defaults.
+    #[arg(long, default_value = "normal", value_parser = ["slow", "normal"])]
+    pub timing: String,
+    /// No dashboard: print the timeline to stdout (also chosen when there is no terminal).
+    #[arg(long)]
+    pub headless: bool,
+    /// Node i serves Raft on 127.0.0.1:(RAFT_PORT+i).
+    #[arg(long, default_value_t = raftkv::cluster::RAFT_BASE_PORT)]
+    pub raft_port: u16,
+    /// Node i serves HTTP on 127.0.0.1:(HTTP_PORT+i).
+    #[arg(long, default_value_t = raftkv::cluster::HTTP_BASE_PORT)]
+    pub http_port: u16,
+    /// Address of the lab's control API (GET /lab/state, POST /lab/...).
+    #[arg(long, default_value = "127.0.0.1:8079")]
+    pub control: std::net::SocketAddr,
+    /// A file holding the cluster secret (at least 16 bytes): peers then authenticate each other
+    /// and encrypt all Raft traffic; a node without it, or with another, cannot join, vote or
+    /// read. Every node of the cluster needs the same secret.
+    #[arg(long, env = "RAFTKV_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+impl Default for LabArgs {
+    fn default() -> Self {
+        LabArgs {
+            nodes: 5,
+            data_dir: PathBuf::from("data/lab"),
+            fresh: false,
+            timing: "normal".into(),
+            headless: false,
+            raft_port: raftkv::cluster::RAFT_BASE_PORT,
+            http_port: raftkv::cluster::HTTP_BASE_PORT,
+            control: ([127, 0, 0, 1], 8079).into(),
+            // `raftkv` alone bypasses clap: honour the variable here.
+            cluster_secret_file: std::env::var_os("RAFTKV_CLUSTER_SECRET_FILE").map(PathBuf::from),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct NodeArgs {
+    /// Port of this node's HTTP API (the key/value service and /admin/status).
+    pub http_port: u16,
+    /// This node's Raft address, host:port (peers connect here).
+    pub self_addr: String,
+    /// The Raft addresses of the other nodes.
+    #[arg(required = true)]
+    pub peer_addrs: Vec<String>,
+    /// Where this node keeps its Raft log, vote and snapshot [default: data/<SELF_ADDR>].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// IP address the HTTP API listens on [default: the IP of SELF_ADDR].
+    #[arg(long)]
+    pub http_host: Option<std::net::IpAddr>,
+    /// Election timeout range in ms: a follower that hears no leader for a random time in this
+    /// range (after the leader's lease, equal to MAX) starts an election.
+    #[arg(long, default_value = "500..1000", value_parser = config::parse_range)]
+    pub election_timeout: (u64, u64),
+    /// Leader heartbeat interval in ms; must be below the election timeout minimum.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat: u64,
+    /// Disable pre-vote (then a node returning from a partition disrupts the leader with a higher term).
+    #[arg(long)]
+    pub no_pre_vote: bool,
+    /// How long a write or linearizable read may take, retries included, before it fails with 503 (ms).
+    #[arg(long, default_value_t = 5000)]
+    pub request_timeout: u64,
+    /// Take a snapshot (and purge the log behind it) every this many log entries.
+    #[arg(long, default_value_t = raftkv::raft::SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
+    /// HTTP requests served at once; beyond that a request gets 503 at once instead of queueing.
+    #[arg(long, default_value_t = config::MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Log lines on stderr as text or as JSON objects (one per line). RUST_LOG filters them
+    /// (default: warn, and raftkv's elections, leader and membership changes at info).
+    #[arg(long, env = "RAFTKV_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// A file holding the cluster secret (at least 16 bytes): peers then authenticate each other
+    /// and encrypt all Raft traffic; a node without it, or with another, cannot join, vote or
+    /// read. Every node of the cluster needs the same secret.
+    #[arg(long, env = "RAFTKV_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
+    let self_addr = config::resolve(&args.self_addr).map_err(anyhow::Error::msg)?;
+    let peers = args
+        .peer_addrs
+        .iter()
+        .map(|a| config::resolve(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let (id, members) = config::assign_ids(self_addr, &peers).map_err(anyhow::Error::msg)?;
+    let (election_min_ms, election_max_ms) = args.election_timeout;
+    if args.heartbeat == 0 || args.heartbeat >= election_min_ms {
+        bail!(
+            "--heartbeat ({} ms) must be positive and below the election timeout minimum ({election_min_ms} ms)",
+            args.heartbeat
+        );
+    }
+    let data_dir = args.data_dir.unwrap_or_else(|| {
+        PathBuf::from("data").join(args.self_addr.replace([':', '/', '[', ']'], "_"))
+    });
+    Ok(NodeConfig {
+        id,
+        raft_addr: self_addr,
+        http_addr: std::net::SocketAddr::new(
+            args.http_host.unwrap_or(self_addr.ip()),
+            args.http_port,
+        ),
+        members,
+        data_dir,
+        timing: Timing {
+            heartbeat_ms: args.heartbeat,
+            election_min_ms,
+            election_max_ms,
+            pre_vote: !args.no_pre_vote,
+        },
+        request_timeout: Duration::from_millis(args.request_timeout),
+        snapshot_every: args.snapshot_every.max(1),
+        max_in_flight: args.max_in_flight.max(1),
+        secret: secret(args.cluster_secret_file.as_deref())?,
+    })
+}
+
+pub fn secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<raftkv::net::Secret>> {
+    file.map(raftkv::net::Secret::from_file)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+}
