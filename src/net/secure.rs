@@ -53,37 +53,43 @@ pub struct Channel {
 impl Channel {
     /// The connecting side: runs the handshake first if there is a secret.
     pub async fn initiate(stream: TcpStream, secret: Option<&Secret>) -> io::Result<Channel> {
-        let mut channel = Channel::plain(stream);
-        if let Some(secret) = secret {
-            let mut hs = snow::Builder::new(NOISE_PATTERN.parse().expect("valid pattern"))
-                .psk(0, secret.key())
-                .build_initiator()
-                .map_err(noise_error)?;
-            let mut buf = vec![0u8; NOISE_MAX];
-            let n = hs.write_message(&[], &mut buf).map_err(noise_error)?;
-            channel.write_raw(Bytes::copy_from_slice(&buf[..n])).await?;
-            let reply = channel.read_raw().await?;
-            hs.read_message(&reply, &mut buf).map_err(noise_error)?;
-            channel.noise = Some(Box::new(hs.into_transport_mode().map_err(noise_error)?));
-        }
-        Ok(channel)
+        Channel::open(stream, secret, true).await
     }
 
     /// The accepting side: with a secret, the first frame must be a valid handshake message.
     pub async fn accept(stream: TcpStream, secret: Option<&Secret>) -> io::Result<Channel> {
+        Channel::open(stream, secret, false).await
+    }
+
+    /// NNpsk0 is two messages: the initiator's, then the responder's.
+    async fn open(
+        stream: TcpStream,
+        secret: Option<&Secret>,
+        initiator: bool,
+    ) -> io::Result<Channel> {
         let mut channel = Channel::plain(stream);
-        if let Some(secret) = secret {
-            let mut hs = snow::Builder::new(NOISE_PATTERN.parse().expect("valid pattern"))
-                .psk(0, secret.key())
-                .build_responder()
-                .map_err(noise_error)?;
-            let mut buf = vec![0u8; NOISE_MAX];
-            let first = channel.read_raw().await?;
-            hs.read_message(&first, &mut buf).map_err(noise_error)?;
-            let n = hs.write_message(&[], &mut buf).map_err(noise_error)?;
-            channel.write_raw(Bytes::copy_from_slice(&buf[..n])).await?;
-            channel.noise = Some(Box::new(hs.into_transport_mode().map_err(noise_error)?));
+        let Some(secret) = secret else {
+            return Ok(channel);
+        };
+        let builder =
+            snow::Builder::new(NOISE_PATTERN.parse().expect("valid pattern")).psk(0, secret.key());
+        let mut hs = if initiator {
+            builder.build_initiator()
+        } else {
+            builder.build_responder()
         }
+        .map_err(noise_error)?;
+        let mut buf = vec![0u8; NOISE_MAX];
+        for turn in 0..2 {
+            if (turn == 0) == initiator {
+                let n = hs.write_message(&[], &mut buf).map_err(noise_error)?;
+                channel.write_raw(Bytes::copy_from_slice(&buf[..n])).await?;
+            } else {
+                let message = channel.read_raw().await?;
+                hs.read_message(&message, &mut buf).map_err(noise_error)?;
+            }
+        }
+        channel.noise = Some(Box::new(hs.into_transport_mode().map_err(noise_error)?));
         Ok(channel)
     }
 
