@@ -423,3 +423,56 @@ async fn a_silent_raft_connection_is_dropped_after_the_hello_timeout() {
     assert_eq!(c.append(leader, "k", "v").await, 204);
     c.shutdown().await;
 }
+
+/// This process's soft limit on open files, from /proc (Linux).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// With every peer-connection slot taken (here by silent sockets), a new peer connection waits in
+/// the accept backlog instead of being served, and gets in as soon as slots free up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_peer_connection_cap_a_connection_waits_until_a_slot_frees() {
+    use raftkv::net::server::MAX_CONNECTIONS;
+    // Both ends of every socket live in this process.
+    if open_files_limit().is_none_or(|n| n < 3 * MAX_CONNECTIONS as u64) {
+        println!("SKIPPED: the open-files limit is too low for {MAX_CONNECTIONS} connections");
+        return;
+    }
+    let c = TestCluster::start(3, |_| {}).await;
+    let (leader, _) = c.leader(Duration::from_secs(20)).await;
+    let target = (leader + 1) % 3;
+    let addr = c.config(target).raft_addr;
+    let mut silent = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let hello = Hello {
+        cluster: "raftkv".into(),
+        from: leader as u64,
+        to: target as u64,
+    };
+    let mut late = TcpStream::connect(addr).await.unwrap();
+    send_frame(&mut late, &frame::encode(&hello).unwrap())
+        .await
+        .unwrap();
+    let mut len = [0u8; 4];
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), late.read_exact(&mut len))
+            .await
+            .is_err(),
+        "a connection past the cap was served at once"
+    );
+    drop(silent);
+    tokio::time::timeout(Duration::from_secs(10), late.read_exact(&mut len))
+        .await
+        .expect("served once slots were free")
+        .unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    late.read_exact(&mut body).await.unwrap();
+    assert!(matches!(frame::decode(&body).unwrap(), HelloReply::Welcome));
+    assert_eq!(c.append(target, "k", "after").await, 204);
+    c.shutdown().await;
+}

@@ -18,7 +18,7 @@ use crate::raft::typ::{Raft, Snapshot};
 
 /// At most this many peer connections are served at once; more wait in the accept backlog.
 /// Five nodes need ~3 Raft connections per peer plus the forwarding pool.
-const MAX_CONNECTIONS: usize = 512;
+pub const MAX_CONNECTIONS: usize = 512;
 
 /// A peer must greet within this time or be dropped.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
