@@ -359,7 +359,8 @@ async fn invalid_utf8_garbage_slow_and_half_closed_clients_are_handled() {
 async fn past_the_in_flight_limit_requests_are_shed_at_once_and_service_resumes() {
     let mut c = TestCluster::start(3, |cfg| {
         cfg.max_in_flight = 4;
-        cfg.request_timeout = Duration::from_secs(3);
+        // Long enough that the slot-holding writes outlast any slowness in getting them going.
+        cfg.request_timeout = Duration::from_secs(10);
     })
     .await;
     let (leader, _) = c.leader(Duration::from_secs(20)).await;
@@ -380,7 +381,7 @@ async fn past_the_in_flight_limit_requests_are_shed_at_once_and_service_resumes(
                 .as_u16()
         }));
     }
-    let shed = common::wait_until(Duration::from_secs(3), "a request is shed", || async {
+    let shed = common::wait_until(Duration::from_secs(8), "a request is shed", || async {
         let resp = c
             .http
             .get(c.url(leader, "/admin/status"))
