@@ -58,12 +58,12 @@ async fn cluster_with_an_outsider(odd: Option<Secret>) {
         assert_eq!(c.append(leader, "k", &format!("v{n}")).await, 204);
     }
     let follower = 1 - leader;
-    let (_, list) = c.get(follower, "k", "?consistency=local").await;
-    assert_eq!(
-        list.map(|l| l.len()),
-        Some(5),
-        "the other member replicates"
-    );
+    // A local read on a follower may lag by a heartbeat: wait for it, bounded.
+    wait_until(WAIT, "the other member applied all five", || async {
+        let (_, list) = c.get(follower, "k", "?consistency=local").await;
+        (list?.len() == 5).then_some(())
+    })
+    .await;
     // The outsider got nothing: no entries, no leader, no vote; its own elections go nowhere.
     let outsider = c.status(2).await.unwrap();
     assert_eq!(c.get(2, "k", "?consistency=local").await.0, 404);
