@@ -177,10 +177,16 @@ async fn status_reports_raft_state_on_leader_and_follower() {
         .clone()
         .expect("the leader reports its followers");
     assert_eq!(followers.len(), 4);
-    assert!(
-        l.commit_index >= Some(1) && l.last_applied == l.commit_index,
-        "{l:?}"
-    );
+    // openraft publishes its metrics asynchronously: applied may trail commit for a moment.
+    wait_until(
+        ELECTION,
+        "the leader reports all it committed as applied",
+        || async {
+            let l = c.status(leader).await?;
+            (l.commit_index >= Some(1) && l.last_applied == l.commit_index).then_some(())
+        },
+    )
+    .await;
     let f_id = (leader + 1) % 5;
     // The follower's matched index reaches the leader's last log index.
     wait_until(ELECTION, "the leader sees the follower matched", || async {
