@@ -24,6 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Run one node of a cluster. Node ids are the positions of the Raft addresses (SELF_ADDR and
     /// every PEER_ADDR) in sorted order, so every node must be given the same set of addresses.
+    /// A server added later is started with --join instead of PEER_ADDRs.
     Node(NodeArgs),
     /// The lab: a whole cluster in this process on loopback (node i serves Raft on
     /// 127.0.0.1:(6000+i) and HTTP on 127.0.0.1:(8080+i), data in DATA_DIR/node<i>), a dashboard
@@ -66,10 +67,37 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Change the cluster's membership at runtime, through any live node (the leader applies it).
+    #[command(subcommand)]
+    Member(MemberVerb),
     /// Load generator: N keep-alive connections against a running cluster, a warm-up, then a
     /// fixed time; prints throughput, latency percentiles (HDR histogram), errors by kind and its
     /// own CPU use.
     Bench(BenchArgs),
+}
+
+#[derive(Subcommand)]
+pub enum MemberVerb {
+    /// Add the server whose Raft address is RAFT_ADDR as a learner and print its node id. Then
+    /// start it with `raftkv node HTTP_PORT RAFT_ADDR --join URL` (it gets the same id); or skip
+    /// this step: --join adds the server itself.
+    Add {
+        raft_addr: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make learner ID a voter (refused until it is nearly caught up with the leader).
+    Promote {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove server ID from the cluster (a leader hands over leadership first).
+    Remove {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -235,9 +263,14 @@ pub struct NodeArgs {
     pub http_port: u16,
     /// This node's Raft address, host:port (peers connect here).
     pub self_addr: String,
-    /// The Raft addresses of the other nodes.
-    #[arg(required = true)]
+    /// The Raft addresses of the other founding nodes.
+    #[arg(required_unless_present = "join")]
     pub peer_addrs: Vec<String>,
+    /// Join a running cluster instead of founding one: HTTP addresses of its members
+    /// (comma-separated; any live one will do). On its first start the node is added as a
+    /// learner and catches up; promote it with `raftkv member promote ID` to make it vote.
+    #[arg(long, value_delimiter = ',', conflicts_with = "peer_addrs")]
+    pub join: Vec<String>,
     /// Where this node keeps its Raft log, vote and snapshot [default: data/<SELF_ADDR>].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -276,13 +309,18 @@ pub struct NodeArgs {
 
 pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     let self_addr = config::resolve(&args.self_addr).map_err(anyhow::Error::msg)?;
-    let peers = args
-        .peer_addrs
-        .iter()
-        .map(|a| config::resolve(a))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
-    let (id, members) = config::assign_ids(self_addr, &peers).map_err(anyhow::Error::msg)?;
+    let start = if args.join.is_empty() {
+        let peers = args
+            .peer_addrs
+            .iter()
+            .map(|a| config::resolve(a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        let (id, members) = config::assign_ids(self_addr, &peers).map_err(anyhow::Error::msg)?;
+        config::Start::Founding { id, members }
+    } else {
+        config::Start::Join { via: args.join }
+    };
     let (election_min_ms, election_max_ms) = args.election_timeout;
     if args.heartbeat == 0 || args.heartbeat >= election_min_ms {
         bail!(
@@ -294,13 +332,12 @@ pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         PathBuf::from("data").join(args.self_addr.replace([':', '/', '[', ']'], "_"))
     });
     Ok(NodeConfig {
-        id,
+        start,
         raft_addr: self_addr,
         http_addr: std::net::SocketAddr::new(
             args.http_host.unwrap_or(self_addr.ip()),
             args.http_port,
         ),
-        members,
         data_dir,
         timing: Timing {
             heartbeat_ms: args.heartbeat,

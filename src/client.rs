@@ -1,4 +1,4 @@
-//! The command-line client (`raftkv get|put|append|status`), like etcdctl or syncobj_admin: an
+//! The command-line client (`raftkv get|put|append|status|member`), like etcdctl or syncobj_admin: an
 //! HTTP client of the service that needs no idea of who leads. Any live node forwards a write to
 //! its leader, so the client walks its endpoints until one answers, moving on only when that is
 //! safe: the node was unreachable before the request was sent, or answered `unavailable:` (nothing
@@ -240,6 +240,74 @@ impl Client {
             out.push_str("no leader with a quorum\n");
         }
         Outcome::new(code, out.trim_end().to_owned())
+    }
+}
+
+/// A membership change asked of the cluster.
+#[derive(Clone, Debug)]
+pub enum Membership {
+    /// Add the server with this Raft address as a learner.
+    Add(String),
+    Promote(u64),
+    Remove(u64),
+}
+
+impl Client {
+    /// A membership change through any live node. Changes are idempotent (adding a known address
+    /// returns its id, removing a non-member does nothing), so unlike a write, any failure may be
+    /// retried on the next endpoint.
+    pub async fn member(&self, change: Membership) -> Outcome {
+        self.walk(|endpoint| {
+            let change = change.clone();
+            async move {
+                let request = match &change {
+                    Membership::Add(addr) => self
+                        .http
+                        .post(format!("{endpoint}/admin/members"))
+                        .json(&serde_json::json!({ "raft_addr": addr })),
+                    Membership::Promote(id) => self
+                        .http
+                        .post(format!("{endpoint}/admin/members/{id}/promote")),
+                    Membership::Remove(id) => {
+                        self.http.delete(format!("{endpoint}/admin/members/{id}"))
+                    }
+                };
+                let resp = match request.send().await {
+                    Ok(resp) => resp,
+                    Err(e) => return Attempt::Next(e.to_string()),
+                };
+                let status = resp.status().as_u16();
+                let text = resp.text().await.unwrap_or_default().trim().to_owned();
+                match status {
+                    200 => {
+                        let id = serde_json::from_str::<Value>(&text)
+                            .ok()
+                            .and_then(|v| v["id"].as_u64());
+                        let Some(id) = id else {
+                            return Attempt::Done(Outcome::new(
+                                exit::ERROR,
+                                format!("unexpected answer from {endpoint}: {text}"),
+                            ));
+                        };
+                        let human = match change {
+                            Membership::Add(addr) => {
+                                format!("node {id} ({addr}) is a member (a learner until promoted)")
+                            }
+                            Membership::Promote(_) => format!("node {id} is a voter"),
+                            Membership::Remove(_) => format!("node {id} is not a member"),
+                        };
+                        let output = if self.json { text } else { human };
+                        Attempt::Done(Outcome::new(exit::OK, output))
+                    }
+                    503 if text.starts_with("outcome unknown:") => {
+                        Attempt::Done(Outcome::new(exit::UNKNOWN, text))
+                    }
+                    503 => Attempt::Next(text),
+                    _ => Attempt::Done(Outcome::new(exit::REFUSED, text)),
+                }
+            }
+        })
+        .await
     }
 }
 

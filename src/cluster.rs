@@ -2,16 +2,18 @@
 //! data directory. The lab drives nodes only through this type; tests use it too. It owns the
 //! nodes: one place decides which node runs.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::config::{self, NodeConfig, Timing};
+use crate::config::{self, NodeConfig, Start, Timing};
 use crate::error::{Error, Result};
 use crate::net::NetEnv;
 use crate::net::fault::Faults;
 use crate::node::Node;
 use crate::observe::Event;
+use crate::raft::members::MemberChange;
 use crate::raft::status::Status;
 
 /// Slow timing for watching elections by eye: heartbeats every 300 ms, a follower times out
@@ -45,10 +47,9 @@ pub fn loopback_configs(
             let peers: Vec<SocketAddr> = raft_addrs.iter().copied().filter(|a| a != addr).collect();
             let (id, members) = config::assign_ids(*addr, &peers).expect("distinct loopback ports");
             NodeConfig {
-                id,
+                start: config::Start::Founding { id, members },
                 raft_addr: *addr,
                 http_addr: SocketAddr::from(([127, 0, 0, 1], *http)),
-                members,
                 data_dir: data_dir.join(format!("node{id}")),
                 timing,
                 request_timeout: Duration::from_secs(5),
@@ -66,6 +67,10 @@ pub struct Cluster {
     env: NetEnv,
     /// `Some` while the node runs. Index = node id.
     nodes: Vec<Option<Node>>,
+    /// Ids that must never run again here: removed from the membership (a removed server that
+    /// came back would campaign with a stale configuration), or handed out by the cluster to an
+    /// add that did not complete (their slot holds a copy of the next node's config).
+    retired: BTreeSet<usize>,
 }
 
 impl Cluster {
@@ -75,6 +80,7 @@ impl Cluster {
             nodes: configs.iter().map(|_| None).collect(),
             configs,
             env: NetEnv::default(),
+            retired: BTreeSet::new(),
         };
         for id in 0..cluster.configs.len() {
             if let Err(e) = cluster.restart(id).await {
@@ -117,6 +123,11 @@ impl Cluster {
         if slot.is_some() {
             return Err(Error::InvalidInput(format!("node {id} is already running")));
         }
+        if self.retired.contains(&id) {
+            return Err(Error::InvalidInput(format!(
+                "node {id} was removed from the cluster; ids are never reused"
+            )));
+        }
         {
             let node = Node::start(self.configs[id].clone(), self.env.clone()).await?;
             // A node restarted during a pause joins the freeze.
@@ -124,6 +135,81 @@ impl Cluster {
             *slot = Some(node);
         }
         Ok(())
+    }
+
+    /// Adds a server at runtime: the cluster makes it a learner (and gives it its id), then it
+    /// starts with `Start::Join` and catches up from the leader. Returns its id. It votes only
+    /// after [`Cluster::promote`].
+    pub async fn add(&mut self, raft_addr: SocketAddr, http_addr: SocketAddr) -> Result<usize> {
+        let via = self.up().next().ok_or_else(|| {
+            Error::Unavailable("no node is running to add a server through".into())
+        })?;
+        let change = MemberChange::Add {
+            raft_addr: raft_addr.to_string(),
+        };
+        let id = via.client().change_members(change).await? as usize;
+        if id < self.configs.len() {
+            return Err(Error::InvalidInput(format!(
+                "{raft_addr} already belongs to node {id}"
+            )));
+        }
+        let template = &self.configs[0];
+        let config = NodeConfig {
+            start: Start::Join {
+                via: self
+                    .up()
+                    .map(|n| format!("http://{}", n.http_addr()))
+                    .collect(),
+            },
+            raft_addr,
+            http_addr,
+            data_dir: template
+                .data_dir
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(format!("node{id}")),
+            ..template.clone()
+        };
+        // Ids handed out to adds that did not complete leave gaps; their slots stay retired.
+        while self.configs.len() < id {
+            self.retired.insert(self.configs.len());
+            self.configs.push(config.clone());
+            self.nodes.push(None);
+        }
+        self.configs.push(config);
+        self.nodes.push(None);
+        self.restart(id).await?;
+        Ok(id)
+    }
+
+    /// Makes learner `id` a voter.
+    pub async fn promote(&self, id: usize) -> Result<()> {
+        self.change_members(MemberChange::Promote { id: id as u64 })
+            .await
+    }
+
+    /// Removes server `id` from the membership, then stops it for good.
+    pub async fn remove(&mut self, id: usize) -> Result<()> {
+        if id >= self.len() || self.retired.contains(&id) {
+            return Err(Error::InvalidInput(format!("no node {id}")));
+        }
+        self.change_members(MemberChange::Remove { id: id as u64 })
+            .await?;
+        self.kill(id).await;
+        self.retired.insert(id);
+        Ok(())
+    }
+
+    /// Whether node `id` was removed (or never used): it cannot be restarted.
+    pub fn is_retired(&self, id: usize) -> bool {
+        self.retired.contains(&id)
+    }
+
+    async fn change_members(&self, change: MemberChange) -> Result<()> {
+        let via = self.up().next().ok_or_else(|| {
+            Error::Unavailable("no node is running to change the membership through".into())
+        })?;
+        via.client().change_members(change).await.map(|_| ())
     }
 
     fn up(&self) -> impl Iterator<Item = &Node> {

@@ -1,6 +1,7 @@
-//! What a node is told at start: its addresses, the cluster's addresses, timings, where its data
-//! lives. Node ids are not configured: they are the positions of the Raft addresses in sorted
-//! order, so every process started with the same address list agrees on them.
+//! What a node is told at start: its addresses, how it becomes a member, timings, where its data
+//! lives. Node ids are not configured: a founding member's id is the position of its Raft address
+//! in the sorted address list, so every process started with the same list agrees on them; a
+//! server added at runtime gets the next id from the cluster (`raft::members`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,16 +37,27 @@ impl Default for Timing {
     }
 }
 
-/// The fixed membership: node id → Raft address.
+/// The founding membership: node id → Raft address.
 pub type Members = BTreeMap<u64, SocketAddr>;
+
+/// How a node becomes a member of its cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// One of the servers the cluster was created with (the assignment's five). The first start
+    /// of each proposes `members` as the initial configuration.
+    Founding { id: u64, members: Members },
+    /// A server added at runtime: on its first start it asks a member (any of these HTTP base
+    /// URLs) to add its Raft address as a learner, and gets its id back. It then catches up
+    /// from the leader (by snapshot if the log was purged) and votes only once promoted.
+    Join { via: Vec<String> },
+}
 
 /// Everything `node::Node::start` needs.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    pub id: u64,
+    pub start: Start,
     pub raft_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    pub members: Members,
     pub data_dir: PathBuf,
     pub timing: Timing,
     /// How long a client write or linearizable read may take before the node gives up with 503.

@@ -19,6 +19,10 @@ pub enum Error {
     /// The key is longer than the documented limit.
     #[error("{0}")]
     KeyTooLong(String),
+    /// The request conflicts with the cluster's state (e.g. removing the last voter, promoting a
+    /// server that is not a member); retrying it unchanged cannot help.
+    #[error("refused: {0}")]
+    Refused(String),
     /// No leader with a live quorum could take the request; nothing was applied. Retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -9,7 +9,7 @@ use raftkv::config::Timing;
 use raftkv::node::Node;
 
 mod cli;
-use cli::{Cli, Command, LabArgs, NemesisArgs, finish, node_config, secret};
+use cli::{Cli, Command, LabArgs, MemberVerb, NemesisArgs, finish, node_config, secret};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -45,6 +45,15 @@ async fn main() -> anyhow::Result<()> {
             finish(client.client().write(&key, body).await)
         }
         Command::Status { client } => finish(client.client().status().await),
+        Command::Member(verb) => {
+            use raftkv::client::Membership;
+            let (change, client) = match verb {
+                MemberVerb::Add { raft_addr, client } => (Membership::Add(raft_addr), client),
+                MemberVerb::Promote { id, client } => (Membership::Promote(id), client),
+                MemberVerb::Remove { id, client } => (Membership::Remove(id), client),
+            };
+            finish(client.client().member(change).await)
+        }
         Command::Bench(args) => {
             let json = args.client.json;
             let report = raftkv::bench::run(raftkv::bench::Config {
@@ -75,11 +84,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Node(args) => {
             let config = node_config(args)?;
-            let (id, dir) = (config.id, config.data_dir.clone());
+            let (addr, dir) = (config.raft_addr, config.data_dir.clone());
             let bound = config.request_timeout;
             let node = Node::start(config, Default::default())
                 .await
-                .with_context(|| format!("node {id} ({}) did not start", dir.display()))?;
+                .with_context(|| format!("node {addr} ({}) did not start", dir.display()))?;
+            let id = node.id;
             eprintln!(
                 "raftkv node {id}: HTTP on http://{}, data in {}",
                 node.http_addr(),

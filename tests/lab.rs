@@ -12,6 +12,20 @@ use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// `n` consecutive free loopback ports (bounded search).
+fn contiguous_free_ports(n: u16) -> Vec<u16> {
+    for attempt in 0..200u16 {
+        let base = free_ports(1)[0].min(65535 - n - 1) + attempt % 7;
+        let held: Vec<_> = (base..base + n)
+            .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == n as usize {
+            return (base..base + n).collect();
+        }
+    }
+    panic!("no {n} consecutive free ports found");
+}
+
 struct LabClient {
     base: String,
     http: reqwest::Client,
@@ -21,7 +35,10 @@ struct LabClient {
 impl LabClient {
     async fn start() -> LabClient {
         let dir = TempDir::new().unwrap();
-        let mut configs = loopback_configs(&free_ports(5), &free_ports(5), dir.path(), timing());
+        // Like the real lab, contiguous ports with room for a sixth node: an added node listens
+        // on node 0's ports + its id.
+        let ports = contiguous_free_ports(12);
+        let mut configs = loopback_configs(&ports[..5], &ports[6..11], dir.path(), timing());
         configs
             .iter_mut()
             .for_each(|c| c.request_timeout = Duration::from_millis(1500));
@@ -284,4 +301,53 @@ async fn transfer_hands_leadership_to_the_chosen_node_and_timeout_starts_an_elec
         state.leader().map(|l| (l.id as usize, l.term)),
         Some((target, new_term))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sixth_node_added_live_catches_up_votes_and_a_node_is_removed() {
+    let lab = LabClient::start().await;
+    let (leader, _) = lab.leader_above(0).await;
+    assert_eq!(lab.append(leader, "before").await, 200);
+    let (code, text) = lab.post("/lab/nodes", serde_json::json!(null)).await;
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("added n5"), "{text}");
+    let state = wait_until(WAIT, "n5 is a learner that applied the write", || async {
+        let s = lab.state().await;
+        let n5 = s.nodes.get(5)?.status.clone()?;
+        (n5.role == "learner" && n5.keys == 1).then_some(s)
+    })
+    .await;
+    assert_eq!(state.nodes.len(), 6);
+    let (code, text) = lab
+        .post("/lab/nodes/5/promote", serde_json::json!(null))
+        .await;
+    assert_eq!(code, 200, "{text}");
+    voters_are(&lab, 6).await;
+    let (code, text) = lab
+        .post("/lab/nodes/2/remove", serde_json::json!(null))
+        .await;
+    assert_eq!(code, 200, "{text}");
+    let state = wait_until(WAIT, "the lab shows n2 removed", || async {
+        let s = lab.state().await;
+        s.nodes[2].removed.then_some(s)
+    })
+    .await;
+    assert!(!state.nodes[2].up);
+    voters_are(&lab, 5).await;
+    let (code, text) = lab
+        .post("/lab/nodes/2/restart", serde_json::json!(null))
+        .await;
+    assert_eq!(code, 400, "a removed node never comes back: {text}");
+    let (leader, _) = lab.leader_above(0).await;
+    assert_eq!(lab.append(leader, "after").await, 200);
+}
+
+/// Waits until node 0 counts `n` voters in its membership.
+async fn voters_are(lab: &LabClient, n: usize) {
+    wait_until(WAIT, &format!("n0 sees {n} voters"), || async {
+        let s = lab.state().await;
+        let st = s.nodes[0].status.as_ref()?;
+        (st.members.iter().filter(|m| m.voter).count() == n).then_some(())
+    })
+    .await
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{TestCluster, wait_until};
+use raftkv::config::Start;
 use raftkv::net::{Channel, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,7 +37,7 @@ fn short_secrets_are_refused_and_whitespace_does_not_matter() {
 async fn cluster_with_an_outsider(odd: Option<Secret>) {
     let real = secret("the real cluster secret");
     let c = TestCluster::start(3, |cfg| {
-        cfg.secret = if cfg.id == 2 {
+        cfg.secret = if matches!(cfg.start, Start::Founding { id: 2, .. }) {
             odd.clone()
         } else {
             Some(real.clone())

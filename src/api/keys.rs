@@ -120,24 +120,7 @@ fn parse_write(
     headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Command> {
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
-        let ct = content_type.to_str().unwrap_or("").to_ascii_lowercase();
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        if mime != "application/json" && !mime.ends_with("+json") {
-            return Err(Error::UnsupportedMediaType(format!(
-                "the body must be JSON (Content-Type: application/json), not {mime:?}"
-            )));
-        }
-    }
-    let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            Error::TooLarge(format!("the body exceeds {} bytes", super::MAX_BODY_BYTES))
-        }
-        _ => Error::InvalidInput(format!("cannot read the body: {e}")),
-    })?;
-    let json: Value = serde_json::from_slice(&body)
-        .map_err(|e| Error::InvalidInput(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(fields) = json else {
+    let Value::Object(fields) = json_body(headers, body)? else {
         return Err(Error::InvalidInput(
             r#"the body must be a JSON object like {"type":"PUT","value":["a"]}"#.into(),
         ));
@@ -172,4 +155,29 @@ fn parse_write(
             r#"missing "type": "PUT" or "APPEND""#.into(),
         )),
     }
+}
+
+/// The body of a request that must be JSON: checks the content type (when one is given) and the
+/// size limit, then parses it.
+pub(super) fn json_body(
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Value> {
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let ct = content_type.to_str().unwrap_or("").to_ascii_lowercase();
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return Err(Error::UnsupportedMediaType(format!(
+                "the body must be JSON (Content-Type: application/json), not {mime:?}"
+            )));
+        }
+    }
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            Error::TooLarge(format!("the body exceeds {} bytes", super::MAX_BODY_BYTES))
+        }
+        _ => Error::InvalidInput(format!("cannot read the body: {e}")),
+    })?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::InvalidInput(format!("the body is not valid JSON: {e}")))
 }

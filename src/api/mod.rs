@@ -1,8 +1,10 @@
 //! The HTTP API of one node (axum), compatible with the assignment's `api_description.yml`:
-//! `POST/GET /keys/{key}` and `GET /admin/status`. This is the only module that knows HTTP status
+//! `POST/GET /keys/{key}` and `GET /admin/status`, plus membership changes (`/admin/members`)
+//! and `GET /metrics`. This is the only module that knows HTTP status
 //! codes: [`error_response`] maps every [`Error`] to one.
 
 pub mod keys;
+pub mod members;
 pub mod route;
 
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{BoxError, Router as HttpRouter};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -75,6 +77,9 @@ pub fn router(state: Arc<AppState>, max_in_flight: usize) -> HttpRouter {
     HttpRouter::new()
         .route("/keys/{key}", get(keys::get).post(keys::post))
         .route("/admin/status", get(admin_status))
+        .route("/admin/members", post(members::add))
+        .route("/admin/members/{id}", delete(members::remove))
+        .route("/admin/members/{id}/promote", post(members::promote))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -162,6 +167,7 @@ pub fn error_response(err: Error) -> Response {
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::KeyTooLong(_) => StatusCode::URI_TOO_LONG,
+        Error::Refused(_) => StatusCode::CONFLICT,
         Error::Unavailable(_) | Error::Unknown(_) | Error::Stopped(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }

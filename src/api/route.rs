@@ -12,6 +12,7 @@ use crate::kv::{self, Request, RequestId};
 use crate::net::client::Peers;
 use crate::net::frame::{self, Reply};
 use crate::raft::leader::{self, ReadOutcome, WriteOutcome};
+use crate::raft::members::{self, MemberChange, MemberOutcome};
 use crate::raft::typ::Raft;
 
 /// Sends client requests to the leader.
@@ -114,6 +115,65 @@ impl Router {
         );
         Err(if maybe_appended {
             Error::Unknown(why)
+        } else {
+            Error::Unavailable(why)
+        })
+    }
+
+    /// Makes a membership change through the leader; returns the id of the node it concerns.
+    /// Every change is idempotent (`raft::members`), so any failed attempt may be retried.
+    pub async fn change_members(&self, change: MemberChange) -> Result<u64> {
+        let deadline = Instant::now() + self.timeout;
+        let mut backoff = Backoff(Duration::from_millis(10));
+        let mut last_reason = String::from("no leader is known");
+        let mut maybe_applied = false;
+        while Instant::now() < deadline {
+            let remaining = deadline - Instant::now();
+            let outcome = match self.leader().await {
+                Some(leader) if leader == self.id => {
+                    maybe_applied = true;
+                    tokio::time::timeout(remaining, members::change(&self.raft, change.clone()))
+                        .await
+                        .unwrap_or_else(|_| MemberOutcome::Busy("the change timed out".into()))
+                }
+                Some(leader) => match self
+                    .peers
+                    .call(leader, &frame::Request::Member(change.clone()), remaining)
+                    .await
+                {
+                    Ok(Reply::Member(outcome)) => {
+                        maybe_applied = true;
+                        outcome
+                    }
+                    Ok(other) => MemberOutcome::Busy(format!("unexpected reply {other:?}")),
+                    Err(e) => {
+                        maybe_applied |= e.kind() != std::io::ErrorKind::ConnectionRefused;
+                        MemberOutcome::Busy(format!("leader {leader} unreachable: {e}"))
+                    }
+                },
+                None => MemberOutcome::NotLeader { leader: None },
+            };
+            match outcome {
+                MemberOutcome::Done { id } => return Ok(id),
+                MemberOutcome::Refused(why) => return Err(Error::Refused(why)),
+                MemberOutcome::NotLeader { leader: Some(l) } if l != self.id => {
+                    last_reason = format!("leadership moved to node {l}")
+                }
+                MemberOutcome::NotLeader { .. } => {
+                    last_reason = "no leader is known (election in progress or no quorum)".into()
+                }
+                MemberOutcome::Busy(why) => last_reason = why,
+            }
+            backoff.wait(deadline).await;
+        }
+        let why = format!(
+            "the membership change did not complete within {:?}; last: {last_reason}",
+            self.timeout
+        );
+        Err(if maybe_applied {
+            Error::Unknown(format!(
+                "{why} (retrying is safe: membership changes are idempotent)"
+            ))
         } else {
             Error::Unavailable(why)
         })

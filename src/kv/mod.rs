@@ -1,5 +1,5 @@
-//! The replicated key/value state: key → list of strings, and the table of request ids already
-//! applied. Pure data and a deterministic `apply`; knows nothing about Raft, tokio or disks.
+//! The replicated key/value state: key → list of strings, the table of request ids already
+//! applied, and the counter that hands out node ids to servers added at runtime. Pure data and a deterministic `apply`; knows nothing about Raft, tokio or disks.
 //! `raft::state_machine` feeds it committed entries in log order and snapshots it.
 //!
 //! Invariants:
@@ -37,14 +37,11 @@ pub enum Command {
     Put { key: String, values: Vec<String> },
     /// Append one string to the key's list, creating a one-element list if the key is missing.
     Append { key: String, value: String },
-}
-
-impl Command {
-    pub fn key(&self) -> &str {
-        match self {
-            Command::Put { key, .. } | Command::Append { key, .. } => key,
-        }
-    }
+    /// Hand out a node id for a server joining the cluster: the smallest id not handed out
+    /// before and at least `at_least` (the proposer passes one above every current member).
+    /// Replicated so that an id is never given twice, even after its node was removed: a
+    /// removed node restarted by mistake must never pass for a new one.
+    ReserveNodeId { at_least: u64 },
 }
 
 /// A command plus the id that makes its retries idempotent; this is the payload of a Raft log entry.
@@ -59,14 +56,19 @@ impl fmt::Display for Request {
         match &self.command {
             Command::Put { key, values } => write!(f, "PUT {key:?} = {values:?}"),
             Command::Append { key, value } => write!(f, "APPEND {key:?} += {value:?}"),
+            Command::ReserveNodeId { at_least } => write!(f, "RESERVE NODE ID >= {at_least}"),
         }
     }
 }
 
-/// The reply to an applied request: the length of the key's list afterwards.
+/// The reply to an applied request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
+    /// PUT, APPEND: the length of the key's list afterwards.
     pub len: u64,
+    /// RESERVE NODE ID: the id handed out.
+    #[serde(default)]
+    pub node_id: Option<u64>,
 }
 
 /// The state machine's data. Serialized as-is into snapshots.
@@ -77,6 +79,8 @@ pub struct KvState {
     replies: HashMap<RequestId, Response>,
     /// Request ids in apply order, oldest first; evicted from the front past [`DEDUP_WINDOW`].
     order: VecDeque<RequestId>,
+    /// The next node id [`Command::ReserveNodeId`] may hand out.
+    next_node_id: u64,
 }
 
 /// The on-disk / on-wire form of [`KvState`]: the de-duplication table as one ordered list so a
@@ -85,12 +89,15 @@ pub struct KvState {
 struct KvImage {
     data: BTreeMap<String, Vec<String>>,
     recent: Vec<(RequestId, Response)>,
+    #[serde(default)]
+    next_node_id: u64,
 }
 
 impl From<KvImage> for KvState {
     fn from(image: KvImage) -> Self {
         let mut state = KvState {
             data: image.data,
+            next_node_id: image.next_node_id,
             ..Default::default()
         };
         for (id, reply) in image.recent {
@@ -110,6 +117,7 @@ impl From<KvState> for KvImage {
         KvImage {
             data: state.data,
             recent,
+            next_node_id: state.next_node_id,
         }
     }
 }
@@ -121,18 +129,31 @@ impl KvState {
         if let Some(reply) = self.replies.get(&request.id) {
             return (*reply, true);
         }
-        let len = match &request.command {
+        let reply = match &request.command {
             Command::Put { key, values } => {
                 self.data.insert(key.clone(), values.clone());
-                values.len()
+                Response {
+                    len: values.len() as u64,
+                    node_id: None,
+                }
             }
             Command::Append { key, value } => {
                 let list = self.data.entry(key.clone()).or_default();
                 list.push(value.clone());
-                list.len()
+                Response {
+                    len: list.len() as u64,
+                    node_id: None,
+                }
+            }
+            Command::ReserveNodeId { at_least } => {
+                let id = self.next_node_id.max(*at_least);
+                self.next_node_id = id + 1;
+                Response {
+                    len: 0,
+                    node_id: Some(id),
+                }
             }
         };
-        let reply = Response { len: len as u64 };
         self.remember(request.id, reply);
         (reply, false)
     }
@@ -210,9 +231,35 @@ mod tests {
         let mut kv = KvState::default();
         let first = kv.apply(&req(7, append("k", "v")));
         let retry = kv.apply(&req(7, append("k", "v")));
-        assert_eq!(first, (Response { len: 1 }, false));
-        assert_eq!(retry, (Response { len: 1 }, true));
+        let one = Response {
+            len: 1,
+            node_id: None,
+        };
+        assert_eq!(first, (one, false));
+        assert_eq!(retry, (one, true));
         assert_eq!(kv.get("k").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn node_ids_are_never_handed_out_twice_even_below_at_least() {
+        let mut kv = KvState::default();
+        let reserve = |kv: &mut KvState, id: u128, at_least: u64| {
+            kv.apply(&req(id, Command::ReserveNodeId { at_least }))
+                .0
+                .node_id
+        };
+        assert_eq!(reserve(&mut kv, 1, 5), Some(5));
+        // Node 5 was removed, so the proposer's floor drops back to 5: 5 must not come back.
+        assert_eq!(reserve(&mut kv, 2, 5), Some(6));
+        assert_eq!(reserve(&mut kv, 3, 9), Some(9));
+        assert_eq!(
+            reserve(&mut kv, 3, 9),
+            Some(9),
+            "a retry gets the first reply"
+        );
+        let bytes = rmp_serde::to_vec_named(&kv).unwrap();
+        let mut restored: KvState = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(reserve(&mut restored, 4, 0), Some(10));
     }
 
     #[test]

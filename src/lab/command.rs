@@ -1,7 +1,7 @@
 //! Every lab verb as a [`LabCommand`], and [`ACTIONS`]: the one table of keys that drives key
 //! dispatch, the key bar and the help overlay. Adding a verb = one variant, one row, one arm in
 //! the engine. Verbs follow raft.github.io (kill = stop, restart, time out, request) plus
-//! partition, heal, pause, transfer.
+//! partition, heal, pause, transfer, and membership changes (add, promote, remove).
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,12 @@ pub enum LabCommand {
     SetPreVote(bool),
     /// "slow" or "normal".
     SetTiming(String),
+    /// Start a new server and add it to the cluster as a learner.
+    AddNode,
+    /// Make the learner a voter.
+    Promote(usize),
+    /// Take the server out of the cluster (it stops for good; its id is never reused).
+    Remove(usize),
 }
 
 /// What a key does, given the selected node and the current pause/pre-vote/timing state.
@@ -153,6 +159,24 @@ pub const ACTIONS: &[Action] = &[
             key: "log".into(),
             value: format!("v{}", c.requests + 1),
         }),
+    },
+    Action {
+        key: 'n',
+        label: "add node",
+        help: "start a new server and add it as a learner (it catches up, votes once promoted)",
+        action: KeyAction::Command(|_| LabCommand::AddNode),
+    },
+    Action {
+        key: 'v',
+        label: "promote",
+        help: "promote the selected learner to voter",
+        action: KeyAction::Command(|c| LabCommand::Promote(c.selected)),
+    },
+    Action {
+        key: 'x',
+        label: "remove",
+        help: "remove the selected node from the cluster (a leader hands over first)",
+        action: KeyAction::Command(|c| LabCommand::Remove(c.selected)),
     },
     Action {
         key: 'p',

@@ -14,6 +14,10 @@ use super::{Lab, LabCommand, LabState};
 pub fn router(lab: Lab) -> Router {
     Router::new()
         .route("/lab/state", get(state))
+        .route(
+            "/lab/nodes",
+            post(|State(lab): State<Lab>| run(lab, LabCommand::AddNode)),
+        )
         .route("/lab/nodes/{id}/{verb}", post(node_verb))
         .route("/lab/partition", post(partition))
         .route("/lab/cut", post(cut))
@@ -64,9 +68,11 @@ async fn node_verb(State(lab): State<Lab>, Path((id, verb)): Path<(usize, String
         "timeout" => LabCommand::TimeOut(id),
         "transfer" => LabCommand::Transfer(id),
         "isolate" => LabCommand::Isolate(id),
+        "promote" => LabCommand::Promote(id),
+        "remove" => LabCommand::Remove(id),
         other => {
             return bad(format!(
-                "unknown verb {other:?}: kill, restart, timeout, transfer or isolate"
+                "unknown verb {other:?}: kill, restart, timeout, transfer, isolate, promote or remove"
             ));
         }
     };

@@ -201,6 +201,28 @@ impl Engine {
             LabCommand::Request { .. } => {
                 unreachable!("client requests are handled by Engine::request")
             }
+            LabCommand::AddNode => {
+                // The lab's ports are contiguous: node i listens on node 0's ports + i.
+                let (raft, http) = (c.config(0).raft_addr, c.config(0).http_addr);
+                let offset = c.len() as u16;
+                let at = |a: std::net::SocketAddr| {
+                    std::net::SocketAddr::new(a.ip(), a.port().saturating_add(offset))
+                };
+                c.add(at(raft), at(http))
+                    .await
+                    .map(|id| format!("added n{id} as a learner: it catches up from the leader"))
+                    .map_err(|e| e.to_string())
+            }
+            LabCommand::Promote(id) => c
+                .promote(id)
+                .await
+                .map(|_| format!("n{id} is a voter now"))
+                .map_err(|e| e.to_string()),
+            LabCommand::Remove(id) => c
+                .remove(id)
+                .await
+                .map(|_| format!("removed n{id} from the cluster and stopped it"))
+                .map_err(|e| e.to_string()),
             LabCommand::SetPreVote(on) => {
                 c.set_pre_vote(on);
                 Ok(format!("pre-vote {}", if on { "on" } else { "off" }))
@@ -314,6 +336,7 @@ impl Engine {
             .map(|(id, s)| NodeView {
                 id,
                 up: self.cluster.is_up(id),
+                removed: self.cluster.is_retired(id),
                 group: groups[id],
                 status: s.clone(),
             })

@@ -34,6 +34,8 @@ pub struct LabState {
 pub struct NodeView {
     pub id: usize,
     pub up: bool,
+    /// Removed from the cluster (or an id the cluster handed out but never used): never restarts.
+    pub removed: bool,
     /// Nodes that can talk to each other both ways share a group (A, B, …); None when the network
     /// is whole.
     pub group: Option<char>,

@@ -123,6 +123,11 @@ fn node_line(node: &NodeView, state: &LabState, selected: bool, compact: bool) -
         Style::new().add_modifier(Modifier::BOLD),
     )];
     let group = node.group.map_or(String::new(), |g| format!(" [{g}]"));
+    if node.removed {
+        spans.push(Span::styled("REMOVED  ", Style::new().fg(Color::DarkGray)));
+        spans.push(Span::raw("not a member any more; its id is never reused"));
+        return Line::from(spans);
+    }
     let Some(s) = node.status.as_ref().filter(|_| node.up) else {
         spans.push(Span::styled(
             "DOWN     ",

@@ -58,6 +58,7 @@ fn healthy() -> LabState {
         .map(|id| NodeView {
             id,
             up: true,
+            removed: false,
             group: None,
             status: Some(status(
                 id as u64,

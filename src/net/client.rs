@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +20,6 @@ use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
 
 use super::frame::{Hello, Reply, Request};
 use super::{Conn, NetEnv, Secret};
-use crate::config::Members;
 use crate::metrics::Metrics;
 use crate::raft::TypeConfig;
 use crate::raft::typ::{Snapshot, Vote};
@@ -32,7 +32,6 @@ const POOL_IDLE_PER_PEER: usize = 64;
 pub struct Identity {
     pub cluster: String,
     pub id: u64,
-    pub members: Members,
     pub env: NetEnv,
     /// With a cluster secret, every connection is authenticated and encrypted (`net::secure`).
     pub secret: Option<Secret>,
@@ -69,11 +68,14 @@ pub struct NetworkFactory {
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerNetwork;
 
-    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> PeerNetwork {
-        // No connecting here (this cannot fail); the first RPC connects.
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerNetwork {
+        // No connecting here (this cannot fail); the first RPC connects. The address comes from
+        // the membership entry that made `target` a member, so servers added at runtime are
+        // reached like the founding ones.
         PeerNetwork {
             me: self.me.clone(),
             target,
+            addr: crate::config::resolve(&node.addr),
             conn: None,
         }
     }
@@ -83,6 +85,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct PeerNetwork {
     me: Identity,
     target: u64,
+    addr: Result<SocketAddr, String>,
     conn: Option<Conn>,
 }
 
@@ -97,10 +100,9 @@ impl PeerNetwork {
         let result = async {
             if self.conn.is_none() {
                 let addr = *self
-                    .me
-                    .members
-                    .get(&self.target)
-                    .ok_or_else(|| io::Error::other("unknown peer"))?;
+                    .addr
+                    .as_ref()
+                    .map_err(|e| io::Error::other(e.clone()))?;
                 let hello = self.me.hello(self.target);
                 let secret = self.me.secret.as_ref();
                 self.conn = Some(Conn::connect(addr, &hello, secret, timeout).await?);
@@ -219,17 +221,23 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
     }
 }
 
-/// Pooled connections for forwarded client requests (writes and read-index requests).
+/// Where a peer listens for Raft, by node id, as the current membership says (None: not a member).
+pub type AddressBook = Arc<dyn Fn(u64) -> Option<SocketAddr> + Send + Sync>;
+
+/// Pooled connections for forwarded client requests (writes, read-index requests, membership
+/// changes).
 #[derive(Clone)]
 pub struct Peers {
     me: Identity,
+    addresses: AddressBook,
     idle: Arc<Mutex<HashMap<u64, Vec<Conn>>>>,
 }
 
 impl Peers {
-    pub fn new(me: Identity) -> Self {
+    pub fn new(me: Identity, addresses: AddressBook) -> Self {
         Peers {
             me,
+            addresses,
             idle: Default::default(),
         }
     }
@@ -260,11 +268,9 @@ impl Peers {
         let mut conn = match pooled {
             Some(conn) => conn,
             None => {
-                let addr = *self
-                    .me
-                    .members
-                    .get(&target)
-                    .ok_or_else(|| io::Error::other("unknown peer"))?;
+                let addr = (self.addresses)(target).ok_or_else(|| {
+                    io::Error::other(format!("node {target} is not in the membership"))
+                })?;
                 let hello = self.me.hello(target);
                 Conn::connect(addr, &hello, self.me.secret.as_ref(), timeout).await?
             }

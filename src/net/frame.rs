@@ -13,6 +13,7 @@ use crate::kv;
 use crate::observe::Rpc;
 use crate::raft::TypeConfig;
 use crate::raft::leader::{ReadOutcome, WriteOutcome};
+use crate::raft::members::{MemberChange, MemberOutcome};
 use crate::raft::typ::{SnapshotMeta, Vote};
 
 /// First frame on every connection.
@@ -49,6 +50,8 @@ pub enum Request {
     Write(kv::Request),
     /// A follower asks the leader for a read index (the leader first confirms it still leads).
     ReadIndex,
+    /// A membership change forwarded by a follower; the receiver applies it only if it leads.
+    Member(MemberChange),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,6 +63,7 @@ pub enum Reply {
     TransferLeader(TransferLeaderResponse<TypeConfig>),
     Write(WriteOutcome),
     ReadIndex(ReadOutcome),
+    Member(MemberOutcome),
     /// The receiver could not serve a Raft RPC (stopped, fatal error).
     Failed(String),
 }
@@ -78,7 +82,7 @@ impl Request {
             Request::PreVote(r) => (Rpc::PreVote, r.vote.leader_id.term, 0),
             Request::InstallSnapshot { vote, .. } => (Rpc::Snapshot, vote.leader_id.term, 0),
             Request::TransferLeader(_) => (Rpc::TransferLeader, 0, 0),
-            Request::Write(_) | Request::ReadIndex => (Rpc::Forward, 0, 0),
+            Request::Write(_) | Request::ReadIndex | Request::Member(_) => (Rpc::Forward, 0, 0),
         }
     }
 }

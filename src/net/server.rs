@@ -13,8 +13,8 @@ use tokio::task::JoinSet;
 use super::Channel;
 use super::client::Identity;
 use super::frame::{self, Hello, HelloReply, Reply, Request};
-use crate::raft::leader;
 use crate::raft::typ::{Raft, Snapshot};
+use crate::raft::{leader, members};
 
 /// At most this many peer connections are served at once; more wait in the accept backlog.
 /// Five nodes need ~3 Raft connections per peer plus the forwarding pool.
@@ -105,11 +105,11 @@ fn check_hello(hello: &Hello, me: &Identity) -> Result<(), String> {
             me.id, hello.to
         ));
     }
-    if hello.from == me.id || !me.members.contains_key(&hello.from) {
-        return Err(format!(
-            "node {} is not a peer of node {}",
-            hello.from, me.id
-        ));
+    // No check that `from` is a member: Raft servers must answer RPCs from servers outside their
+    // current configuration (paper §6), e.g. a leader added while this node was partitioned away.
+    // Authentication is the cluster secret's job.
+    if hello.from == me.id {
+        return Err(format!("node {} cannot be its own peer", me.id));
     }
     Ok(())
 }
@@ -144,5 +144,6 @@ async fn handle(raft: &Raft, request: Request) -> Reply {
             .map_or_else(|e| failed(&e), Reply::TransferLeader),
         Request::Write(request) => Reply::Write(leader::propose(raft, request).await),
         Request::ReadIndex => Reply::ReadIndex(leader::read_index(raft).await),
+        Request::Member(change) => Reply::Member(members::change(raft, change).await),
     }
 }

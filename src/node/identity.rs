@@ -1,5 +1,6 @@
 //! The node's identity record, `identity.json` in its data directory: cluster name, node id and
-//! the full address list, written durably on first start. It makes two mistakes impossible:
+//! the founding address list (empty for a server that joined at runtime), written durably on
+//! first start. It makes two mistakes impossible:
 //! starting a data directory with a different address list (ids would silently change meaning),
 //! and rejoining under an old id after the Raft log was lost (the node could vote twice in a term
 //! or forget acknowledged writes; openraft #898, FAQ "wipe one node").
@@ -16,14 +17,15 @@ const FILE_NAME: &str = "identity.json";
 pub struct Identity {
     pub cluster: String,
     pub id: u64,
-    /// Raft addresses of all members, in id order.
+    /// Raft addresses of the founding members, in id order; empty for a server that joined.
     pub members: Vec<String>,
     /// True once this node has Raft state (it initialized or joined): from then on an empty log
     /// means the log was lost.
     pub joined: bool,
 }
 
-fn load(dir: &Path) -> Result<Option<Identity>> {
+/// The stored identity, if the directory has one.
+pub fn load(dir: &Path) -> Result<Option<Identity>> {
     match std::fs::read(dir.join(FILE_NAME)) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             Error::Config(format!("{} is damaged: {e}", dir.join(FILE_NAME).display()))
@@ -51,6 +53,13 @@ pub fn check_or_create(dir: &Path, expected: &Identity, log_is_empty: bool) -> R
         save(dir, expected)?;
         return Ok(expected.clone());
     };
+    let joiner = stored.members.is_empty() && expected.members.is_empty();
+    if joiner && !stored.joined && log_is_empty && stored != *expected {
+        // A joining server that never had Raft state (its learner was removed before it caught
+        // up, say) takes the id the cluster gives it now: nothing anywhere refers to the old one.
+        save(dir, expected)?;
+        return Ok(expected.clone());
+    }
     if stored.cluster != expected.cluster
         || stored.id != expected.id
         || stored.members != expected.members

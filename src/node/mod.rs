@@ -3,6 +3,7 @@
 //! (`raftkv node …`) starts one; the lab and the tests start several in one process.
 
 pub mod identity;
+mod join;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -17,10 +18,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
-use crate::config::NodeConfig;
+use crate::config::{Members, NodeConfig, Start};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::net::client::{Identity as NetIdentity, NetworkFactory, Peers};
+use crate::net::client::{AddressBook, Identity as NetIdentity, NetworkFactory, Peers};
 use crate::net::{NetEnv, server};
 use crate::raft::status::Status;
 use crate::raft::typ::{LogStore, Raft};
@@ -47,14 +48,24 @@ impl Node {
     pub async fn start(config: NodeConfig, env: NetEnv) -> Result<Node> {
         std::fs::create_dir_all(&config.data_dir)?;
         let log = open_log(&config).await?;
-        let expected = identity::Identity {
-            cluster: CLUSTER_NAME.into(),
-            id: config.id,
-            members: config.members.values().map(|a| a.to_string()).collect(),
-            joined: false,
-        };
+        // Bind before starting Raft so a taken port fails the start instead of a half-live node
+        // (and before asking to join, so the leader finds us listening).
+        let raft_listener = bind(config.raft_addr, "Raft").await?;
+        let http_listener = bind(config.http_addr, "HTTP").await?;
+        let http_addr = http_listener.local_addr()?;
+
         let pristine = log.is_pristine().await;
+        let expected = match &config.start {
+            Start::Founding { id, members } => identity::Identity {
+                cluster: CLUSTER_NAME.into(),
+                id: *id,
+                members: members.values().map(|a| a.to_string()).collect(),
+                joined: false,
+            },
+            Start::Join { via } => join::identity(via, &config, pristine).await?,
+        };
         let identity = identity::check_or_create(&config.data_dir, &expected, pristine)?;
+        let id = identity.id;
         if !identity.joined {
             if pristine {
                 // Marked just before the first vote or entry reaches disk, not after start-up:
@@ -68,25 +79,19 @@ impl Node {
             }
         }
 
-        // Bind before starting Raft so a taken port fails the start instead of a half-live node.
-        let raft_listener = bind(config.raft_addr, "Raft").await?;
-        let http_listener = bind(config.http_addr, "HTTP").await?;
-        let http_addr = http_listener.local_addr()?;
-
         let metrics = Arc::new(Metrics::new());
         let sm = StateMachine::new(SnapshotFile::new(&config.data_dir.join("snapshot"))?);
         let kv = sm.reader();
         let me = NetIdentity {
             cluster: CLUSTER_NAME.into(),
-            id: config.id,
-            members: config.members.clone(),
+            id,
             env,
             secret: config.secret.clone(),
             metrics: metrics.clone(),
         };
         let network = NetworkFactory { me: me.clone() };
         let raft_config = raftmod::openraft_config(&config.timing, config.snapshot_every)?;
-        let raft = Raft::new(config.id, raft_config, network, log, sm)
+        let raft = Raft::new(id, raft_config, network, log, sm)
             .await
             .map_err(|e| Error::Stopped(format!("Raft failed to start: {e}")))?;
 
@@ -97,14 +102,20 @@ impl Node {
         ))];
         tasks.push(tokio::spawn(watch::log_changes(
             raft.clone(),
-            config.id,
+            id,
             metrics.clone(),
         )));
+        let members = raft.clone();
+        let addresses: AddressBook = Arc::new(move |peer| {
+            let m = members.metrics().borrow_watched().membership_config.clone();
+            let node = m.membership().get_node(&peer)?;
+            crate::config::resolve(&node.addr).ok()
+        });
         let app = Arc::new(AppState {
             router: api::Router {
                 raft: raft.clone(),
-                peers: Peers::new(me),
-                id: config.id,
+                peers: Peers::new(me, addresses),
+                id,
                 timeout: config.request_timeout,
             },
             kv,
@@ -128,9 +139,11 @@ impl Node {
             }
         }));
 
-        initialize_once(&raft, &config).await?;
+        if let Start::Founding { members, .. } = &config.start {
+            initialize_once(&raft, members).await?;
+        }
         Ok(Node {
-            id: config.id,
+            id,
             raft,
             app,
             http_addr,
@@ -279,9 +292,10 @@ async fn open_log(config: &NodeConfig) -> Result<LogStore> {
     )))
 }
 
-/// On a node that has never had Raft state, proposes the static membership. Every node does this
-/// with the identical map, which openraft allows; whoever is not first gets `NotAllowed`.
-async fn initialize_once(raft: &Raft, config: &NodeConfig) -> Result<()> {
+/// On a founding member that has never had Raft state, proposes the founding membership. Every
+/// founding member does this with the identical map, which openraft allows; whoever is not first
+/// gets `NotAllowed`. A joining server never does: it would found a cluster of its own.
+async fn initialize_once(raft: &Raft, members: &Members) -> Result<()> {
     if raft
         .is_initialized()
         .await
@@ -289,8 +303,7 @@ async fn initialize_once(raft: &Raft, config: &NodeConfig) -> Result<()> {
     {
         return Ok(());
     }
-    let members: BTreeMap<u64, BasicNode> = config
-        .members
+    let members: BTreeMap<u64, BasicNode> = members
         .iter()
         .map(|(id, addr)| {
             (

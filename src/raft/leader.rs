@@ -45,7 +45,7 @@ pub enum ReadOutcome {
     Failed(String),
 }
 
-fn not_leader_or_no_quorum<T>(
+pub(super) fn not_leader_or_no_quorum<T>(
     f: ForwardToLeader,
     not_leader: impl Fn(Option<u64>) -> T,
     no_quorum: impl Fn(String) -> T,

@@ -13,10 +13,11 @@
 //! - **pre-vote**: a candidate first asks whether it *could* win before bumping its term, so an
 //!   isolated node rejoining does not depose a healthy leader.
 //!
-//! CAVEATS (deliberately not done): membership is static (no add/remove of nodes at runtime);
-//! a node whose data directory is wiped must not rejoin under its old id (`node::identity`).
+//! CAVEAT: a node whose data directory is wiped must not rejoin under its old id
+//! (`node::identity`); it may join again as a new node (`members`, ids are never reused).
 
 pub mod leader;
+pub mod members;
 pub mod state_machine;
 pub mod status;
 

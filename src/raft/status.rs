@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::typ::{LogId, Raft};
 
-/// One member of the (static) cluster.
+/// One member of the cluster, as this node's latest membership entry says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub id: u64,
     pub raft_addr: String,
+    /// A voter counts toward quorums; a learner only receives the log.
+    pub voter: bool,
 }
 
 /// What the leader knows of one follower.
@@ -101,12 +103,14 @@ pub struct NodeFacts {
 /// time); the metrics borrow is released at once so RaftCore is never blocked on us.
 pub async fn status(raft: &Raft, facts: NodeFacts) -> Status {
     let m = raft.metrics().borrow_watched().clone();
-    let members: Vec<Member> = m
-        .membership_config
+    let membership = m.membership_config.membership();
+    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    let members: Vec<Member> = membership
         .nodes()
         .map(|(id, node)| Member {
             id: *id,
             raft_addr: node.addr.clone(),
+            voter: voters.contains(id),
         })
         .collect();
     let leader_addr = m.current_leader.and_then(|l| {

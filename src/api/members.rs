@@ -1,0 +1,81 @@
+//! Membership at runtime over HTTP: `POST /admin/members` adds a server as a learner,
+//! `POST /admin/members/{id}/promote` makes a learner a voter, `DELETE /admin/members/{id}`
+//! removes a server. Any node accepts them and forwards to the leader (`route::Router`); each
+//! answers `{"id": N}` once the change is committed.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Json, Response};
+use serde_json::{Value, json};
+
+use super::keys::json_body;
+use super::{AppState, error_response};
+use crate::error::{Error, Result};
+use crate::raft::members::MemberChange;
+
+/// `POST /admin/members` with `{"raft_addr": "host:port"}`.
+pub async fn add(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Response {
+    match parse_add(&headers, body) {
+        Ok(change) => answer(&state, change).await,
+        Err(e) => error_response(e),
+    }
+}
+
+fn parse_add(
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<MemberChange> {
+    let usage =
+        r#"the body must be {"raft_addr": "host:port"}: where the new server listens for Raft"#;
+    let Value::Object(fields) = json_body(headers, body)? else {
+        return Err(Error::InvalidInput(usage.into()));
+    };
+    let raft_addr = match fields.get("raft_addr").and_then(Value::as_str) {
+        Some(addr) if fields.len() == 1 => addr.trim().to_owned(),
+        _ => return Err(Error::InvalidInput(usage.into())),
+    };
+    crate::config::resolve(&raft_addr).map_err(Error::InvalidInput)?;
+    Ok(MemberChange::Add { raft_addr })
+}
+
+/// `POST /admin/members/{id}/promote`.
+pub async fn promote(
+    State(state): State<Arc<AppState>>,
+    path: std::result::Result<Path<u64>, PathRejection>,
+) -> Response {
+    match node_id(path) {
+        Ok(id) => answer(&state, MemberChange::Promote { id }).await,
+        Err(e) => error_response(e),
+    }
+}
+
+/// `DELETE /admin/members/{id}`.
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    path: std::result::Result<Path<u64>, PathRejection>,
+) -> Response {
+    match node_id(path) {
+        Ok(id) => answer(&state, MemberChange::Remove { id }).await,
+        Err(e) => error_response(e),
+    }
+}
+
+fn node_id(path: std::result::Result<Path<u64>, PathRejection>) -> Result<u64> {
+    path.map(|Path(id)| id)
+        .map_err(|e| Error::InvalidInput(format!("bad node id: {}", e.body_text())))
+}
+
+async fn answer(state: &AppState, change: MemberChange) -> Response {
+    match state.router.change_members(change).await {
+        Ok(id) => Json(json!({ "id": id })).into_response(),
+        Err(e) => error_response(e),
+    }
+}
