@@ -93,3 +93,68 @@ async fn the_client_finds_a_live_node_and_its_exit_codes_mean_what_they_say() {
     .await;
     c.shutdown().await;
 }
+
+/// A server process started with `--join` next to an in-process cluster, removed again by the
+/// CLI. The `member add` beforehand (etcd's order) and `--join` agree on the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_verbs_and_a_server_process_started_with_join() {
+    let c = TestCluster::start(3, |_| {}).await;
+    let (leader, _) = c.leader(Duration::from_secs(20)).await;
+    assert_eq!(c.append(leader, "k", "v").await, 204);
+    let endpoints: Vec<String> = (0..3).map(|i| c.url(i, "")).collect();
+    let ports = free_ports(2);
+    let raft_addr = format!("127.0.0.1:{}", ports[0]);
+
+    let (code, out, err) = run(&endpoints, &["member", "add", &raft_addr]).await;
+    assert_eq!(code, exit::OK, "{err}");
+    assert!(out.starts_with("node 3 "), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
+    let _node = tokio::process::Command::new(BIN)
+        .args(["node", &ports[1].to_string(), &raft_addr, "--join"])
+        .arg(endpoints.join(","))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", ports[1]);
+    let http = reqwest::Client::new();
+    wait_until(
+        Duration::from_secs(30),
+        "the joined server applied k",
+        || async {
+            let s: serde_json::Value = http
+                .get(format!("{url}/admin/status"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (s["id"] == 3 && s["role"] == "learner" && s["keys"] == 1).then_some(())
+        },
+    )
+    .await;
+
+    let (code, out, err) = run(&endpoints, &["member", "promote", "3"]).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (exit::OK, "node 3 is a voter"),
+        "{err}"
+    );
+    let (code, _, err) = run(&endpoints, &["member", "promote", "9"]).await;
+    assert_eq!(code, exit::REFUSED, "{err}");
+    assert!(err.contains("not a member"), "{err}");
+    let (code, out, err) = run(&endpoints, &["member", "remove", "3", "--json"]).await;
+    assert_eq!((code, out.as_str()), (exit::OK, r#"{"id":3}"#), "{err}");
+    let s = c.status(leader).await.unwrap();
+    assert_eq!(s.members.len(), 3, "{:?}", s.members);
+    let logged = std::fs::read_to_string(dir.path().join("node.log")).unwrap();
+    assert!(
+        logged.contains("added to the cluster as a learner"),
+        "{logged}"
+    );
+    c.shutdown().await;
+}
