@@ -117,6 +117,17 @@ async fn a_server_added_under_load_catches_up_by_snapshot_votes_and_removals_los
     let left: Vec<u64> = members(&c, next).await.iter().map(|m| m.0).collect();
     let expected: Vec<u64> = (0..5).filter(|i| *i != leader as u64).collect();
     assert_eq!(left, expected);
+    // The highest id left the cluster, yet the next server does not get it again.
+    let ports = free_ports(2);
+    let raft_addr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+    let http_addr = format!("127.0.0.1:{}", ports[1]).parse().unwrap();
+    let again = c
+        .cluster
+        .add(raft_addr, http_addr)
+        .await
+        .expect("add again");
+    assert_eq!(again, 6, "id 5 is never handed out twice");
+    c.cluster.remove(again).await.expect("remove it");
     // Keep writing a moment with the final membership, then stop.
     let before = c.status(next).await.unwrap().commit_index;
     wait_until(LONG, "writes commit in the final membership", || async {
