@@ -44,7 +44,7 @@ pub async fn log_changes(raft: Raft, id: u64, metrics: Arc<Metrics>) {
                 }
                 leader = Some(m.current_leader);
             }
-            let config = m.membership_config.membership().to_string();
+            let config = describe(m.membership_config.membership());
             if membership.as_ref() != Some(&config) {
                 tracing::info!(node = id, membership = %config, "membership");
                 membership = Some(config);
@@ -54,4 +54,21 @@ pub async fn log_changes(raft: Raft, id: u64, metrics: Arc<Metrics>) {
             return;
         }
     }
+}
+
+/// A membership as ids: `voters {0,1,2} learners {5}`; during a change (joint consensus) both
+/// voter sets, `voters {0,1,2} + {0,1,2,5}`.
+fn describe(m: &openraft::Membership<u64, openraft::BasicNode>) -> String {
+    let ids = |set: &std::collections::BTreeSet<u64>| {
+        let ids: Vec<String> = set.iter().map(u64::to_string).collect();
+        format!("{{{}}}", ids.join(","))
+    };
+    let voters: Vec<String> = m.get_joint_config().iter().map(ids).collect();
+    let learners: std::collections::BTreeSet<u64> = m.learner_ids().collect();
+    let voters = if voters.is_empty() {
+        "{}".to_owned()
+    } else {
+        voters.join(" + ")
+    };
+    format!("voters {voters} learners {}", ids(&learners))
 }
