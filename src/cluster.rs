@@ -114,6 +114,14 @@ impl Cluster {
         }
     }
 
+    /// Stops node `id` the polite way, as SIGTERM does in per-process mode: a leader hands over
+    /// first (`Node::stop_gracefully`, each step bounded by `bound`). Its data stays on disk.
+    pub async fn stop_gracefully(&mut self, id: usize, bound: Duration) {
+        if let Some(node) = self.nodes.get_mut(id).and_then(Option::take) {
+            node.stop_gracefully(bound).await;
+        }
+    }
+
     /// Starts node `id` again from its data directory; refused if it runs.
     pub async fn restart(&mut self, id: usize) -> Result<()> {
         let slot = self

@@ -224,3 +224,47 @@ async fn membership_requests_are_refused_with_reasons_and_a_joined_server_restar
     );
     c.shutdown().await;
 }
+
+/// A leader stopping gracefully hands over to a voter, never to a learner (which cannot lead).
+/// With every log equal the learner has the highest id and was the pick before the fix; the
+/// leader then only moved once a follower's election timer fired. Timers of 20 s here make that
+/// fallback far slower than the 10 s this test allows, while a real hand-over is immediate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_stopping_gracefully_hands_over_to_a_voter_not_to_a_learner() {
+    let mut c = TestCluster::start(3, |cfg| {
+        cfg.timing.election_min_ms = 20_000;
+        cfg.timing.election_max_ms = 25_000;
+    })
+    .await;
+    c.cluster.time_out(0).await.expect("node 0 campaigns now");
+    let (leader, term) = c.leader(LONG).await;
+    let ports = free_ports(2);
+    let raft_addr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+    let http_addr = format!("127.0.0.1:{}", ports[1]).parse().unwrap();
+    let learner = c.cluster.add(raft_addr, http_addr).await.expect("add");
+    assert_eq!(c.append(leader, "k", "v").await, 204);
+    wait_until(
+        LONG,
+        "every follower and the learner match the leader",
+        || async {
+            let s = c.status(leader).await?;
+            let followers = s.followers?;
+            let all = followers.len() == 3
+                && followers
+                    .values()
+                    .all(|f| f.matched_index == s.last_log_index);
+            all.then_some(())
+        },
+    )
+    .await;
+    let bound = Duration::from_secs(60);
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.cluster.stop_gracefully(leader, bound),
+    )
+    .await;
+    assert!(stopped.is_ok(), "leadership did not move by hand-over");
+    let (next, next_term) = c.leader(LONG).await;
+    assert!(next != learner && next != leader && next_term > term);
+    c.shutdown().await;
+}

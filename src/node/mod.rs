@@ -220,30 +220,23 @@ impl Node {
     /// fails no client request; each step is bounded, so a stuck cluster still lets the node go.
     pub async fn stop_gracefully(mut self, bound: Duration) {
         let m = self.raft.metrics().borrow_watched().clone();
-        if m.current_leader == Some(self.id) {
-            let heir = m
-                .replication
-                .iter()
-                .flatten()
-                .filter(|(id, _)| **id != self.id)
-                .max_by_key(|(_, matched)| matched.as_ref().map(|l| l.index))
-                .map(|(id, _)| *id);
-            if let Some(heir) = heir {
-                tracing::info!(
-                    node = self.id,
-                    to = heir,
-                    "handing over leadership before stopping"
-                );
-                let _ = self.raft.trigger().transfer_leader(heir).await;
-                let _ = self
-                    .raft
-                    .wait(Some(bound))
-                    .metrics(
-                        |m| m.current_leader.is_some_and(|l| l != self.id),
-                        "leader moved",
-                    )
-                    .await;
-            }
+        if m.current_leader == Some(self.id)
+            && let Some(heir) = raftmod::leader::heir(&m)
+        {
+            tracing::info!(
+                node = self.id,
+                to = heir,
+                "handing over leadership before stopping"
+            );
+            let _ = self.raft.trigger().transfer_leader(heir).await;
+            let _ = self
+                .raft
+                .wait(Some(bound))
+                .metrics(
+                    |m| m.current_leader.is_some_and(|l| l != self.id),
+                    "leader moved",
+                )
+                .await;
         }
         let _ = self.http_stop.send(());
         if let Some(http) = self.tasks.pop() {

@@ -7,7 +7,7 @@ use openraft::ReadPolicy;
 use openraft::error::{ClientWriteError, ForwardReason, LinearizableReadError, RaftError};
 use serde::{Deserialize, Serialize};
 
-use super::typ::{ForwardToLeader, LogId, Raft};
+use super::typ::{ForwardToLeader, LogId, Raft, RaftMetrics};
 use crate::kv;
 
 /// The result of proposing a write on a node.
@@ -56,6 +56,19 @@ pub(super) fn not_leader_or_no_quorum<T>(
         }
         (leader, _) => not_leader(leader),
     }
+}
+
+/// On a leader: the voter other than itself whose log matches furthest, the one to hand
+/// leadership to (it can win the election at once). Learners never qualify: they cannot lead.
+pub fn heir(m: &RaftMetrics) -> Option<u64> {
+    let voters: std::collections::BTreeSet<u64> =
+        m.membership_config.membership().voter_ids().collect();
+    m.replication
+        .iter()
+        .flatten()
+        .filter(|(id, _)| **id != m.id && voters.contains(id))
+        .max_by_key(|(_, matched)| matched.as_ref().map(|l| l.index))
+        .map(|(id, _)| *id)
 }
 
 /// Proposes `request`; returns once it is applied on this (leader) node or refused.

@@ -16,7 +16,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Precondition};
 use serde::{Deserialize, Serialize};
 
-use super::leader::{WriteOutcome, not_leader_or_no_quorum, propose};
+use super::leader::{WriteOutcome, heir, not_leader_or_no_quorum, propose};
 use super::typ::Raft;
 use crate::kv::{Command, Request, RequestId};
 
@@ -122,7 +122,7 @@ pub async fn change(raft: &Raft, change: MemberChange) -> MemberOutcome {
                     ));
                 }
                 if id == m.id {
-                    return hand_over(raft, &m, &voters).await;
+                    return hand_over(raft, &m).await;
                 }
                 let remove = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
                 classify(raft.change_membership_if(remove, false, guard).await, id)
@@ -137,19 +137,8 @@ pub async fn change(raft: &Raft, change: MemberChange) -> MemberOutcome {
 /// A leader asked to remove itself first hands leadership to its most caught-up voter; the
 /// caller retries and the new leader does the removal. (Removing the leader in place would leave
 /// the cluster leaderless for an election timeout.)
-async fn hand_over(
-    raft: &Raft,
-    m: &super::typ::RaftMetrics,
-    voters: &BTreeSet<u64>,
-) -> MemberOutcome {
-    let heir = m
-        .replication
-        .iter()
-        .flatten()
-        .filter(|(id, _)| **id != m.id && voters.contains(id))
-        .max_by_key(|(_, matched)| matched.as_ref().map(|l| l.index))
-        .map(|(id, _)| *id);
-    let Some(heir) = heir else {
+async fn hand_over(raft: &Raft, m: &super::typ::RaftMetrics) -> MemberOutcome {
+    let Some(heir) = heir(m) else {
         return MemberOutcome::Busy("no other voter to hand leadership to".into());
     };
     tracing::info!(
