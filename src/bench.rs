@@ -127,10 +127,7 @@ async fn roles(endpoints: &[String]) -> anyhow::Result<(String, Option<String>)>
 
 pub async fn run(mut config: Config) -> anyhow::Result<Report> {
     for e in &mut config.endpoints {
-        if !e.contains("://") {
-            *e = format!("http://{e}");
-        }
-        *e = e.trim_end_matches('/').to_owned();
+        *e = crate::client::endpoint_url(e);
     }
     let (leader, follower) = roles(&config.endpoints).await?;
     let target = match config.workload {

@@ -32,6 +32,17 @@ pub fn default_endpoints() -> Vec<String> {
         .collect()
 }
 
+/// A node's HTTP base URL as given (`host:port` or a URL), with `http://` added when no scheme
+/// is given and without a trailing slash.
+pub fn endpoint_url(endpoint: &str) -> String {
+    let e = endpoint.trim_end_matches('/');
+    if e.contains("://") {
+        e.to_owned()
+    } else {
+        format!("http://{e}")
+    }
+}
+
 /// What a command produced: the text to print, and the exit code.
 #[derive(Debug)]
 pub struct Outcome {
@@ -62,17 +73,7 @@ enum Attempt {
 
 impl Client {
     pub fn new(endpoints: Vec<String>, timeout: Duration, json: bool) -> Client {
-        let endpoints = endpoints
-            .into_iter()
-            .map(|e| e.trim_end_matches('/').to_owned())
-            .map(|e| {
-                if e.contains("://") {
-                    e
-                } else {
-                    format!("http://{e}")
-                }
-            })
-            .collect();
+        let endpoints = endpoints.iter().map(|e| endpoint_url(e)).collect();
         Client {
             endpoints,
             http: reqwest::Client::builder()

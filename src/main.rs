@@ -164,19 +164,8 @@ async fn run_nemesis(args: NemesisArgs) -> anyhow::Result<bool> {
     for fault in &run.faults {
         println!("fault {fault}");
     }
-    let r = &run.report;
-    println!(
-        "ops {} / ok {} / failed {} / unknown {} / anomalies {}",
-        r.ops,
-        r.ok,
-        r.failed,
-        r.unknown,
-        r.anomalies.len()
-    );
-    for a in &r.anomalies {
-        println!("ANOMALY {a}");
-    }
-    Ok(r.anomalies.is_empty())
+    println!("{}", run.report);
+    Ok(run.report.anomalies.is_empty())
 }
 
 /// Waits for Ctrl-C, or SIGTERM where there is such a thing.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestCluster, wait_until};
+use common::{TestCluster, post_json, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -201,19 +201,8 @@ async fn a_write_in_flight_when_its_leader_dies_is_reported_unknown_and_may_comm
     let before = c.status(leader).await.unwrap().last_log_index;
     let url = c.url(leader, "/keys/k");
     let http = c.http.clone();
-    let write = tokio::spawn(async move {
-        let resp = http
-            .post(url)
-            .json(&serde_json::json!({"type": "PUT", "value": ["v"]}))
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-            .expect("HTTP request");
-        (
-            resp.status().as_u16(),
-            resp.text().await.unwrap_or_default(),
-        )
-    });
+    let write =
+        tokio::spawn(async move { post_json(&http, url, r#"{"type":"PUT","value":["v"]}"#).await });
     wait_until(WAIT, "both followers stored the new entry", || async {
         for f in &followers {
             let s = c.status(*f).await?;

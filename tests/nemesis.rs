@@ -36,17 +36,7 @@ async fn under_kills_partitions_and_pauses_no_acknowledged_append_is_lost_and_no
     let run = nemesis::run(cluster, config).await.unwrap();
     let r = &run.report;
     println!("seed {seed}; faults: {:?}", run.faults);
-    println!(
-        "ops {} / ok {} / failed {} / unknown {} / anomalies {}",
-        r.ops,
-        r.ok,
-        r.failed,
-        r.unknown,
-        r.anomalies.len()
-    );
-    for a in &r.anomalies {
-        println!("ANOMALY {a}");
-    }
+    println!("{r}");
     assert!(
         r.anomalies.is_empty(),
         "{} anomalies, first: {}",

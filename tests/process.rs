@@ -101,6 +101,19 @@ impl Procs {
             .ok()
     }
 
+    /// A linearizable read of `key` through node `i`; panics unless the node answers a list.
+    async fn read(&self, i: usize, key: &str) -> Vec<String> {
+        let url = format!("http://127.0.0.1:{}/keys/{key}", self.http[i]);
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn leader(&self) -> usize {
         wait_until(WAIT, "a leader with a quorum", || async {
             for i in 0..self.http.len() {
@@ -178,16 +191,7 @@ async fn kill_dash_nine_of_all_five_loses_no_acknowledged_write() {
     }
     let leader = procs.leader().await;
     for key in ["k0", "k1", "k2", "k3"] {
-        let url = format!("http://127.0.0.1:{}/keys/{key}", procs.http[leader]);
-        let list: Vec<String> = procs
-            .client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = procs.read(leader, key).await;
         let present: HashSet<&String> = list.iter().collect();
         assert_eq!(
             present.len(),
@@ -436,16 +440,7 @@ async fn a_rolling_restart_with_sigterm_fails_no_write() {
         acked.len()
     );
     let leader = procs.leader().await;
-    let url = format!("http://127.0.0.1:{}/keys/r", procs.http[leader]);
-    let list: Vec<String> = procs
-        .client
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = procs.read(leader, "r").await;
     for v in &acked {
         assert!(list.contains(v), "acknowledged {v} is missing");
     }

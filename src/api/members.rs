@@ -47,30 +47,29 @@ fn parse_add(
 }
 
 /// `POST /admin/members/{id}/promote`.
-pub async fn promote(
-    State(state): State<Arc<AppState>>,
-    path: std::result::Result<Path<u64>, PathRejection>,
-) -> Response {
-    match node_id(path) {
-        Ok(id) => answer(&state, MemberChange::Promote { id }).await,
-        Err(e) => error_response(e),
-    }
+pub async fn promote(state: State<Arc<AppState>>, path: IdPath) -> Response {
+    by_id(state, path, |id| MemberChange::Promote { id }).await
 }
 
 /// `DELETE /admin/members/{id}`.
-pub async fn remove(
-    State(state): State<Arc<AppState>>,
-    path: std::result::Result<Path<u64>, PathRejection>,
-) -> Response {
-    match node_id(path) {
-        Ok(id) => answer(&state, MemberChange::Remove { id }).await,
-        Err(e) => error_response(e),
-    }
+pub async fn remove(state: State<Arc<AppState>>, path: IdPath) -> Response {
+    by_id(state, path, |id| MemberChange::Remove { id }).await
 }
 
-fn node_id(path: std::result::Result<Path<u64>, PathRejection>) -> Result<u64> {
-    path.map(|Path(id)| id)
-        .map_err(|e| Error::InvalidInput(format!("bad node id: {}", e.body_text())))
+type IdPath = std::result::Result<Path<u64>, PathRejection>;
+
+async fn by_id(
+    State(state): State<Arc<AppState>>,
+    path: IdPath,
+    change: fn(u64) -> MemberChange,
+) -> Response {
+    match path {
+        Ok(Path(id)) => answer(&state, change(id)).await,
+        Err(e) => error_response(Error::InvalidInput(format!(
+            "bad node id: {}",
+            e.body_text()
+        ))),
+    }
 }
 
 async fn answer(state: &AppState, change: MemberChange) -> Response {

@@ -80,6 +80,25 @@ pub struct Report {
     pub anomalies: Vec<Anomaly>,
 }
 
+impl fmt::Display for Report {
+    /// One summary line, then one `ANOMALY` line per anomaly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ops {} / ok {} / failed {} / unknown {} / anomalies {}",
+            self.ops,
+            self.ok,
+            self.failed,
+            self.unknown,
+            self.anomalies.len()
+        )?;
+        for a in &self.anomalies {
+            write!(f, "\nANOMALY {a}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One list seen for a key: by read number (index in the history), or None for the final value.
 type Observation<'h> = (Option<usize>, &'h Vec<String>);
 

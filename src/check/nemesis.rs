@@ -38,10 +38,7 @@ pub struct Run {
 
 /// Runs the workload and the nemesis on `cluster` (whose nodes must already be started).
 pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
-    let http: Vec<String> = (0..cluster.len())
-        .map(|i| format!("http://{}", cluster.config(i).http_addr))
-        .collect();
-    let timeout = cluster.config(0).request_timeout + Duration::from_secs(2);
+    let (http, timeout) = super::endpoints(&cluster);
     let started = Instant::now();
     let ms = move || started.elapsed().as_millis() as u64;
     let history: Arc<Mutex<Vec<Op>>> = Default::default();

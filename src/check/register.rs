@@ -153,10 +153,7 @@ fn settle_unknown_writes(events: &mut Vec<Event>) {
 const FIRST_CHECKPOINT: usize = 256;
 
 pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
-    let http: Vec<String> = (0..cluster.len())
-        .map(|i| format!("http://{}", cluster.config(i).http_addr))
-        .collect();
-    let timeout = cluster.config(0).request_timeout + Duration::from_secs(2);
+    let (http, timeout) = super::endpoints(&cluster);
     let started = Instant::now();
     let clock = Arc::new(AtomicU64::new(0));
     let deadline = started + config.duration;

@@ -51,6 +51,22 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     ports
 }
 
+/// POSTs a JSON body (15 s bound); returns (status, text). Usable from a spawned task.
+pub async fn post_json(http: &reqwest::Client, url: String, body: &str) -> (u16, String) {
+    let resp = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .expect("HTTP request");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
 pub struct TestCluster {
     pub dir: TempDir,
     pub cluster: Cluster,
@@ -129,19 +145,7 @@ impl TestCluster {
     }
 
     pub async fn post(&self, i: usize, key: &str, body: &str) -> (u16, String) {
-        let resp = self
-            .http
-            .post(self.url(i, &format!("/keys/{key}")))
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .timeout(Duration::from_secs(15))
-            .send()
-            .await
-            .expect("HTTP request");
-        (
-            resp.status().as_u16(),
-            resp.text().await.unwrap_or_default(),
-        )
+        post_json(&self.http, self.url(i, &format!("/keys/{key}")), body).await
     }
 
     pub async fn append(&self, i: usize, key: &str, value: &str) -> u16 {
