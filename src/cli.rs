@@ -102,6 +102,10 @@ pub enum MemberVerb {
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
+    /// What the endpoints are: raftkv (or another server of the assignment's API), or etcd's
+    /// v3 JSON gateway.
+    #[arg(long, value_enum, default_value = "raftkv")]
+    pub system: raftkv::bench::System,
     #[arg(long, value_enum, default_value = "put")]
     pub workload: raftkv::bench::Workload,
     /// Concurrent keep-alive connections.
@@ -121,6 +125,17 @@ pub struct BenchArgs {
     /// Bytes per PUT value.
     #[arg(long, default_value_t = 16)]
     pub value_bytes: usize,
+    /// Inject a fault and time it: failover kills the leader (kill -9) a third of the way into
+    /// the run under writes to every endpoint; catch-up pauses a follower (kill -STOP) until it is
+    /// --behind entries behind, then resumes it. Needs --pids.
+    #[arg(long, value_enum, requires = "pids")]
+    pub fault: Option<raftkv::bench::Fault>,
+    /// The server processes, one pid per endpoint, in the same order.
+    #[arg(long, value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Catch-up: entries the paused follower is left behind.
+    #[arg(long, default_value_t = 10_000)]
+    pub behind: u64,
     #[command(flatten)]
     pub client: ClientArgs,
 }

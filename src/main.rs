@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => {
             let json = args.client.json;
             let report = raftkv::bench::run(raftkv::bench::Config {
+                system: args.system,
                 endpoints: args.client.endpoints.clone(),
                 workload: args.workload,
                 connections: args.connections.max(1),
@@ -65,6 +66,9 @@ async fn main() -> anyhow::Result<()> {
                 rate: args.rate,
                 keys: args.keys.clamp(1, 1000),
                 value_bytes: args.value_bytes,
+                fault: args.fault,
+                pids: args.pids,
+                behind: args.behind.max(1),
             })
             .await?;
             if json {

@@ -58,6 +58,8 @@ pub struct RaftGauges {
     /// Entries held in the log (last index minus purged index).
     pub log_entries: Gauge,
     pub has_quorum: Gauge,
+    /// fsyncs of the Raft log file (counted by the log itself, copied here when scraped).
+    pub wal_fsyncs: Counter,
     /// On a leader: how many entries each follower is behind its last log index.
     pub replication_lag: Family<PeerLabels, Gauge>,
 }
@@ -166,6 +168,11 @@ impl Metrics {
             "raft_has_quorum",
             "1 if this node leads and heard from a quorum within its lease",
             g.has_quorum.clone(),
+        );
+        registry.register(
+            "raft_wal_fsyncs",
+            "fsyncs of the Raft log file (one per group-committed batch of entries)",
+            g.wal_fsyncs.clone(),
         );
         registry.register(
             "raft_replication_lag",

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::TestCluster;
-use raftkv::bench::{Config, Workload, run};
+use raftkv::bench::{Config, System, Workload, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_workload_runs_without_errors_and_the_open_loop_keeps_its_schedule() {
@@ -15,6 +15,7 @@ async fn every_workload_runs_without_errors_and_the_open_loop_keeps_its_schedule
     c.leader(Duration::from_secs(20)).await;
     let endpoints: Vec<String> = (0..3).map(|i| c.url(i, "")).collect();
     let config = |workload, rate| Config {
+        system: System::Raftkv,
         endpoints: endpoints.clone(),
         workload,
         connections: 4,
@@ -23,6 +24,9 @@ async fn every_workload_runs_without_errors_and_the_open_loop_keeps_its_schedule
         rate,
         keys: 20,
         value_bytes: 16,
+        fault: None,
+        pids: Vec::new(),
+        behind: 0,
     };
     for workload in [
         Workload::Put,

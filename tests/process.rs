@@ -453,3 +453,60 @@ async fn a_rolling_restart_with_sigterm_fails_no_write() {
         .count();
     assert!(elected >= 1, "no 'leader elected' JSON line in:\n{log}");
 }
+
+/// `raftkv bench --fault` against real processes (it sends the signals itself): catch-up pauses a
+/// follower until it is 300 entries behind and sees it match the leader after resuming; failover
+/// kills the leader and sees a new leader and a write sent after the kill acknowledged. No timing
+/// is asserted (figures come from bench/compare.sh), only that each event was observed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_times_a_catch_up_and_a_failover_of_real_processes() {
+    use raftkv::bench::{Config, Fault, System, Workload, run};
+    let mut procs = Procs::new(3);
+    for i in 0..3 {
+        procs.start(i);
+    }
+    procs.leader().await;
+    let config = Config {
+        system: System::Raftkv,
+        endpoints: procs
+            .http
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect(),
+        workload: Workload::Put,
+        connections: 4,
+        warmup: Duration::from_millis(200),
+        duration: Duration::from_secs(6),
+        rate: 0,
+        keys: 20,
+        value_bytes: 16,
+        fault: Some(Fault::CatchUp),
+        pids: procs.children.iter().flatten().map(Child::id).collect(),
+        behind: 300,
+    };
+    let report = run(config.clone()).await.unwrap();
+    println!("{}", report.text());
+    let fault = report.fault.unwrap();
+    assert!(fault.behind.unwrap() >= 300, "{fault:?}");
+    assert!(fault.catch_up_ms.is_some());
+    let resumed = procs
+        .status(fault.node)
+        .await
+        .expect("the follower was resumed");
+    assert!(resumed.last_applied.unwrap() >= 300);
+
+    let report = run(Config {
+        fault: Some(Fault::Failover),
+        ..config
+    })
+    .await
+    .unwrap();
+    println!("{}", report.text());
+    let fault = report.fault.unwrap();
+    assert!(fault.new_leader_ms.is_some() && fault.first_write_ms.is_some());
+    assert!(
+        procs.status(fault.node).await.is_none(),
+        "the leader was killed"
+    );
+    assert_eq!(fault.timeline.iter().sum::<u64>(), report.ops);
+}

@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::metrics::{Metrics, PeerLabels, ROLES, RequestLabels, RoleLabels, RouteLabels};
 use crate::raft::KvReader;
 use crate::raft::status::{self, NodeFacts, Status};
+use crate::raft::typ::LogStore;
 
 pub use route::Router;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub lease_ms: u64,
     pub started: Instant,
     pub metrics: Arc<Metrics>,
+    /// This node's log, for its fsync count in `/metrics`.
+    pub log: LogStore,
 }
 
 impl AppState {
@@ -122,7 +125,10 @@ async fn count(
 /// `/admin/status`, read now.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let status = state.status().await;
+    let fsyncs = state.log.fsyncs().await;
     let text = state.metrics.scrape(|g| {
+        g.wal_fsyncs
+            .inc_by(fsyncs.saturating_sub(g.wal_fsyncs.get()));
         let n = |v: Option<u64>| v.map_or(-1, |v| v as i64);
         g.term.set(status.term as i64);
         for role in ROLES {

@@ -91,7 +91,7 @@ impl Node {
         };
         let network = NetworkFactory { me: me.clone() };
         let raft_config = raftmod::openraft_config(&config.timing, config.snapshot_every)?;
-        let raft = Raft::new(id, raft_config, network, log, sm)
+        let raft = Raft::new(id, raft_config, network, log.clone(), sm)
             .await
             .map_err(|e| Error::Stopped(format!("Raft failed to start: {e}")))?;
 
@@ -125,6 +125,7 @@ impl Node {
             lease_ms: config.timing.election_max_ms,
             started: Instant::now(),
             metrics,
+            log,
         });
         let http = api::router(app.clone(), config.max_in_flight);
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();

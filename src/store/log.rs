@@ -129,6 +129,13 @@ where
         })
     }
 
+    /// fsyncs of the log file since it was opened. The flush worker does one per batch of
+    /// appends queued while the previous one ran (group commit), so under load this is well
+    /// below the number of entries.
+    pub async fn fsyncs(&self) -> u64 {
+        self.wal.read().await.stat().flush_metrics.sync_batch_count
+    }
+
     /// Registers `hook` to run, and succeed, before this log's first vote or entry is written.
     /// The node records "this id has Raft state" there, so a later start with the log gone is
     /// refused, with no window in which a vote is on disk but the record is not.

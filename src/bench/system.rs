@@ -1,0 +1,108 @@
+//! The systems the load generator can drive, and how each spells the same operations over HTTP:
+//! raftkv and the PySyncObj service speak the assignment's API (`/keys/{key}`, `/admin/status`);
+//! etcd speaks its v3 JSON gateway (`/v3/kv/put`, `/v3/kv/range`, `/v3/maintenance/status`, keys
+//! and values in base64, 64-bit numbers as strings). Everything else in the bench is shared, so a
+//! side-by-side comparison differs only in these few lines.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum System {
+    /// raftkv, or anything else that serves the assignment's API (the PySyncObj service).
+    Raftkv,
+    /// etcd v3 through its JSON gateway (no APPEND).
+    Etcd,
+}
+
+/// One endpoint's view of Raft, as far as the bench needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// It leads, and (where the system says so) a quorum follows it.
+    pub leader: bool,
+    pub term: u64,
+    /// Highest log index applied to its state machine.
+    pub applied: u64,
+}
+
+/// A write the bench sends.
+pub enum Write<'a> {
+    Put(&'a str),
+    Append(&'a str),
+}
+
+impl System {
+    pub fn write(
+        self,
+        http: &reqwest::Client,
+        endpoint: &str,
+        key: &str,
+        write: Write<'_>,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        Ok(match (self, write) {
+            (System::Raftkv, Write::Put(v)) => http
+                .post(format!("{endpoint}/keys/{key}"))
+                .json(&json!({"type": "PUT", "value": [v]})),
+            (System::Raftkv, Write::Append(v)) => http
+                .post(format!("{endpoint}/keys/{key}"))
+                .json(&json!({"type": "APPEND", "value": v})),
+            (System::Etcd, Write::Put(v)) => http
+                .post(format!("{endpoint}/v3/kv/put"))
+                .json(&json!({"key": B64.encode(key), "value": B64.encode(v)})),
+            (System::Etcd, Write::Append(_)) => anyhow::bail!("etcd has no APPEND"),
+        })
+    }
+
+    /// A GET of `key`: linearizable, or `local` (a possibly stale read of the node's own state).
+    pub fn read(
+        self,
+        http: &reqwest::Client,
+        endpoint: &str,
+        key: &str,
+        local: bool,
+    ) -> reqwest::RequestBuilder {
+        match self {
+            System::Raftkv if local => http.get(format!("{endpoint}/keys/{key}?consistency=local")),
+            System::Raftkv => http.get(format!("{endpoint}/keys/{key}")),
+            // etcd's "serializable" range is its local read; the default is linearizable.
+            System::Etcd => http
+                .post(format!("{endpoint}/v3/kv/range"))
+                .json(&json!({"key": B64.encode(key), "serializable": local})),
+        }
+    }
+
+    /// Asks `endpoint` for its Raft state; `None` if it does not answer.
+    pub async fn probe(self, http: &reqwest::Client, endpoint: &str) -> Option<Probe> {
+        let request = match self {
+            System::Raftkv => http.get(format!("{endpoint}/admin/status")),
+            System::Etcd => http
+                .post(format!("{endpoint}/v3/maintenance/status"))
+                .json(&json!({})),
+        };
+        let response = request.send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let s: Value = response.json().await.ok()?;
+        Some(match self {
+            System::Raftkv => Probe {
+                leader: s["role"] == "leader" && s["has_quorum"] == true,
+                term: s["term"].as_u64()?,
+                applied: s["last_applied"].as_u64().unwrap_or(0),
+            },
+            System::Etcd => {
+                let number = |v: &Value| v.as_str().and_then(|s| s.parse::<u64>().ok());
+                Probe {
+                    leader: s["leader"] == s["header"]["member_id"],
+                    term: number(&s["raftTerm"]).or_else(|| number(&s["header"]["raft_term"]))?,
+                    applied: number(&s["raftAppliedIndex"])
+                        .or_else(|| number(&s["raftIndex"]))
+                        .unwrap_or(0),
+                }
+            }
+        })
+    }
+}
