@@ -294,10 +294,10 @@ pub struct NodeArgs {
     pub http_host: Option<std::net::IpAddr>,
     /// Election timeout range in ms: a follower that hears no leader for a random time in this
     /// range (after the leader's lease, equal to MAX) starts an election.
-    #[arg(long, default_value = "500..1000", value_parser = config::parse_range)]
+    #[arg(long, default_value = "250..400", value_parser = config::parse_range)]
     pub election_timeout: (u64, u64),
     /// Leader heartbeat interval in ms; must be below the election timeout minimum.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 50)]
     pub heartbeat: u64,
     /// Disable pre-vote (then a node returning from a partition disrupts the leader with a higher term).
     #[arg(long)]
@@ -371,4 +371,20 @@ pub fn secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<raftkv::n
     file.map(raftkv::net::Secret::from_file)
         .transpose()
         .map_err(anyhow::Error::msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line's timing defaults are written out for `--help`; they must be the same
+    /// as the library's, which the lab and the tests use.
+    #[test]
+    fn node_timing_defaults_are_the_library_defaults() {
+        let cli = Cli::parse_from(["raftkv", "node", "8080", "127.0.0.1:6000", "127.0.0.1:6001"]);
+        let Some(Command::Node(args)) = cli.command else {
+            panic!("not the node command")
+        };
+        assert_eq!(node_config(args).unwrap().timing, Timing::default());
+    }
 }
