@@ -259,8 +259,25 @@ impl Node {
     }
 }
 
+/// Connections the kernel may queue before we accept them. mio's default is 128: a burst of 256
+/// clients connecting at once (the benchmark does) would see some SYNs dropped and retried a
+/// second later. The kernel caps it at net.core.somaxconn.
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
+    let listen = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As mio does on Unix: a restarted node can listen while old connections linger in
+        // TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|e: std::io::Error| {
         Error::Config(format!(
             "cannot listen for {what} on {addr}: {e} (is another node using it?)"
         ))
