@@ -130,6 +130,9 @@ def main():
     )
     peers = [x for x in a.peers if x != a.self_addr]
     Handler.kv = KV(a.self_addr, peers, conf)
+    # The stdlib's listen backlog is 5: 256 clients connecting at once would have their SYNs
+    # dropped and retried for seconds, which would measure the backlog, not PySyncObj.
+    ThreadingHTTPServer.request_queue_size = 1024
     server = ThreadingHTTPServer(("127.0.0.1", a.http_port), Handler)
     server.daemon_threads = True
     threading.current_thread().name = "http"

@@ -220,23 +220,31 @@ pub async fn run(mut config: Config) -> anyhow::Result<Report> {
     Ok(counts.report(&config, seconds, cpu, elections, fault))
 }
 
-/// Every key exists before reads start, so a GET is a real read, not a 404.
+/// Every key exists before reads start, so a GET is a real read, not a 404. The keys are written
+/// by as many concurrent writers as the run has connections: one at a time, a system that takes
+/// 100 ms per write (the PySyncObj service) would spend minutes seeding.
 async fn seed_keys(config: &Config, endpoint: &str) -> anyhow::Result<()> {
-    if matches!(
+    use futures::{StreamExt, TryStreamExt};
+    if !matches!(
         config.workload,
         Workload::GetLeader | Workload::GetFollower | Workload::GetLocal | Workload::Mixed
     ) {
-        let http = reqwest::Client::new();
-        for k in 0..config.keys.min(1000) {
-            config
-                .system
-                .write(&http, endpoint, &format!("b{k}"), Write::Put("x"))?
-                .send()
-                .await?
-                .error_for_status()?;
-        }
+        return Ok(());
     }
-    Ok(())
+    let http = reqwest::Client::new();
+    futures::stream::iter(0..config.keys.min(1000))
+        .map(|k| {
+            let request = config
+                .system
+                .write(&http, endpoint, &format!("b{k}"), Write::Put("x"));
+            async move {
+                request?.send().await?.error_for_status()?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(config.connections.max(1))
+        .try_collect::<()>()
+        .await
 }
 
 /// What the connections measured, merged.
