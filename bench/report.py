@@ -150,9 +150,12 @@ def main():
         }
         f["fsyncs"], f["cpu_us"] = efficiency(raw, s)
         faults[s] = (f, fo)
+        missed = sum(1 for x in fo if x["first_write_ms"] is None)
+        # A run where no write sent after the kill was acknowledged before the run ended.
+        missed = f"; none acknowledged before the run ended in {missed}" if missed else ""
         lines.append(
             f"| {LABEL[s]} | {fmt(f['new_leader'])} ({f['failovers']} runs) | "
-            f"{fmt(f['first_write'])} | {fmt(f['catch_up'])} (N={fmt(f['behind'])}, {len(cu)} runs) | "
+            f"{fmt(f['first_write'])}{missed} | {fmt(f['catch_up'])} (N={fmt(f['behind'])}, {len(cu)} runs) | "
             f"{fmt(f['restart'])} ({len(rs)} runs) | {fmt(f['idle_mb'], 1)} | {fmt(f['peak_mb'], 1)} | "
             f"{fmt(f['fsyncs'], 3)} | {fmt(f['cpu_us'])} |"
         )
