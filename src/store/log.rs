@@ -31,6 +31,13 @@ const LOG_CACHE_ITEMS: usize = 20_000;
 /// few chunks beyond the 5,000 entries between snapshots.
 const WAL_CHUNK_RECORDS: usize = 16_384;
 
+/// How long the flush worker waits for more appends before it fsyncs (group commit). raft-log's
+/// default of 1 ms is paid by every write on the leader and again on each follower: one client
+/// at a time got 480 writes/s. 200 µs: 820-840/s, with 64 clients the same throughput within
+/// noise (writes queued while an fsync runs share the next one anyway). 0 doubled one client
+/// (1,100/s) but cost 20 % at 64 clients in extra fsyncs.
+const WAL_GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// Read buffer for opening chunks; raft-log's default is 64 MiB, allocated on every start.
 const WAL_READ_BUFFER_BYTES: usize = 1 << 20;
 
@@ -134,6 +141,7 @@ where
         config.log_cache_max_items = Some(LOG_CACHE_ITEMS);
         config.wal.chunk_max_records = Some(WAL_CHUNK_RECORDS);
         config.wal.read_buffer_size = Some(WAL_READ_BUFFER_BYTES);
+        config.wal.flush_batch_wait = Some(WAL_GROUP_COMMIT_WAIT);
         let wal = RaftLog::open(Arc::new(config))?;
         Ok(LogStore {
             wal: Arc::new(RwLock::new(wal)),
