@@ -254,6 +254,7 @@ def plots(cells, faults, systems, out, images):
     save(fig, "latency")
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
+    starts = []
     for s in systems:
         runs = [r for r in faults.get(s, (None, []))[1] if r["first_write_ms"] is not None]
         if not runs:
@@ -263,14 +264,19 @@ def plots(cells, faults, systems, out, images):
         kill = run["kill_at_ms"]
         xs = [(i * BUCKET_MS - kill) / 1000 for i in range(len(run["timeline"]))]
         ys = [n * 1000 / BUCKET_MS for n in run["timeline"]]
+        # The warm-up is not recorded: start where the measured window does.
+        starts.append(next((x for x, y in zip(xs, ys) if y > 0), xs[0]))
         ax.step(xs, ys, where="post", label=f"{LABEL[s]} (first write after {run['first_write_ms']:.0f} ms)",
                 color=colors[s])
     ax.axvline(0, color="red", linestyle="--", linewidth=1)
-    ax.text(0.02, 0.95, "kill -9 leader", transform=ax.get_xaxis_transform(), color="red")
+    ax.text(0.03, 0.03, "kill -9 leader", transform=ax.get_xaxis_transform(), color="red")
+    if starts:
+        ax.set_xlim(left=min(starts))
     ax.set_xlabel("seconds since the leader was killed")
     ax.set_ylabel("acknowledged writes / s (50 ms bins)")
     ax.set_title("Failover under a 16-connection write load (median run)")
     ax.set_yscale("symlog", linthresh=100)
+    ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     save(fig, "failover")
