@@ -107,8 +107,8 @@ read_ready() {
 
 # Writes key "ready" through any node, retrying until one acknowledges it (bounded).
 seed() {
-  local s="$1" i tries url
-  for tries in $(seq 1 300); do
+  local s="$1" i url
+  for _ in $(seq 1 300); do
     for i in 0 1 2 3 4; do
       url="http://127.0.0.1:$(($(http_base "$s") + i))"
       if [ "$s" = etcd ]; then
@@ -126,9 +126,9 @@ seed() {
 
 # Waits (bounded) until node $2 serves a linearizable read; prints the milliseconds it took.
 wait_serving() {
-  local s="$1" i="$2" t0 tries
+  local s="$1" i="$2" t0
   t0=$(date +%s%N)
-  for tries in $(seq 1 3000); do
+  for _ in $(seq 1 3000); do
     if read_ready "$s" "$i"; then
       echo $((($(date +%s%N) - t0) / 1000000))
       return 0
@@ -189,7 +189,7 @@ run_bench() {
 }
 
 measure_system() {
-  local s="$1" rep c w cpu0 cpu1 f0 f1 r out ms i
+  local s="$1" rep c w cpu0 cpu1 f0 f1 ms i
   SYSTEM="$s"
   log "$s: starting 5 nodes"
   start_cluster "$s"
