@@ -46,10 +46,11 @@ http_base() { case "$1" in raftkv) echo 18080 ;; etcd) echo 12380 ;; pysyncobj) 
 raft_base() { case "$1" in raftkv) echo 16000 ;; etcd) echo 12480 ;; pysyncobj) echo 16180 ;; esac; }
 bench_system() { [ "$1" = etcd ] && echo etcd || echo raftkv; }
 
+# HTTP URL of node $2 of system $1, and all five comma-separated.
+node_url() { echo "http://127.0.0.1:$(($(http_base "$1") + $2))"; }
 endpoints() {
-  local s="$1" b i out=""
-  b="$(http_base "$s")"
-  for i in 0 1 2 3 4; do out="$out,http://127.0.0.1:$((b + i))"; done
+  local s="$1" i out=""
+  for i in 0 1 2 3 4; do out="$out,$(node_url "$s" "$i")"; done
   echo "${out#,}"
 }
 
@@ -97,7 +98,7 @@ trap 'stop_all; rm -rf "$WORK"' EXIT
 # it was answered.
 read_ready() {
   local s="$1" i="$2" url
-  url="http://127.0.0.1:$(($(http_base "$s") + i))"
+  url="$(node_url "$s" "$i")"
   if [ "$s" = etcd ]; then
     curl -sf -m 1 -X POST "$url/v3/kv/range" -d '{"key":"cmVhZHk="}' | grep -q '"kvs"'
   else
@@ -110,7 +111,7 @@ seed() {
   local s="$1" i url
   for _ in $(seq 1 300); do
     for i in 0 1 2 3 4; do
-      url="http://127.0.0.1:$(($(http_base "$s") + i))"
+      url="$(node_url "$s" "$i")"
       if [ "$s" = etcd ]; then
         curl -sf -m 2 -X POST "$url/v3/kv/put" -d '{"key":"cmVhZHk=","value":"eA=="}' >/dev/null && return 0
       else
@@ -169,7 +170,7 @@ fsyncs() {
   local s="$1" i n=0 url
   [ "$s" = pysyncobj ] && { echo 0; return; }
   for i in 0 1 2 3 4; do
-    url="http://127.0.0.1:$(($(http_base "$s") + i))/metrics"
+    url="$(node_url "$s" "$i")/metrics"
     if [ "$s" = raftkv ]; then
       n=$((n + $(curl -sf -m 5 "$url" | awk '$1 == "raftkv_raft_wal_fsyncs_total" {s += $2} END {print s + 0}')))
     else

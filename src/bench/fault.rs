@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{Config, Counts, Load, Report, Workload, highest_term, probe_all, roles};
+use super::{Config, Counts, Load, Report, Workload, elections, highest_term, roles};
 
 /// Width of one bar of the failover timeline.
 pub const TIMELINE_BUCKET_MS: u64 = 50;
@@ -100,8 +100,8 @@ pub(crate) struct Killed {
 
 /// Kills the current leader's process and waits (bounded) for a new leader among the rest.
 pub(crate) async fn kill_leader(config: &Config, load_start: Instant) -> anyhow::Result<Killed> {
-    let (leader, _) = roles(config.system, &config.endpoints).await?;
-    let old_term = highest_term(&probe_all(config.system, &config.endpoints).await).unwrap_or(0);
+    let roles = roles(config.system, &config.endpoints).await?;
+    let (leader, old_term) = (roles.leader, roles.term);
     signal("KILL", config.pids[leader])?;
     let killed_at = Instant::now();
     let http = reqwest::Client::builder()
@@ -171,13 +171,16 @@ async fn applied(config: &Config, http: &reqwest::Client, i: usize) -> anyhow::R
 /// follower and times how long it takes to apply as much as the leader.
 pub(crate) async fn catch_up(config: Config) -> anyhow::Result<Report> {
     let behind = config.behind;
-    let (leader, follower) = roles(config.system, &config.endpoints).await?;
-    let follower = follower.ok_or_else(|| anyhow::anyhow!("catch-up needs a follower"))?;
+    let roles = roles(config.system, &config.endpoints).await?;
+    let leader = roles.leader;
+    let follower = roles
+        .follower
+        .ok_or_else(|| anyhow::anyhow!("catch-up needs a follower"))?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
     let from = applied(&config, &http, follower).await?;
-    let terms_before = highest_term(&probe_all(config.system, &config.endpoints).await);
+    let terms_before = highest_term(&config).await;
     let paused = Paused(config.pids[follower]);
     signal("STOP", paused.0)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -215,7 +218,7 @@ pub(crate) async fn catch_up(config: Config) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let catch_up = resumed.elapsed();
-    let terms_after = highest_term(&probe_all(config.system, &config.endpoints).await);
+    let terms_after = highest_term(&config).await;
     let fault = FaultReport {
         fault: Fault::CatchUp,
         node: follower,
@@ -226,8 +229,6 @@ pub(crate) async fn catch_up(config: Config) -> anyhow::Result<Report> {
         behind: Some(goal - from),
         catch_up_ms: Some(catch_up.as_secs_f64() * 1000.0),
     };
-    let elections = terms_before
-        .zip(terms_after)
-        .map(|(a, b)| b.saturating_sub(a));
+    let elections = elections(terms_before, terms_after);
     Ok(counts.report(&put, seconds, f64::NAN, elections, Some(fault)))
 }

@@ -145,12 +145,26 @@ async fn probe_all(system: System, endpoints: &[String]) -> Vec<Option<system::P
     futures::future::join_all(endpoints.iter().map(|e| system.probe(&http, e))).await
 }
 
-fn highest_term(probes: &[Option<system::Probe>]) -> Option<u64> {
+/// The highest term any endpoint reports now.
+async fn highest_term(config: &Config) -> Option<u64> {
+    let probes = probe_all(config.system, &config.endpoints).await;
     probes.iter().flatten().map(|p| p.term).max()
 }
 
-/// Indexes of the leader and of a follower among the endpoints.
-async fn roles(system: System, endpoints: &[String]) -> anyhow::Result<(usize, Option<usize>)> {
+/// Terms that began between two readings of [`highest_term`].
+fn elections(before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    before.zip(after).map(|(a, b)| b.saturating_sub(a))
+}
+
+/// Who is who among the endpoints, from one round of probes.
+struct Roles {
+    leader: usize,
+    follower: Option<usize>,
+    /// The leader's term.
+    term: u64,
+}
+
+async fn roles(system: System, endpoints: &[String]) -> anyhow::Result<Roles> {
     let probes = probe_all(system, endpoints).await;
     let leader = probes
         .iter()
@@ -160,7 +174,12 @@ async fn roles(system: System, endpoints: &[String]) -> anyhow::Result<(usize, O
         .iter()
         .enumerate()
         .position(|(i, p)| i != leader && p.is_some());
-    Ok((leader, follower))
+    let term = probes[leader].map_or(0, |p| p.term);
+    Ok(Roles {
+        leader,
+        follower,
+        term,
+    })
 }
 
 pub async fn run(mut config: Config) -> anyhow::Result<Report> {
@@ -177,7 +196,9 @@ pub async fn run(mut config: Config) -> anyhow::Result<Report> {
     if config.fault == Some(Fault::CatchUp) {
         return fault::catch_up(config).await;
     }
-    let (leader, follower) = roles(config.system, &config.endpoints).await?;
+    let Roles {
+        leader, follower, ..
+    } = roles(config.system, &config.endpoints).await?;
     let e = &config.endpoints;
     let target: Vec<String> = match config.workload {
         _ if config.fault == Some(Fault::Failover) => e.clone(),
@@ -196,7 +217,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<Report> {
     let end = measure_from + config.duration;
     let load = Load::spawn(&config, &target, start, measure_from, end, None);
     tokio::time::sleep_until(measure_from).await;
-    let terms_before = highest_term(&probe_all(config.system, &config.endpoints).await);
+    let terms_before = highest_term(&config).await;
     let cpu_before = cpu_time();
     let injected = match config.fault {
         Some(Fault::Failover) => {
@@ -207,16 +228,14 @@ pub async fn run(mut config: Config) -> anyhow::Result<Report> {
     };
     let counts = load.finish().await?;
     let cpu_after = cpu_time();
-    let terms_after = highest_term(&probe_all(config.system, &config.endpoints).await);
+    let terms_after = highest_term(&config).await;
     let seconds = config.duration.as_secs_f64();
     let cpu = match (cpu_before, cpu_after) {
         (Some(a), Some(b)) => (b.saturating_sub(a)).as_secs_f64() / seconds,
         _ => f64::NAN,
     };
     let fault = injected.map(|k| k.report(&counts.acks));
-    let elections = terms_before
-        .zip(terms_after)
-        .map(|(a, b)| b.saturating_sub(a));
+    let elections = elections(terms_before, terms_after);
     Ok(counts.report(&config, seconds, cpu, elections, fault))
 }
 
