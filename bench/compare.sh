@@ -272,6 +272,9 @@ machine() {
 }
 
 install
+# One run, one set of results: raw files of an earlier run (other systems, or more REPS) would
+# otherwise be mixed into the medians and the machine line would describe only this run.
+rm -rf "$RAW"
 mkdir -p "$RAW"
 machine
 raw_fsync_rate
