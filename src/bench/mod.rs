@@ -9,6 +9,7 @@
 //! faults ([`fault`]). A connection whose request fails moves to the next endpoint it may use.
 
 pub mod fault;
+mod http;
 pub mod system;
 
 use std::collections::BTreeMap;
@@ -185,6 +186,9 @@ async fn roles(system: System, endpoints: &[String]) -> anyhow::Result<Roles> {
 pub async fn run(mut config: Config) -> anyhow::Result<Report> {
     for e in &mut config.endpoints {
         *e = crate::client::endpoint_url(e);
+        if !e.starts_with("http://") {
+            anyhow::bail!("the bench speaks plain HTTP; {e} is not an http:// endpoint");
+        }
     }
     if config.fault.is_some() && config.pids.len() != config.endpoints.len() {
         anyhow::bail!(
@@ -253,11 +257,14 @@ async fn seed_keys(config: &Config, endpoint: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     futures::stream::iter(0..config.keys.min(1000))
         .map(|k| {
-            let request = config
-                .system
-                .write(&http, endpoint, &format!("b{k}"), Write::Put("x"));
+            let call = config.system.write(&format!("b{k}"), Write::Put("x"));
+            let http = &http;
             async move {
-                request?.send().await?.error_for_status()?;
+                call?
+                    .reqwest(http, endpoint)
+                    .send()
+                    .await?
+                    .error_for_status()?;
                 anyhow::Ok(())
             }
         })
@@ -364,6 +371,9 @@ impl Load {
     }
 }
 
+/// How long one request may take before the bench counts it as a timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 struct Connection {
     c: usize,
     config: Config,
@@ -380,10 +390,7 @@ impl Connection {
     /// window; on a failed request it moves to the next endpoint of its target list.
     async fn run(self) -> anyhow::Result<Counts> {
         let config = &self.config;
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(1)
-            .timeout(Duration::from_secs(30))
-            .build()?;
+        let mut conn = http::Conn::default();
         let mut counts = Counts::new();
         let mut rng = StdRng::seed_from_u64(self.c as u64);
         let mut at = self.c % self.target.len();
@@ -420,30 +427,18 @@ impl Connection {
                 Workload::Mixed => rng.random_bool(0.1),
                 _ => false,
             };
-            let request = match (write, config.workload) {
+            let call = match (write, config.workload) {
                 (true, Workload::Append) => {
                     let v = format!("{}-{n}", self.c);
-                    config
-                        .system
-                        .write(&http, endpoint, &key, Write::Append(&v))?
+                    config.system.write(&key, Write::Append(&v))?
                 }
-                (true, _) => config
-                    .system
-                    .write(&http, endpoint, &key, Write::Put(&self.value))?,
-                (false, w) => config
-                    .system
-                    .read(&http, endpoint, &key, w == Workload::GetLocal),
+                (true, _) => config.system.write(&key, Write::Put(&self.value))?,
+                (false, w) => config.system.read(&key, w == Workload::GetLocal),
             };
-            let outcome = match request.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    // Read the body so the connection can be reused.
-                    let _ = resp.bytes().await;
-                    None
-                }
-                Ok(resp) => Some(format!("HTTP {}", resp.status().as_u16())),
-                Err(e) if e.is_timeout() => Some("timeout".to_owned()),
-                Err(e) if e.is_connect() => Some("connect".to_owned()),
-                Err(_) => Some("transport".to_owned()),
+            let outcome = match conn.send(endpoint, &call, REQUEST_TIMEOUT).await {
+                Ok(status) if status.is_success() => None,
+                Ok(status) => Some(format!("HTTP {}", status.as_u16())),
+                Err(failure) => Some(failure.kind().to_owned()),
             };
             if outcome.is_some() {
                 at = (at + 1) % self.target.len();

@@ -34,43 +34,73 @@ pub enum Write<'a> {
     Append(&'a str),
 }
 
+/// One request as the bench puts it on the wire: built once per request, sent by a
+/// [`super::http::Conn`] (the load) or by reqwest (seeding).
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: http::Method,
+    /// Path and query, e.g. `/keys/b7?consistency=local`.
+    pub path: String,
+    /// A JSON body, if any.
+    pub body: Option<bytes::Bytes>,
+}
+
+impl Call {
+    fn post(path: String, body: Value) -> Call {
+        Call {
+            method: http::Method::POST,
+            path,
+            body: Some(body.to_string().into()),
+        }
+    }
+
+    fn get(path: String) -> Call {
+        Call {
+            method: http::Method::GET,
+            path,
+            body: None,
+        }
+    }
+
+    pub fn reqwest(&self, http: &reqwest::Client, endpoint: &str) -> reqwest::RequestBuilder {
+        let request = http.request(self.method.clone(), format!("{endpoint}{}", self.path));
+        match &self.body {
+            Some(body) => request
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.clone()),
+            None => request,
+        }
+    }
+}
+
 impl System {
-    pub fn write(
-        self,
-        http: &reqwest::Client,
-        endpoint: &str,
-        key: &str,
-        write: Write<'_>,
-    ) -> anyhow::Result<reqwest::RequestBuilder> {
+    pub fn write(self, key: &str, write: Write<'_>) -> anyhow::Result<Call> {
         Ok(match (self, write) {
-            (System::Raftkv, Write::Put(v)) => http
-                .post(format!("{endpoint}/keys/{key}"))
-                .json(&json!({"type": "PUT", "value": [v]})),
-            (System::Raftkv, Write::Append(v)) => http
-                .post(format!("{endpoint}/keys/{key}"))
-                .json(&json!({"type": "APPEND", "value": v})),
-            (System::Etcd, Write::Put(v)) => http
-                .post(format!("{endpoint}/v3/kv/put"))
-                .json(&json!({"key": B64.encode(key), "value": B64.encode(v)})),
+            (System::Raftkv, Write::Put(v)) => {
+                Call::post(format!("/keys/{key}"), json!({"type": "PUT", "value": [v]}))
+            }
+            (System::Raftkv, Write::Append(v)) => Call::post(
+                format!("/keys/{key}"),
+                json!({"type": "APPEND", "value": v}),
+            ),
+            (System::Etcd, Write::Put(v)) => Call::post(
+                "/v3/kv/put".into(),
+                json!({"key": B64.encode(key), "value": B64.encode(v)}),
+            ),
             (System::Etcd, Write::Append(_)) => anyhow::bail!("etcd has no APPEND"),
         })
     }
 
     /// A GET of `key`: linearizable, or `local` (a possibly stale read of the node's own state).
-    pub fn read(
-        self,
-        http: &reqwest::Client,
-        endpoint: &str,
-        key: &str,
-        local: bool,
-    ) -> reqwest::RequestBuilder {
+    pub fn read(self, key: &str, local: bool) -> Call {
         match self {
-            System::Raftkv if local => http.get(format!("{endpoint}/keys/{key}?consistency=local")),
-            System::Raftkv => http.get(format!("{endpoint}/keys/{key}")),
+            System::Raftkv if local => Call::get(format!("/keys/{key}?consistency=local")),
+            System::Raftkv => Call::get(format!("/keys/{key}")),
             // etcd's "serializable" range is its local read; the default is linearizable.
-            System::Etcd => http
-                .post(format!("{endpoint}/v3/kv/range"))
-                .json(&json!({"key": B64.encode(key), "serializable": local})),
+            System::Etcd => Call::post(
+                "/v3/kv/range".into(),
+                json!({"key": B64.encode(key), "serializable": local}),
+            ),
         }
     }
 
