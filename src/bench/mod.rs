@@ -436,8 +436,8 @@ impl Connection {
                 (false, w) => config.system.read(&key, w == Workload::GetLocal),
             };
             let outcome = match conn.send(endpoint, &call, REQUEST_TIMEOUT).await {
-                Ok(status) if status.is_success() => None,
-                Ok(status) => Some(format!("HTTP {}", status.as_u16())),
+                Ok(200..=299) => None,
+                Ok(status) => Some(format!("HTTP {status}")),
                 Err(failure) => Some(failure.kind().to_owned()),
             };
             if outcome.is_some() {
