@@ -4,6 +4,10 @@
 # and a 5-node PySyncObj service of the assignment's API (bench/pysyncobj_kv.py), one system at
 # a time, all driven by `raftkv bench` with the same workloads. Each figure is measured REPS times
 # (default 3) and reported as the median; failover is timed FAILOVERS times (default 5).
+# The load runs go in rounds: round r starts a fresh cluster of each system in turn and runs
+# every workload once, so each system's three samples are spread over the whole run. The host's
+# speed drifts (whole runs on our VM differed by 1.4-1.9x in CPU per write); measured one system
+# after another, drift would land on one system and move the ratios.
 #
 #   bench/compare.sh [SYSTEM...]        (default: raftkv etcd pysyncobj)
 #
@@ -189,33 +193,46 @@ run_bench() {
     --json "$@" >"$RAW/$SYSTEM-$name.json"
 }
 
-measure_system() {
-  local s="$1" rep c w cpu0 cpu1 f0 f1 ms i
+# Round $2 of the load runs on a fresh cluster of system $1: every workload once. Idle RSS is
+# read in round 1, peak RSS after the last round.
+measure_load() {
+  local s="$1" rep="$2" c w cpu0 cpu1 f0 f1
   SYSTEM="$s"
-  log "$s: starting 5 nodes"
+  log "$s: round $rep, starting 5 nodes"
   start_cluster "$s"
   sleep 2
-  echo "{\"system\":\"$s\",\"idle_rss_kb\":[$(rss_list VmRSS | xargs | tr ' ' ,)]}" >"$RAW/$s-idle.json"
-  for rep in $(seq 1 "$REPS"); do
-    for c in 1 16 64 256; do
-      log "$s: put, $c connections (run $rep)"
-      cpu0=$(cpu_ticks)
-      f0=$(fsyncs "$s")
-      run_bench "put-c$c-r$rep" --workload put --connections "$c" --seconds "$SECONDS_PER_RUN" --warmup 1
-      cpu1=$(cpu_ticks)
-      f1=$(fsyncs "$s")
-      # Server CPU and fsyncs over warm-up + run; the JSON has the measured ops of the run only,
-      # so report.py scales by the measured share of the time.
-      echo "{\"cpu_ticks\":$((cpu1 - cpu0)),\"fsyncs\":$((f1 - f0)),\"seconds\":$((SECONDS_PER_RUN + 1))}" \
-        >"$RAW/$s-put-c$c-r$rep.server.json"
-    done
-    for w in append get-leader get-follower get-local mixed; do
-      [ "$s" = etcd ] && [ "$w" = append ] && continue
-      log "$s: $w, 64 connections (run $rep)"
-      run_bench "$w-c64-r$rep" --workload "$w" --connections 64 --seconds "$SECONDS_PER_RUN" --warmup 1
-    done
+  if [ "$rep" = 1 ]; then
+    echo "{\"system\":\"$s\",\"idle_rss_kb\":[$(rss_list VmRSS | xargs | tr ' ' ,)]}" >"$RAW/$s-idle.json"
+  fi
+  for c in 1 16 64 256; do
+    log "$s: put, $c connections (run $rep)"
+    cpu0=$(cpu_ticks)
+    f0=$(fsyncs "$s")
+    run_bench "put-c$c-r$rep" --workload put --connections "$c" --seconds "$SECONDS_PER_RUN" --warmup 1
+    cpu1=$(cpu_ticks)
+    f1=$(fsyncs "$s")
+    # Server CPU and fsyncs over warm-up + run; the JSON has the measured ops of the run only,
+    # so report.py scales by the measured share of the time.
+    echo "{\"cpu_ticks\":$((cpu1 - cpu0)),\"fsyncs\":$((f1 - f0)),\"seconds\":$((SECONDS_PER_RUN + 1))}" \
+      >"$RAW/$s-put-c$c-r$rep.server.json"
   done
-  echo "{\"system\":\"$s\",\"load_peak_rss_kb\":[$(rss_list VmHWM | xargs | tr ' ' ,)]}" >"$RAW/$s-load.json"
+  for w in append get-leader get-follower get-local mixed; do
+    [ "$s" = etcd ] && [ "$w" = append ] && continue
+    log "$s: $w, 64 connections (run $rep)"
+    run_bench "$w-c64-r$rep" --workload "$w" --connections 64 --seconds "$SECONDS_PER_RUN" --warmup 1
+  done
+  if [ "$rep" = "$REPS" ]; then
+    echo "{\"system\":\"$s\",\"load_peak_rss_kb\":[$(rss_list VmHWM | xargs | tr ' ' ,)]}" >"$RAW/$s-load.json"
+  fi
+  stop_all
+}
+
+# Failovers, then catch-ups each followed by a restart, on one fresh cluster of system $1.
+measure_faults() {
+  local s="$1" rep ms i
+  SYSTEM="$s"
+  log "$s: faults, starting 5 nodes"
+  start_cluster "$s"
   for rep in $(seq 1 "$FAILOVERS"); do
     log "$s: failover $rep"
     run_bench "failover-r$rep" --workload put --connections 16 --seconds 6 --warmup 1 \
@@ -278,6 +295,9 @@ rm -rf "$RAW"
 mkdir -p "$RAW"
 machine
 raw_fsync_rate
-for s in "${SYSTEMS[@]}"; do measure_system "$s"; done
+for rep in $(seq 1 "$REPS"); do
+  for s in "${SYSTEMS[@]}"; do measure_load "$s" "$rep"; done
+done
+for s in "${SYSTEMS[@]}"; do measure_faults "$s"; done
 python3 "$here/bench/report.py" "$OUT" "$here/images"
 log "done: $OUT/summary.md"

@@ -87,7 +87,9 @@ def main():
         f"{disk['fsyncs_per_sec']:,.0f}/s (4 KiB write + fsync, one thread). "
         f"raftkv {machine['raftkv']}, etcd {machine['etcd']}, PySyncObj {machine['pysyncobj']}; "
         f"{machine['date']}. All five nodes of a system, and the load generator, share the "
-        "machine; one system runs at a time. Figures are medians over the runs shown.",
+        "machine; one system runs at a time, in rounds (each round starts a fresh cluster of "
+        "every system in turn and runs every workload once, so host drift spreads over all "
+        "systems). Figures are medians over the runs shown.",
         "",
         "## Writes (PUT through the leader): throughput and latency by connections",
         "",
