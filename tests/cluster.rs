@@ -194,6 +194,12 @@ async fn status_reports_raft_state_on_leader_and_follower() {
         (l.followers?.get(&(f_id as u64))?.matched_index == l.last_log_index).then_some(())
     })
     .await;
+    // Matched is not applied: the follower learns the commit index from the next AppendEntries
+    // or heartbeat and applies after that (CI once read keys = 0 here).
+    wait_until(ELECTION, "the follower applied the write", || async {
+        (c.status(f_id).await?.keys == 1).then_some(())
+    })
+    .await;
     let f = c.status(f_id).await.unwrap();
     assert_eq!(
         (f.role.as_str(), f.term, f.leader_id),
