@@ -175,26 +175,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn requests_share_one_keep_alive_connection() {
-        let (endpoint, accepted) = server(false).await;
+    /// Three GETs through one `Conn` to a server that keeps or closes connections; each must be
+    /// answered 200. Returns how many connections the server accepted.
+    async fn three_gets(close: bool) -> usize {
+        let (endpoint, accepted) = server(close).await;
         let mut conn = Conn::default();
         for _ in 0..3 {
             let status = conn.send(&endpoint, &get(), Duration::from_secs(5)).await;
             assert_eq!(status, Ok(200));
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        accepted.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn requests_share_one_keep_alive_connection() {
+        assert_eq!(three_gets(false).await, 1);
     }
 
     #[tokio::test]
     async fn a_server_that_closes_after_answering_costs_a_reconnect_not_an_error() {
-        let (endpoint, accepted) = server(true).await;
-        let mut conn = Conn::default();
-        for _ in 0..3 {
-            let status = conn.send(&endpoint, &get(), Duration::from_secs(5)).await;
-            assert_eq!(status, Ok(200));
-        }
-        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(three_gets(true).await, 3);
     }
 
     #[tokio::test]

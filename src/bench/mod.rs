@@ -244,33 +244,32 @@ pub async fn run(mut config: Config) -> anyhow::Result<Report> {
 }
 
 /// Every key exists before reads start, so a GET is a real read, not a 404. The keys are written
-/// by as many concurrent writers as the run has connections: one at a time, a system that takes
-/// 100 ms per write (the PySyncObj service) would spend minutes seeding.
+/// by as many concurrent writers as the run has connections, each over one connection of the same
+/// kind the load uses: one at a time, a system that takes 100 ms per write (the PySyncObj service)
+/// would spend minutes seeding.
 async fn seed_keys(config: &Config, endpoint: &str) -> anyhow::Result<()> {
-    use futures::{StreamExt, TryStreamExt};
     if !matches!(
         config.workload,
         Workload::GetLeader | Workload::GetFollower | Workload::GetLocal | Workload::Mixed
     ) {
         return Ok(());
     }
-    let http = reqwest::Client::new();
-    futures::stream::iter(0..config.keys.min(1000))
-        .map(|k| {
-            let call = config.system.write(&format!("b{k}"), Write::Put("x"));
-            let http = &http;
-            async move {
-                call?
-                    .reqwest(http, endpoint)
-                    .send()
-                    .await?
-                    .error_for_status()?;
-                anyhow::Ok(())
+    let keys = config.keys.clamp(1, 1000) as usize;
+    let writers = config.connections.clamp(1, keys);
+    let writer = |first: usize| async move {
+        let mut conn = http::Conn::default();
+        for k in (first..keys).step_by(writers) {
+            let call = config.system.write(&format!("b{k}"), Write::Put("x"))?;
+            match conn.send(endpoint, &call, REQUEST_TIMEOUT).await {
+                Ok(200..=299) => {}
+                Ok(status) => anyhow::bail!("seeding key b{k} on {endpoint}: HTTP {status}"),
+                Err(failure) => anyhow::bail!("seeding key b{k} on {endpoint}: {}", failure.kind()),
             }
-        })
-        .buffer_unordered(config.connections.max(1))
-        .try_collect::<()>()
-        .await
+        }
+        anyhow::Ok(())
+    };
+    futures::future::try_join_all((0..writers).map(writer)).await?;
+    Ok(())
 }
 
 /// What the connections measured, merged.

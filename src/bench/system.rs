@@ -35,7 +35,7 @@ pub enum Write<'a> {
 }
 
 /// One request as the bench puts it on the wire: built once per request, sent by a
-/// [`super::http::Conn`] (the load) or by reqwest (seeding).
+/// [`super::http::Conn`].
 #[derive(Clone, Debug)]
 pub struct Call {
     pub method: http::Method,
@@ -59,16 +59,6 @@ impl Call {
             method: http::Method::GET,
             path,
             body: None,
-        }
-    }
-
-    pub fn reqwest(&self, http: &reqwest::Client, endpoint: &str) -> reqwest::RequestBuilder {
-        let request = http.request(self.method.clone(), format!("{endpoint}{}", self.path));
-        match &self.body {
-            Some(body) => request
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(body.clone()),
-            None => request,
         }
     }
 }
