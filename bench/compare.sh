@@ -6,9 +6,9 @@
 # (default 3) and reported as the median; failover is timed FAILOVERS times (default 5).
 # The load runs go in rounds: round r starts a fresh cluster of each system in turn and runs
 # every workload once, so each system's three samples are spread over the whole run. The host's
-# speed drifts (whole runs on our VM differed by up to 1.5x (etcd) and 1.9x (raftkv) in CPU per
-# write); measured one system
-# after another, drift would land on one system and move the ratios.
+# speed drifts (whole runs on our VM differed by up to 1.5x for etcd and 1.9x for raftkv in CPU
+# per write); measured one system after another, drift would land on one system and move the
+# ratios.
 #
 #   bench/compare.sh [SYSTEM...]        (default: raftkv etcd pysyncobj)
 #
