@@ -1,5 +1,5 @@
-//! Shared test harness: an N-node cluster of real `Node`s in this process, on loopback with
-//! ephemeral ports, each with its own temp data dir; an HTTP client; condition waits that are
+//! Shared test harness: an N-node cluster of real `Node`s in this process, on loopback ports
+//! below the ephemeral range ([`free_ports`]), each with its own temp data dir; an HTTP client; condition waits that are
 //! bounded in time and count. Nothing here sleeps for a fixed time to "let things settle".
 #![allow(dead_code)]
 
@@ -38,15 +38,34 @@ where
     }
 }
 
-/// `n` free loopback ports, held open together so they are distinct, then released.
+/// `n` ports that were free a moment ago, sorted, for nodes to listen on. They come from below
+/// the kernel's ephemeral range: a port taken from that range (binding port 0) can be handed to
+/// an outgoing connection of another running cluster before the node binds it, and a test then
+/// fails with "address already in use" (seen once in CI, tests/nemesis.rs). Below the range only
+/// listeners compete; tests in this process take distinct ports, and the start is spread by pid.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    let mut ports: Vec<u16> = held
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const LOW: u32 = 10_000;
+    assert!(
+        ephemeral_low > LOW + 1_000,
+        "ephemeral ports start at {ephemeral_low}"
+    );
+    let span = ephemeral_low - LOW;
+    let start = std::process::id().wrapping_mul(7919) % span;
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let i = TAKEN.fetch_add(1, Ordering::Relaxed);
+        assert!(i < span, "no free port below {ephemeral_low}");
+        let port = (LOW + (start + i) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
     ports.sort();
     ports
 }
