@@ -5,26 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_ports, timing, wait_until};
+use common::{free_port_block, timing, wait_until};
 use raftkv::cluster::{Cluster, loopback_configs};
 use raftkv::lab::LabState;
 use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// `n` consecutive free loopback ports (bounded search).
-fn contiguous_free_ports(n: u16) -> Vec<u16> {
-    for attempt in 0..200u16 {
-        let base = free_ports(1)[0].min(65535 - n - 1) + attempt % 7;
-        let held: Vec<_> = (base..base + n)
-            .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
-            .collect();
-        if held.len() == n as usize {
-            return (base..base + n).collect();
-        }
-    }
-    panic!("no {n} consecutive free ports found");
-}
 
 struct LabClient {
     base: String,
@@ -37,7 +23,7 @@ impl LabClient {
         let dir = TempDir::new().unwrap();
         // Like the real lab, contiguous ports with room for a sixth node: an added node listens
         // on node 0's ports + its id.
-        let ports = contiguous_free_ports(12);
+        let ports = free_port_block(12);
         let mut configs = loopback_configs(&ports[..5], &ports[6..11], dir.path(), timing());
         configs
             .iter_mut()
@@ -350,4 +336,20 @@ async fn voters_are(lab: &LabClient, n: usize) {
         (st.members.iter().filter(|m| m.voter).count() == n).then_some(())
     })
     .await
+}
+
+/// Lab tests run in parallel, each on a block of 12 consecutive ports: blocks must be disjoint
+/// (overlapping ones once made a lab test fail with "address already in use" in CI).
+#[test]
+fn port_blocks_taken_together_are_disjoint() {
+    let blocks: Vec<Vec<u16>> = (0..8).map(|_| free_port_block(12)).collect();
+    for (i, a) in blocks.iter().enumerate() {
+        assert!(
+            a.windows(2).all(|w| w[1] == w[0] + 1),
+            "not consecutive: {a:?}"
+        );
+        for b in &blocks[i + 1..] {
+            assert!(a.iter().all(|p| !b.contains(p)), "{a:?} overlaps {b:?}");
+        }
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_ports, wait_until};
+use common::{free_port_block, free_ports, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_raftkv");
 const WAIT: Duration = Duration::from_secs(30);
@@ -77,17 +77,9 @@ async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    // Five consecutive free ports for Raft and for HTTP: probe a base until all ten bind.
-    let base = (20_000..60_000u16)
-        .step_by(97)
-        .skip((std::process::id() % 300) as usize)
-        .find(|b| {
-            (0..5).all(|i| {
-                std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()
-                    && std::net::TcpListener::bind(("127.0.0.1", b + 50 + i)).is_ok()
-            })
-        })
-        .expect("free ports");
+    // Six consecutive free ports for Raft and six for HTTP: the lab's layout, with room for a sixth node.
+    let block = free_port_block(12);
+    let (base, http) = (block[0], block[6]);
     let control = free_ports(1)[0];
     let tmux = Tmux {
         socket: format!("raftkv-test-{}", std::process::id()),
@@ -95,7 +87,7 @@ async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits
     let command = format!(
         "{BIN} lab --fresh --data-dir {} --raft-port {base} --http-port {} --control 127.0.0.1:{control}",
         dir.path().display(),
-        base + 50
+        http
     );
     let started = tmux.run(&[
         "new-session",

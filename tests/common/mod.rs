@@ -44,6 +44,16 @@ where
 /// fails with "address already in use" (seen once in CI, tests/nemesis.rs). Below the range only
 /// listeners compete; tests in this process take distinct ports, and the start is spread by pid.
 pub fn free_ports(n: usize) -> Vec<u16> {
+    let mut ports: Vec<u16> = (0..n).map(|_| free_port_block(1)[0]).collect();
+    ports.sort();
+    ports
+}
+
+/// `n` consecutive ports that were free a moment ago (the lab's layout: node i listens on node
+/// 0's port + i). The whole block is reserved from the same counter as [`free_ports`], so two
+/// tests running at once never get overlapping blocks (a test that took one port and assumed the
+/// next ones free once collided with another test's block in CI, tests/lab.rs).
+pub fn free_port_block(n: usize) -> Vec<u16> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static TAKEN: AtomicU32 = AtomicU32::new(0);
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -56,18 +66,23 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         "ephemeral ports start at {ephemeral_low}"
     );
     let span = ephemeral_low - LOW;
+    let n = n as u32;
     let start = std::process::id().wrapping_mul(7919) % span;
-    let mut ports = Vec::with_capacity(n);
-    while ports.len() < n {
-        let i = TAKEN.fetch_add(1, Ordering::Relaxed);
-        assert!(i < span, "no free port below {ephemeral_low}");
-        let port = (LOW + (start + i) % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            ports.push(port);
+    loop {
+        let i = TAKEN.fetch_add(n, Ordering::Relaxed);
+        assert!(i + n <= span, "no {n} free ports below {ephemeral_low}");
+        let first = (start + i) % span;
+        if first + n > span {
+            continue; // the block would wrap past the top of the range
+        }
+        let block: Vec<u16> = (0..n).map(|k| (LOW + first + k) as u16).collect();
+        if block
+            .iter()
+            .all(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
+            return block;
         }
     }
-    ports.sort();
-    ports
 }
 
 /// POSTs a JSON body (15 s bound); returns (status, text). Usable from a spawned task.
