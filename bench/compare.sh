@@ -300,5 +300,5 @@ for rep in $(seq 1 "$REPS"); do
   for s in "${SYSTEMS[@]}"; do measure_load "$s" "$rep"; done
 done
 for s in "${SYSTEMS[@]}"; do measure_faults "$s"; done
-python3 "$here/bench/report.py" "$OUT" "$here/images"
+python3 "$here/bench/report.py" "$OUT" "$here/images" "$here/README.md"
 log "done: $OUT/summary.md"

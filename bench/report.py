@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Turns bench/compare.sh's raw JSON into bench/results/summary.md and PNG plots.
 
-    report.py RESULTS_DIR IMAGES_DIR
+    report.py RESULTS_DIR IMAGES_DIR [README]
+
+It also writes RESULTS_DIR/readme-table.md, the short table the README quotes, and with README
+given replaces the README's copy (between the bench-table markers) with it; CI checks that the
+README's copy is what the raw results give.
 
 Every figure in the table is the median over the runs of that cell (the number of runs is
 printed beside each table). Nothing here measures; it only reads what `raftkv bench` and
@@ -164,8 +168,68 @@ def main():
     lines += targets(cells, faults, disk)
     with open(os.path.join(out, "summary.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
+    short = readme_table(cells, faults, systems, disk, machine)
+    with open(os.path.join(out, "readme-table.md"), "w") as fh:
+        fh.write(short)
+    if len(sys.argv) > 3:
+        splice(sys.argv[3], short)
     plots(cells, faults, systems, out, images)
     print("\n".join(lines))
+
+
+BEGIN, END = "<!-- bench-table:begin -->\n", "<!-- bench-table:end -->\n"
+
+
+def readme_table(cells, faults, systems, disk, machine):
+    """The README's table: the headline figures of this run, one column per system."""
+
+    def col(s, w, c, k, digits=0):
+        x = cells.get((s, w, c))
+        return fmt(x[k] if x else None, digits)
+
+    def fault(s, k, digits=0):
+        return fmt(faults[s][0][k], digits)
+
+    rows = [
+        ("writes/s, 1 / 16 / 64 / 256 connections",
+         lambda s: " / ".join(col(s, "put", c, "ops") for c in CONNECTIONS)),
+        ("write p50 / p99 at 16 connections",
+         lambda s: f"{col(s, 'put', 16, 'p50', 1)} / {col(s, 'put', 16, 'p99', 1)} ms"),
+        ("linearizable reads/s on the leader, 64 conn.", lambda s: col(s, "get-leader", 64, "ops")),
+        ("failover: kill -9 leader → first write acknowledged",
+         lambda s: f"{fault(s, 'first_write')} ms"),
+        ("catch-up of a follower 10,000 entries behind", lambda s: f"{fault(s, 'catch_up')} ms"),
+        ("restart (kill -9) → serving a linearizable read", lambda s: f"{fault(s, 'restart')} ms"),
+        ("RSS per node, idle / peak under load",
+         lambda s: f"{fault(s, 'idle_mb')} / {fault(s, 'peak_mb')} MB"),
+        ("server CPU per write, 64 conn. (all 5 nodes)", lambda s: f"{fault(s, 'cpu_us')} µs"),
+        ("fsyncs per write, 64 conn. (all 5 nodes)",
+         lambda s: "none" if faults[s][0]["fsyncs"] == 0 else fault(s, "fsyncs", 2)),
+    ]
+    def counts(values):
+        values = sorted(set(values))
+        return "–".join(str(v) for v in (values[:1] + values[-1:] if len(values) > 1 else values))
+
+    runs = counts(x["runs"] for (sys_, _, _), x in cells.items() if sys_ in systems and x)
+    failovers = counts(faults[s][0]["failovers"] for s in systems)
+    lines = [
+        f"Run of raftkv {machine['raftkv']}, {machine['date'][:10]}; the disk did "
+        f"{disk['fsyncs_per_sec']:,.0f} fsyncs/s. Medians over {runs} runs per load figure "
+        f"and {failovers} failovers.",
+        "",
+        "| | " + " | ".join(LABEL[s] for s in systems) + " |",
+        "|---|" + "---:|" * len(systems),
+    ]
+    lines += [f"| {name} | " + " | ".join(f(s) for s in systems) + " |" for name, f in rows]
+    return BEGIN + "\n".join(lines) + "\n" + END
+
+
+def splice(readme, block):
+    """Replaces the README's block between the bench-table markers with `block`."""
+    text = open(readme).read()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    with open(readme, "w") as fh:
+        fh.write(text[:start] + block + text[end:])
 
 
 def targets(cells, faults, disk):
