@@ -12,8 +12,9 @@
 #
 #   bench/compare.sh [SYSTEM...]        (default: raftkv etcd pysyncobj)
 #
-# Writes raw JSON to bench/results/raw/, the table to bench/results/summary.md and plots to
-# bench/results/*.png and images/bench-*.png (bench/report.py). Only loopback addresses are used.
+# Writes raw JSON to bench/results/raw/, the table to bench/results/summary.md, the README's short
+# table, and plots to bench/results/*.png and images/bench-*.png (bench/report.py). Only loopback
+# addresses are used.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"

@@ -3,9 +3,8 @@
 
     report.py RESULTS_DIR IMAGES_DIR [README]
 
-It also writes RESULTS_DIR/readme-table.md, the short table the README quotes, and with README
-given replaces the README's copy (between the bench-table markers) with it; CI checks that the
-README's copy is what the raw results give.
+With README given it also writes the README's short table (between the bench-table markers); CI
+does that to a copy of the README and checks that nothing changed.
 
 Every figure in the table is the median over the runs of that cell (the number of runs is
 printed beside each table). Nothing here measures; it only reads what `raftkv bench` and
@@ -168,11 +167,8 @@ def main():
     lines += targets(cells, faults, disk)
     with open(os.path.join(out, "summary.md"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
-    short = readme_table(cells, faults, systems, disk, machine)
-    with open(os.path.join(out, "readme-table.md"), "w") as fh:
-        fh.write(short)
     if len(sys.argv) > 3:
-        splice(sys.argv[3], short)
+        splice(sys.argv[3], readme_table(cells, faults, systems, disk, machine))
     plots(cells, faults, systems, out, images)
     print("\n".join(lines))
 
@@ -206,9 +202,10 @@ def readme_table(cells, faults, systems, disk, machine):
         ("fsyncs per write, 64 conn. (all 5 nodes)",
          lambda s: "none" if faults[s][0]["fsyncs"] == 0 else fault(s, "fsyncs", 2)),
     ]
+
     def counts(values):
         values = sorted(set(values))
-        return "–".join(str(v) for v in (values[:1] + values[-1:] if len(values) > 1 else values))
+        return str(values[0]) if len(values) == 1 else f"{values[0]}–{values[-1]}"
 
     runs = counts(x["runs"] for (sys_, _, _), x in cells.items() if sys_ in systems and x)
     failovers = counts(faults[s][0]["failovers"] for s in systems)
