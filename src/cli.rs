@@ -127,13 +127,14 @@ pub struct BenchArgs {
     pub value_bytes: usize,
     /// Inject a fault and time it: failover kills the leader (kill -9) a third of the way into
     /// the run under writes to every endpoint; catch-up pauses a follower (kill -STOP) until it is
-    /// --behind entries behind, then resumes it. Needs --pids.
+    /// --behind writes are acknowledged, then resumes it. Needs --pids.
     #[arg(long, value_enum, requires = "pids")]
     pub fault: Option<raftkv::bench::Fault>,
     /// The server processes, one pid per endpoint, in the same order.
     #[arg(long, value_delimiter = ',')]
     pub pids: Vec<u32>,
-    /// Catch-up: entries the paused follower is left behind.
+    /// Catch-up: writes acknowledged while the follower is paused (the log entries they need
+    /// may be fewer: the leader batches writes under load).
     #[arg(long, default_value_t = 10_000)]
     pub behind: u64,
     #[command(flatten)]

@@ -14,7 +14,7 @@ pub mod system;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -59,7 +59,7 @@ pub struct Config {
     /// A fault to inject and time; it needs `pids` (one per endpoint, same order).
     pub fault: Option<Fault>,
     pub pids: Vec<u32>,
-    /// Catch-up: how many entries behind the leader the paused follower is left.
+    /// Catch-up: how many writes are acknowledged while the follower is paused.
     pub behind: u64,
 }
 
@@ -320,6 +320,14 @@ impl Counts {
     }
 }
 
+/// Shared by a load's connections when a fault, not the clock, ends the load: the writes
+/// acknowledged so far, and the signal to stop.
+#[derive(Default)]
+pub(crate) struct Progress {
+    pub acked: AtomicU64,
+    pub stop: AtomicBool,
+}
+
 /// The running connections.
 pub(crate) struct Load {
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Counts>>>,
@@ -327,14 +335,14 @@ pub(crate) struct Load {
 
 impl Load {
     /// Starts `config.connections` connections over `target` (connection c starts on endpoint
-    /// c mod len). They stop at `end`, or once `stop` is set.
+    /// c mod len). They stop at `end`, or once `progress.stop` is set.
     pub(crate) fn spawn(
         config: &Config,
         target: &[String],
         start: Instant,
         measure_from: Instant,
         end: Instant,
-        stop: Option<Arc<AtomicBool>>,
+        progress: Option<Arc<Progress>>,
     ) -> Load {
         let value = Arc::new("v".repeat(config.value_bytes));
         let tasks = (0..config.connections)
@@ -347,7 +355,7 @@ impl Load {
                     start,
                     measure_from,
                     end,
-                    stop: stop.clone(),
+                    progress: progress.clone(),
                 };
                 tokio::spawn(conn.run())
             })
@@ -381,7 +389,7 @@ struct Connection {
     start: Instant,
     measure_from: Instant,
     end: Instant,
-    stop: Option<Arc<AtomicBool>>,
+    progress: Option<Arc<Progress>>,
 }
 
 impl Connection {
@@ -413,9 +421,9 @@ impl Connection {
             };
             if began >= self.end
                 || self
-                    .stop
+                    .progress
                     .as_ref()
-                    .is_some_and(|s| s.load(Ordering::Relaxed))
+                    .is_some_and(|p| p.stop.load(Ordering::Relaxed))
             {
                 break;
             }
@@ -441,6 +449,8 @@ impl Connection {
             };
             if outcome.is_some() {
                 at = (at + 1) % self.target.len();
+            } else if let Some(progress) = self.progress.as_ref().filter(|_| write) {
+                progress.acked.fetch_add(1, Ordering::Relaxed);
             }
             if began >= self.measure_from {
                 match outcome {
