@@ -75,6 +75,10 @@ pub struct Metrics {
     pub rpcs: Family<RpcLabels, Counter>,
     pub elections: Counter,
     pub leader_changes: Counter,
+    /// Log entries this node proposed for client writes, and the writes they carried (their
+    /// ratio is the mean batch size: `raft::batch`).
+    pub entries_proposed: Counter,
+    pub writes_proposed: Counter,
     pub raft: RaftGauges,
 }
 
@@ -98,6 +102,8 @@ impl Metrics {
             rpcs: Family::default(),
             elections: Counter::default(),
             leader_changes: Counter::default(),
+            entries_proposed: Counter::default(),
+            writes_proposed: Counter::default(),
             raft: RaftGauges::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
@@ -126,6 +132,16 @@ impl Metrics {
             "raft_leader_changes",
             "Times this node saw a new leader",
             m.leader_changes.clone(),
+        );
+        registry.register(
+            "raft_proposed_entries",
+            "Log entries this node proposed for client writes",
+            m.entries_proposed.clone(),
+        );
+        registry.register(
+            "raft_proposed_writes",
+            "Client writes carried by those entries (several per entry under load)",
+            m.writes_proposed.clone(),
         );
         let g = &m.raft;
         registry.register("raft_term", "Current term", g.term.clone());

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestCluster;
+use common::{TestCluster, sample};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_the_node_keeps_serving() {
@@ -82,13 +82,6 @@ async fn bad_requests_get_clear_errors_and_the_node_keeps_serving() {
 }
 
 /// The value of the first sample in `text` whose line starts with `prefix`.
-fn sample(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_rpcs_and_elections_and_show_raft_state() {
     let c = TestCluster::start(3, |_| {}).await;

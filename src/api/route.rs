@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::kv::{self, Request, RequestId};
 use crate::net::client::Peers;
 use crate::net::frame::{self, Reply};
+use crate::raft::batch::Proposer;
 use crate::raft::leader::{self, ReadOutcome, WriteOutcome};
 use crate::raft::members::{self, MemberChange, MemberOutcome};
 use crate::raft::typ::Raft;
@@ -20,6 +21,8 @@ use crate::raft::typ::Raft;
 #[derive(Clone)]
 pub struct Router {
     pub raft: Raft,
+    /// This node's batcher: how a write is proposed when this node leads.
+    pub proposer: Proposer,
     pub peers: Peers,
     pub id: u64,
     /// Deadline for one client request, all retries included.
@@ -82,11 +85,8 @@ impl Router {
             let asked = self.leader().await;
             let outcome = match asked {
                 Some(leader) if leader == self.id => {
-                    match tokio::time::timeout(
-                        remaining,
-                        leader::propose(&self.raft, request.clone()),
-                    )
-                    .await
+                    match tokio::time::timeout(remaining, self.proposer.propose(request.clone()))
+                        .await
                     {
                         Ok(outcome) => outcome,
                         Err(_) => {

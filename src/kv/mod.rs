@@ -43,6 +43,12 @@ pub enum Command {
     /// Replicated so that an id is never given twice, even after its node was removed: a
     /// removed node restarted by mistake must never pass for a new one.
     ReserveNodeId { at_least: u64 },
+    /// Several client requests carried by one log entry (the leader groups writes that arrive
+    /// while earlier ones are being committed: `raft::batch`). Applied in order, each under its own
+    /// id, exactly as if each had its own entry; the outer request's id is not remembered, since a
+    /// batch is never retried as a whole (its requests are, one by one). A batch inside a batch
+    /// is never proposed; if a peer sends one it is applied the same way, so replicas still agree.
+    Batch(Vec<Request>),
 }
 
 /// A command plus the id that makes its retries idempotent; this is the payload of a Raft log entry.
@@ -58,6 +64,10 @@ impl fmt::Display for Request {
             Command::Put { key, values } => write!(f, "PUT {key:?} = {values:?}"),
             Command::Append { key, value } => write!(f, "APPEND {key:?} += {value:?}"),
             Command::ReserveNodeId { at_least } => write!(f, "RESERVE NODE ID >= {at_least}"),
+            Command::Batch(requests) => match requests.as_slice() {
+                [first, rest @ ..] => write!(f, "BATCH of {}: {first}, …", rest.len() + 1),
+                [] => write!(f, "BATCH of 0"),
+            },
         }
     }
 }
@@ -70,6 +80,14 @@ pub struct Response {
     /// RESERVE NODE ID: the id handed out.
     #[serde(default)]
     pub node_id: Option<u64>,
+}
+
+/// What applying one log entry returns: the reply to its request, or to each request of a batch
+/// in order. Not stored anywhere; it travels from the state machine to the proposer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Replies {
+    One(Response),
+    Batch(Vec<Response>),
 }
 
 /// The state machine's data. Serialized as-is into snapshots.
@@ -131,6 +149,16 @@ impl From<KvImage> for KvState {
 }
 
 impl KvState {
+    /// Applies the request of one committed log entry: a batch request by request.
+    pub fn apply_entry(&mut self, request: &Request) -> Replies {
+        match &request.command {
+            Command::Batch(requests) => {
+                Replies::Batch(requests.iter().map(|r| self.apply(r).0).collect())
+            }
+            _ => Replies::One(self.apply(request).0),
+        }
+    }
+
     /// Applies one committed request. Returns the reply and whether it was a duplicate (already
     /// applied; the state is unchanged).
     pub fn apply(&mut self, request: &Request) -> (Response, bool) {
@@ -138,6 +166,16 @@ impl KvState {
             return (*reply, true);
         }
         let reply = match &request.command {
+            Command::Batch(requests) => {
+                // Only reached for a batch nested in a batch (see `Command::Batch`).
+                for r in requests {
+                    self.apply(r);
+                }
+                Response {
+                    len: requests.len() as u64,
+                    node_id: None,
+                }
+            }
             Command::Put { key, values } => {
                 self.data.insert(key.clone(), values.clone());
                 Response {
@@ -246,6 +284,34 @@ mod tests {
         assert_eq!(first, (one, false));
         assert_eq!(retry, (one, true));
         assert_eq!(kv.get("k").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_batch_applies_each_request_once_in_order_with_its_own_reply() {
+        let mut kv = KvState::default();
+        let batch = req(
+            100,
+            Command::Batch(vec![
+                req(1, append("k", "a")),
+                req(2, append("k", "b")),
+                req(1, append("k", "a")),
+                req(3, put("p", &["x", "y", "z"])),
+            ]),
+        );
+        let len = |len| Response { len, node_id: None };
+        assert_eq!(
+            kv.apply_entry(&batch),
+            Replies::Batch(vec![len(1), len(2), len(1), len(3)])
+        );
+        assert_eq!(kv.get("k").unwrap(), &vec!["a".to_string(), "b".into()]);
+        // A sub-request retried later, alone, is a duplicate; the batch's own id was never used.
+        assert_eq!(kv.apply(&req(2, append("k", "b"))), (len(2), true));
+        assert_eq!(kv.apply(&req(100, append("k", "c"))), (len(3), false));
+        // A batch nested in a batch (never proposed) is applied the same way, once.
+        let nested = req(200, Command::Batch(vec![req(4, append("k", "d"))]));
+        let outer = req(300, Command::Batch(vec![nested.clone(), nested]));
+        assert_eq!(kv.apply_entry(&outer), Replies::Batch(vec![len(1), len(1)]));
+        assert_eq!(kv.get("k").unwrap().len(), 4);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use super::Channel;
 use super::client::Identity;
 use super::frame::{self, Hello, HelloReply, Reply, Request};
+use crate::raft::batch::Proposer;
 use crate::raft::typ::{Raft, Snapshot};
 use crate::raft::{leader, members};
 
@@ -25,7 +26,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `listener` until the task is aborted. Connection tasks live in a `JoinSet` owned by this
 /// future, so aborting it (a node kill) also drops every established peer connection.
-pub async fn serve(listener: TcpListener, me: Identity, raft: Raft) {
+pub async fn serve(listener: TcpListener, me: Identity, raft: Raft, proposer: Proposer) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     loop {
@@ -42,9 +43,9 @@ pub async fn serve(listener: TcpListener, me: Identity, raft: Raft) {
                 continue;
             }
         };
-        let (me, raft) = (me.clone(), raft.clone());
+        let (me, raft, proposer) = (me.clone(), raft.clone(), proposer.clone());
         connections.spawn(async move {
-            if let Err(e) = serve_connection(stream, &me, &raft).await {
+            if let Err(e) = serve_connection(stream, &me, &raft, &proposer).await {
                 tracing::debug!("connection from {peer} closed: {e}");
             }
             drop(permit);
@@ -52,7 +53,12 @@ pub async fn serve(listener: TcpListener, me: Identity, raft: Raft) {
     }
 }
 
-async fn serve_connection(stream: TcpStream, me: &Identity, raft: &Raft) -> std::io::Result<()> {
+async fn serve_connection(
+    stream: TcpStream,
+    me: &Identity,
+    raft: &Raft,
+    proposer: &Proposer,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     // The handshake (with a cluster secret) and the hello must both arrive in time.
     let (mut channel, first) = tokio::time::timeout(HELLO_TIMEOUT, async {
@@ -83,7 +89,7 @@ async fn serve_connection(stream: TcpStream, me: &Identity, raft: &Raft) -> std:
         if !me.env.faults.pass(peer, me.id).await {
             return Ok(());
         }
-        let reply = handle(raft, request).await;
+        let reply = handle(raft, proposer, request).await;
         if !me.env.faults.pass(me.id, peer).await {
             return Ok(());
         }
@@ -114,7 +120,7 @@ fn check_hello(hello: &Hello, me: &Identity) -> Result<(), String> {
     Ok(())
 }
 
-async fn handle(raft: &Raft, request: Request) -> Reply {
+async fn handle(raft: &Raft, proposer: &Proposer, request: Request) -> Reply {
     let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
     match request {
         Request::AppendEntries(rpc) => raft
@@ -142,7 +148,7 @@ async fn handle(raft: &Raft, request: Request) -> Reply {
             .handle_transfer_leader(rpc)
             .await
             .map_or_else(|e| failed(&e), Reply::TransferLeader),
-        Request::Write(request) => Reply::Write(leader::propose(raft, request).await),
+        Request::Write(request) => Reply::Write(proposer.propose(request).await),
         Request::ReadIndex => Reply::ReadIndex(leader::read_index(raft).await),
         Request::Member(change) => Reply::Member(members::change(raft, change).await),
     }

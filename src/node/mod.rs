@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::net::client::{AddressBook, Identity as NetIdentity, NetworkFactory, Peers};
 use crate::net::{NetEnv, server};
+use crate::raft::batch::Proposer;
 use crate::raft::status::Status;
 use crate::raft::typ::{LogStore, Raft};
 use crate::raft::{self as raftmod, StateMachine};
@@ -95,10 +96,12 @@ impl Node {
             .await
             .map_err(|e| Error::Stopped(format!("Raft failed to start: {e}")))?;
 
+        let proposer = Proposer::start(raft.clone(), metrics.clone());
         let mut tasks = vec![tokio::spawn(server::serve(
             raft_listener,
             me.clone(),
             raft.clone(),
+            proposer.clone(),
         ))];
         tasks.push(tokio::spawn(watch::log_changes(
             raft.clone(),
@@ -114,6 +117,7 @@ impl Node {
         let app = Arc::new(AppState {
             router: api::Router {
                 raft: raft.clone(),
+                proposer,
                 peers: Peers::new(me, addresses),
                 id,
                 timeout: config.request_timeout,

@@ -11,7 +11,7 @@ use super::typ::{ForwardToLeader, LogId, Raft, RaftMetrics};
 use crate::kv;
 
 /// The result of proposing a write on a node.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum WriteOutcome {
     /// Committed by a quorum and applied at `log_id`.
     Applied {
@@ -71,13 +71,37 @@ pub fn heir(m: &RaftMetrics) -> Option<u64> {
         .map(|(id, _)| *id)
 }
 
-/// Proposes `request`; returns once it is applied on this (leader) node or refused.
+/// Proposes `request` as a log entry of its own; returns once it is applied on this (leader) node
+/// or refused. Client writes go through `batch::Proposer` instead; this is for the rare internal
+/// ones (reserving a node id).
 pub async fn propose(raft: &Raft, request: kv::Request) -> WriteOutcome {
-    match raft.client_write(request).await {
-        Ok(resp) => WriteOutcome::Applied {
-            response: resp.data,
-            log_id: resp.log_id,
-        },
+    match propose_entry(raft, request).await {
+        Ok((replies, log_id)) => applied(&replies, 0, log_id),
+        Err(refused) => refused,
+    }
+}
+
+/// The outcome of the `i`th request of an entry applied at `log_id` with `replies`.
+pub(super) fn applied(replies: &kv::Replies, i: usize, log_id: LogId) -> WriteOutcome {
+    let response = match replies {
+        kv::Replies::One(response) => (i == 0).then_some(*response),
+        kv::Replies::Batch(responses) => responses.get(i).copied(),
+    };
+    match response {
+        Some(response) => WriteOutcome::Applied { response, log_id },
+        // Applied, but its reply is missing: a bug, reported rather than panicking the node.
+        None => WriteOutcome::Unknown(format!("entry {log_id} applied without reply {i}")),
+    }
+}
+
+/// Proposes `request` as one log entry; returns its replies once it is applied on this (leader)
+/// node, or why not.
+pub(super) async fn propose_entry(
+    raft: &Raft,
+    request: kv::Request,
+) -> Result<(kv::Replies, LogId), WriteOutcome> {
+    Err(match raft.client_write(request).await {
+        Ok(resp) => return Ok((resp.data, resp.log_id)),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => not_leader_or_no_quorum(
             f,
             |leader| WriteOutcome::NotLeader { leader },
@@ -96,7 +120,7 @@ pub async fn propose(raft: &Raft, request: kv::Request) -> WriteOutcome {
         Err(RaftError::Fatal(fatal)) => {
             WriteOutcome::Unknown(format!("Raft stopped with the write in flight: {fatal}"))
         }
-    }
+    })
 }
 
 /// Confirms leadership with a quorum round trip (ReadIndex, not a clock-based lease) and returns

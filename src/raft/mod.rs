@@ -16,6 +16,7 @@
 //! CAVEAT: a node whose data directory is wiped must not rejoin under its old id
 //! (`node::identity`); it may join again as a new node (`members`, ids are never reused).
 
+pub mod batch;
 pub mod leader;
 pub mod members;
 pub mod state_machine;
@@ -32,7 +33,7 @@ openraft::declare_raft_types!(
     /// raftkv's openraft type config.
     pub TypeConfig:
         D = crate::kv::Request,
-        R = crate::kv::Response,
+        R = crate::kv::Replies,
         Node = openraft::BasicNode,
         // Standard Raft: one leader per term. openraft's default (leader_id_adv) lets several
         // candidates lead in one term, which the Raft paper and our users do not expect.

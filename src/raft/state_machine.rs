@@ -15,7 +15,7 @@ use openraft::{EntryPayload, OptionalSend};
 
 use super::TypeConfig;
 use super::typ::{LogId, Snapshot, SnapshotMeta, StoredMembership};
-use crate::kv::KvState;
+use crate::kv::{KvState, Replies};
 use crate::store::SnapshotFile;
 
 /// A shared, read-only view of the applied key/value state.
@@ -75,13 +75,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let reply = match entry.payload {
                 EntryPayload::Normal(request) => {
                     let mut kv = self.kv.state.write().unwrap_or_else(|p| p.into_inner());
-                    kv.apply(&request).0
+                    kv.apply_entry(&request)
                 }
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Default::default()
+                    Replies::One(Default::default())
                 }
-                EntryPayload::Blank => Default::default(),
+                EntryPayload::Blank => Replies::One(Default::default()),
             };
             self.applied = Some(entry.log_id);
             if let Some(responder) = responder {

@@ -101,6 +101,14 @@ pub async fn post_json(http: &reqwest::Client, url: String, body: &str) -> (u16,
     )
 }
 
+/// The value of the first line of a Prometheus scrape that starts with `prefix`.
+pub fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 pub struct TestCluster {
     pub dir: TempDir,
     pub cluster: Cluster,
