@@ -75,7 +75,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let reply = match entry.payload {
                 EntryPayload::Normal(request) => {
                     let mut kv = self.kv.state.write().unwrap_or_else(|p| p.into_inner());
-                    kv.apply_entry(&request)
+                    kv.apply_entry(request)
                 }
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
