@@ -54,8 +54,9 @@ pub struct Config {
     pub duration: Duration,
     pub fault_every: Duration,
     pub seed: u64,
-    /// Each client waits a random time up to this between operations. The checker's search grows
-    /// quickly with history length; a paced workload keeps it to seconds.
+    /// Each client waits a random time up to this between operations. The pauses make the
+    /// quiescent points where the checker cuts a key's history (see `first_violation`); without
+    /// them one segment could span the whole run.
     pub think: Duration,
     /// Read with `?consistency=local`: allowed to be stale, so the checker should object.
     pub local_reads: bool,
@@ -77,33 +78,121 @@ pub struct Run {
     pub checked_in: Duration,
 }
 
-/// Feeds one key's events to the tester in real-time order. Returns `None` if the history is
-/// linearizable, or the length of the shortest checked prefix that is not.
+/// Checks one key's history; returns `None` if it is linearizable, or the length of a prefix
+/// that is not (it ends with the segment that left no possible register value).
 ///
-/// The tester's search is a depth-first search without memoisation: quick when a linearization
-/// exists, exponential in the history's length when none does. So prefixes of doubling length are
-/// checked: a prefix without a linearization proves the whole history has none (operations still
-/// in flight at the cut may take effect or not), and a violation is found in a prefix at most
-/// twice as long as needed, at most twice the cost for a good history.
+/// stateright's search is a depth-first search without memoisation that copies the remaining
+/// history at every step: quadratic memory in a history's length (a 60 s run reached 6 GB) and
+/// exponential time when no linearization exists. So the history is cut at quiescent points,
+/// where every operation invoked so far has returned and none is in flight. Everything before
+/// such a point precedes everything after it in real time, so the register's value there is the
+/// only thing the two sides share, and each segment is checked on its own from every value the
+/// previous one may have left ([`next_values`]). A write of unknown outcome never returns, so
+/// the history after one that is still pending is a single last segment.
 fn first_violation(mut events: Vec<Event>) -> Result<Option<usize>, String> {
     settle_unknown_writes(&mut events);
-    let mut tester: LinearizabilityTester<(usize, u32), Register<Value>> =
-        LinearizabilityTester::new(Register(None));
-    let total = events.len();
-    let mut checkpoint = FIRST_CHECKPOINT.min(total);
-    for (n, e) in events.into_iter().enumerate() {
-        match e.step {
-            Step::Invoke(op) | Step::Pending(op) => tester.on_invoke(e.thread, op)?,
-            Step::Return(ret) => tester.on_return(e.thread, ret)?,
-        };
-        if n + 1 == checkpoint {
-            if !tester.is_consistent() {
-                return Ok(Some(checkpoint));
+    let mut in_flight = 0usize;
+    let mut pending = false;
+    let segments: Vec<&[Event]> = events
+        .split_inclusive(|e| {
+            match e.step {
+                Step::Invoke(_) => in_flight += 1,
+                Step::Pending(_) => pending = true,
+                Step::Return(_) => in_flight = in_flight.saturating_sub(1),
             }
-            checkpoint = (checkpoint * 2).min(total);
+            in_flight == 0 && !pending
+        })
+        .collect();
+    let mut values: Vec<Value> = vec![None];
+    let mut checked = 0;
+    for (n, segment) in segments.iter().enumerate() {
+        checked += segment.len();
+        values = if n + 1 == segments.len() {
+            // The last segment only has to have a linearization; what it leaves does not matter.
+            let mut any = Vec::new();
+            for v in &values {
+                if linearizable_from(v, segment, None)? {
+                    any.push(v.clone());
+                    break;
+                }
+            }
+            any
+        } else {
+            next_values(&values, segment)?
+        };
+        if values.is_empty() {
+            return Ok(Some(checked));
         }
     }
     Ok(None)
+}
+
+/// The register values a quiescent `segment` may leave, starting from any of `from`. With no
+/// write in it, the values it may start from and still be linearizable. Otherwise the value of
+/// a write that may be linearized last: no other write of the segment was invoked after it
+/// returned (that one would have to come later), and the segment has a linearization from some
+/// value of `from` that ends in it (checked with a read of that value after everything else).
+fn next_values(from: &[Value], segment: &[Event]) -> Result<Vec<Value>, String> {
+    let mut invoked = HashMap::new();
+    let mut writes = Vec::new();
+    for e in segment {
+        match &e.step {
+            Step::Invoke(op) | Step::Pending(op) => {
+                invoked.insert(e.thread, (op, e.seq));
+            }
+            Step::Return(_) => {
+                if let Some((RegisterOp::Write(v), at)) = invoked.remove(&e.thread) {
+                    writes.push((v.clone(), at, e.seq));
+                }
+            }
+        }
+    }
+    let mut next = Vec::new();
+    if writes.is_empty() {
+        for v in from {
+            if linearizable_from(v, segment, None)? {
+                next.push(v.clone());
+            }
+        }
+        return Ok(next);
+    }
+    let last_invoked = writes.iter().map(|&(_, at, _)| at).max().unwrap_or(0);
+    for (last, _, returned) in &writes {
+        if *returned < last_invoked {
+            continue;
+        }
+        for v in from {
+            if linearizable_from(v, segment, Some(last))? {
+                next.push(last.clone());
+                break;
+            }
+        }
+    }
+    Ok(next)
+}
+
+/// Whether `segment` has a linearization starting from the register value `start`; with
+/// `ending`, one after which the register holds that value.
+fn linearizable_from(
+    start: &Value,
+    segment: &[Event],
+    ending: Option<&Value>,
+) -> Result<bool, String> {
+    /// A thread no client has: the read that pins the segment's final value.
+    const FINAL_READ: (usize, u32) = (usize::MAX, u32::MAX);
+    let mut tester: LinearizabilityTester<(usize, u32), Register<Value>> =
+        LinearizabilityTester::new(Register(start.clone()));
+    for e in segment {
+        match &e.step {
+            Step::Invoke(op) | Step::Pending(op) => tester.on_invoke(e.thread, op.clone())?,
+            Step::Return(ret) => tester.on_return(e.thread, ret.clone())?,
+        };
+    }
+    if let Some(value) = ending {
+        tester.on_invoke(FINAL_READ, RegisterOp::Read)?;
+        tester.on_return(FINAL_READ, RegisterRet::ReadOk(value.clone()))?;
+    }
+    Ok(tester.is_consistent())
 }
 
 /// Rewrites writes of unknown outcome into equivalent, cheaper forms (each value is unique):
@@ -148,9 +237,6 @@ fn settle_unknown_writes(events: &mut Vec<Event>) {
     events.extend(completions);
     events.sort_by_key(|e| e.seq);
 }
-
-/// Events in the first checked prefix.
-const FIRST_CHECKPOINT: usize = 256;
 
 pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
     let (http, timeout) = super::endpoints(&cluster);
@@ -423,6 +509,70 @@ mod tests {
         h.push(ev(401, 1, got(Some("v3"))));
         assert_eq!(first_violation(good), Ok(None));
         assert_eq!(first_violation(h), Ok(Some(402)));
+    }
+
+    #[test]
+    fn the_value_left_by_concurrent_writes_carries_across_a_quiescent_point() {
+        // Writes a and b overlap and both complete; either may be last. The first read after
+        // the pause settles which one; later reads must agree with it.
+        let writes = vec![
+            ev(0, 0, w("a")),
+            ev(1, 1, w("b")),
+            ev(2, 0, ok()),
+            ev(3, 1, ok()),
+        ];
+        let reads = |first: &str, second: &str| {
+            let mut h = writes.clone();
+            h.push(ev(10, 2, r()));
+            h.push(ev(11, 2, got(Some(first))));
+            h.push(ev(20, 2, r()));
+            h.push(ev(21, 2, got(Some(second))));
+            h
+        };
+        assert_eq!(linearizable(reads("a", "a")), Ok(true));
+        assert_eq!(linearizable(reads("b", "b")), Ok(true));
+        assert_eq!(first_violation(reads("a", "b")), Ok(Some(8)));
+        assert_eq!(first_violation(reads("b", "a")), Ok(Some(8)));
+        // Inside one segment (client 3's read spans it), a read after both writes saw a: the
+        // segment leaves a, not b, although either write alone could have been last.
+        let settled = |later: &str| {
+            let mut h = vec![ev(0, 3, r()), ev(1, 0, w("a")), ev(2, 1, w("b"))];
+            h.extend([ev(3, 0, ok()), ev(4, 1, ok()), ev(5, 2, r())]);
+            h.extend([ev(6, 2, got(Some("a"))), ev(7, 3, got(None))]);
+            h.extend([ev(10, 2, r()), ev(11, 2, got(Some(later)))]);
+            h
+        };
+        assert_eq!(linearizable(settled("a")), Ok(true));
+        assert_eq!(first_violation(settled("b")), Ok(Some(10)));
+    }
+
+    #[test]
+    fn a_long_history_is_checked_segment_by_segment() {
+        // 60,000 events: each round a write overlaps a read that sees the old or the new value,
+        // then all is quiet. One search over it all needed memory quadratic in its length.
+        let mut h = Vec::new();
+        let mut seq = 0;
+        let mut at = |h: &mut Vec<Event>, client: usize, step: Step| {
+            h.push(ev(seq, client, step));
+            seq += 1;
+        };
+        for i in 0..15_000usize {
+            let (writer, reader) = (i % 3, (i + 1) % 3);
+            let old = (i > 0).then(|| format!("v{}", i - 1));
+            let seen = if i % 2 == 0 {
+                old
+            } else {
+                Some(format!("v{i}"))
+            };
+            at(&mut h, writer, w(&format!("v{i}")));
+            at(&mut h, reader, r());
+            at(&mut h, reader, got(seen.as_deref()));
+            at(&mut h, writer, ok());
+        }
+        assert_eq!(first_violation(h.clone()), Ok(None));
+        at(&mut h, 1, r());
+        at(&mut h, 1, got(Some("v7")));
+        assert_eq!(first_violation(h), Ok(Some(60_002)));
     }
 
     fn ev_on(seq: u64, thread: (usize, u32), step: Step) -> Event {
