@@ -202,9 +202,11 @@ pub struct NemesisArgs {
     #[arg(long)]
     pub local_reads: bool,
     /// Node i serves Raft on 127.0.0.1:(RAFT_PORT+i) and HTTP on 127.0.0.1:(HTTP_PORT+i).
-    #[arg(long, default_value_t = 36000)]
+    // Below Linux's ephemeral range (32768-60999 by default): a port in it can be taken by any
+    // outgoing connection, and a restarted node must get its own port back.
+    #[arg(long, default_value_t = 26000)]
     pub raft_port: u16,
-    #[arg(long, default_value_t = 36100)]
+    #[arg(long, default_value_t = 26100)]
     pub http_port: u16,
 }
 
