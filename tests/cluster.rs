@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestCluster, sample, wait_until};
+use raftkv::error::Error;
 use raftkv::kv::Command;
 use tokio::time::Instant;
 
@@ -166,6 +167,44 @@ async fn with_three_of_five_down_a_write_fails_with_503_within_the_bound_and_is_
     let (code, list) = c.get(survivors[1], "k", "").await;
     assert_eq!(code, 200);
     assert_eq!(list.unwrap()[0], "committed");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_a_node_killed_under_them_end_saying_it_stopped() {
+    // Two of three down: the survivor can neither write nor confirm a read, so both retry until
+    // their deadline. Killing the survivor must end them with that reason, not leave them asking
+    // a stopped Raft once per backoff for the rest of the deadline.
+    let timeout = Duration::from_secs(30);
+    let mut c = TestCluster::start(3, |cfg| cfg.request_timeout = timeout).await;
+    let (leader, _) = c.leader(ELECTION).await;
+    let survivor = (leader + 1) % 3;
+    for i in (0..3).filter(|i| *i != survivor) {
+        c.kill(i).await;
+    }
+    let router = c.cluster.client(survivor).unwrap();
+    let read = tokio::spawn({
+        let router = router.clone();
+        async move { router.linearize().await }
+    });
+    let write = tokio::spawn(async move {
+        let append = Command::Append {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        router.write(append).await
+    });
+    c.kill(survivor).await;
+    let stopped = |why: &str| why.contains("stopped (last attempt:");
+    match read.await.unwrap() {
+        Err(Error::Unavailable(why)) => assert!(stopped(&why), "read: {why}"),
+        other => panic!("read: {other:?}"),
+    }
+    match write.await.unwrap() {
+        // Nothing was appended (no leader to take it): unavailable, not unknown.
+        Err(Error::Unavailable(why)) => assert!(stopped(&why), "write: {why}"),
+        other => panic!("write: {other:?}"),
+    }
     c.shutdown().await;
 }
 

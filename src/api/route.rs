@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use openraft::async_runtime::WatchReceiver;
 use tokio::time::Instant;
 
@@ -42,6 +44,26 @@ impl Backoff {
 impl Router {
     async fn leader(&self) -> Option<u64> {
         self.raft.current_leader().await
+    }
+
+    /// If this node's Raft has stopped (the node was killed or is shutting down), the reason to
+    /// give up now: every further attempt would meet the stopped Raft again, once per backoff
+    /// until the deadline. RaftCore publishes `running_state: Err` as it stops and drops the
+    /// metrics sender when its task ends (a panic included); either one says so.
+    fn stopped(&self, last_reason: &str) -> Option<String> {
+        let mut metrics = self.raft.metrics();
+        let stopped = loop {
+            if metrics.borrow_watched().running_state.is_err() {
+                break true;
+            }
+            match metrics.changed().now_or_never() {
+                // Newer metrics than the ones just looked at: look again.
+                Some(Ok(())) => continue,
+                Some(Err(_)) => break true,
+                None => break false,
+            }
+        };
+        stopped.then(|| format!("node {} stopped (last attempt: {last_reason})", self.id))
     }
 
     /// Waits before the next attempt: for the backoff, or less if this node learns of a leader
@@ -117,23 +139,25 @@ impl Router {
                 WriteOutcome::Applied { response, .. } => return Ok(response),
                 WriteOutcome::NotLeader { leader: Some(l) } if l != self.id => {
                     last_reason = format!("leadership moved to node {l}");
-                    self.pause(&mut backoff, deadline, asked).await;
                 }
                 WriteOutcome::NotLeader { .. } => {
                     last_reason = "no leader is known (election in progress or no quorum)".into();
-                    self.pause(&mut backoff, deadline, asked).await;
                 }
-                WriteOutcome::NoQuorum(why) => {
-                    last_reason = why;
-                    self.pause(&mut backoff, deadline, asked).await;
-                }
+                WriteOutcome::NoQuorum(why) => last_reason = why,
                 WriteOutcome::Unknown(why) => {
                     // Retrying is safe (same request id); it may learn the outcome.
                     maybe_appended = true;
                     last_reason = why;
-                    self.pause(&mut backoff, deadline, asked).await;
                 }
             }
+            if let Some(why) = self.stopped(&last_reason) {
+                return Err(if maybe_appended {
+                    Error::Unknown(why)
+                } else {
+                    Error::Unavailable(why)
+                });
+            }
+            self.pause(&mut backoff, deadline, asked).await;
         }
         let why = format!(
             "no quorum committed the write within {:?}; last: {last_reason}",
@@ -190,6 +214,13 @@ impl Router {
                     last_reason = "no leader is known (election in progress or no quorum)".into()
                 }
                 MemberOutcome::Busy(why) => last_reason = why,
+            }
+            if let Some(why) = self.stopped(&last_reason) {
+                return Err(if maybe_applied {
+                    Error::Unknown(why)
+                } else {
+                    Error::Unavailable(why)
+                });
             }
             self.pause(&mut backoff, deadline, asked).await;
         }
@@ -254,6 +285,9 @@ impl Router {
                     last_reason = "no leader is known (election in progress or no quorum)".into()
                 }
                 ReadOutcome::NoQuorum(why) | ReadOutcome::Failed(why) => last_reason = why,
+            }
+            if let Some(why) = self.stopped(&last_reason) {
+                return Err(Error::Unavailable(why));
             }
             self.pause(&mut backoff, deadline, asked).await;
         }
