@@ -31,6 +31,16 @@ pub struct Router {
     pub timeout: Duration,
 }
 
+/// The error for a request given up on: `outcome unknown` if an attempt may have reached a
+/// leader's log (it may still commit), `unavailable` if certainly nothing was appended.
+fn given_up(maybe_appended: bool, why: String) -> Error {
+    if maybe_appended {
+        Error::Unknown(why)
+    } else {
+        Error::Unavailable(why)
+    }
+}
+
 /// Waits between attempts while there is no usable leader, doubling up to a few heartbeats.
 struct Backoff(Duration);
 
@@ -151,11 +161,7 @@ impl Router {
                 }
             }
             if let Some(why) = self.stopped(&last_reason) {
-                return Err(if maybe_appended {
-                    Error::Unknown(why)
-                } else {
-                    Error::Unavailable(why)
-                });
+                return Err(given_up(maybe_appended, why));
             }
             self.pause(&mut backoff, deadline, asked).await;
         }
@@ -163,11 +169,7 @@ impl Router {
             "no quorum committed the write within {:?}; last: {last_reason}",
             self.timeout
         );
-        Err(if maybe_appended {
-            Error::Unknown(why)
-        } else {
-            Error::Unavailable(why)
-        })
+        Err(given_up(maybe_appended, why))
     }
 
     /// Makes a membership change through the leader; returns the id of the node it concerns.
@@ -216,11 +218,7 @@ impl Router {
                 MemberOutcome::Busy(why) => last_reason = why,
             }
             if let Some(why) = self.stopped(&last_reason) {
-                return Err(if maybe_applied {
-                    Error::Unknown(why)
-                } else {
-                    Error::Unavailable(why)
-                });
+                return Err(given_up(maybe_applied, why));
             }
             self.pause(&mut backoff, deadline, asked).await;
         }
