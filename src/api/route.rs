@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use futures::FutureExt;
-
 use openraft::async_runtime::WatchReceiver;
 use tokio::time::Instant;
 
