@@ -154,7 +154,8 @@ async fn run_nemesis(args: NemesisArgs) -> anyhow::Result<bool> {
         for u in &run.undecided {
             println!("UNDECIDED {u}");
         }
-        return Ok(run.violations.is_empty() && run.undecided.is_empty());
+        let safe = report_leaders(&run.leaders);
+        return Ok(safe && run.violations.is_empty() && run.undecided.is_empty());
     }
     let config = nemesis::Config {
         clients: args.clients,
@@ -169,7 +170,23 @@ async fn run_nemesis(args: NemesisArgs) -> anyhow::Result<bool> {
         println!("fault {fault}");
     }
     println!("{}", run.report);
-    Ok(run.report.anomalies.is_empty())
+    let safe = report_leaders(&run.leaders);
+    Ok(safe && run.report.anomalies.is_empty())
+}
+
+/// Prints what the election watch saw on the wire; false if two leaders shared a term.
+fn report_leaders(leaders: &raftkv::check::election::Leaders) -> bool {
+    let violations = leaders.violations();
+    println!(
+        "leaders: {} terms seen on the wire / terms with two leaders {} / events missed {}",
+        leaders.terms(),
+        violations.len(),
+        leaders.missed
+    );
+    for v in &violations {
+        println!("ANOMALY {v}");
+    }
+    violations.is_empty()
 }
 
 /// Waits for Ctrl-C, or SIGTERM where there is such a thing.

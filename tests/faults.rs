@@ -225,3 +225,41 @@ async fn a_write_in_flight_when_its_leader_dies_is_reported_unknown_and_may_comm
         (200, Some(vec!["v".to_string()]))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_candidates_timing_out_together_never_both_lead_in_one_term() {
+    // Without pre-vote, both go straight to the same new term and ask for votes at once.
+    // Election Safety is read off the wire (`check::election`): one sender of AppendEntries per
+    // term. (openraft's leader lease makes voters refuse while they still hear the old leader,
+    // so the two rarely race head-on: with openraft's default leader id, which allows two
+    // leaders per term, this test still passed in the runs I tried. It guards our choice; it
+    // does not prove it.)
+    let c = TestCluster::start(5, |cfg| cfg.timing.pre_vote = false).await;
+    let watch = raftkv::check::election::Watch::start(&c.cluster);
+    for _ in 0..8 {
+        let (leader, term) = c.leader(WAIT).await;
+        let (a, b) = ((leader + 1) % 5, (leader + 2) % 5);
+        let (ra, rb) = tokio::join!(c.cluster.time_out(a), c.cluster.time_out(b));
+        ra.unwrap();
+        rb.unwrap();
+        wait_until(WAIT, "a leader in a later term", || async {
+            for i in 0..5 {
+                let s = c.status(i).await?;
+                if s.role == "leader" && s.term > term {
+                    return Some(());
+                }
+            }
+            None
+        })
+        .await;
+    }
+    let leaders = watch.finish().await.unwrap();
+    println!(
+        "{} terms, events missed {}",
+        leaders.terms(),
+        leaders.missed
+    );
+    assert!(leaders.terms() >= 8, "only {} terms seen", leaders.terms());
+    assert_eq!(leaders.violations(), Vec::<String>::new());
+    c.shutdown().await;
+}

@@ -1,7 +1,9 @@
 //! Jepsen-style checking of what clients saw. [`history`] records operations with their invoke and
 //! completion times and outcomes; [`list_append`] checks an append/read history against the
-//! promises raftkv makes; [`nemesis`] produces such histories against a live cluster under faults.
+//! promises raftkv makes; [`nemesis`] produces such histories against a live cluster under faults,
+//! while [`election`] watches the wire for two leaders in one term.
 
+pub mod election;
 pub mod history;
 pub mod list_append;
 pub mod nemesis;

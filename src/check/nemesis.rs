@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
+use super::election::{self, Leaders};
 use super::history::{Kind, Op, Outcome};
 use super::list_append::{self, Report};
 use crate::cluster::Cluster;
@@ -47,11 +48,14 @@ pub struct Run {
     pub report: Report,
     /// The faults injected, in order, with their time.
     pub faults: Vec<String>,
+    /// Who led in which term, as seen on the wire (Election Safety).
+    pub leaders: Leaders,
 }
 
 /// Runs the workload and the nemesis on `cluster` (whose nodes must already be started).
 pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
     let (http, timeout) = super::endpoints(&cluster);
+    let watch = election::Watch::start(&cluster);
     let started = Instant::now();
     let ms = move || started.elapsed().as_millis() as u64;
     let history: Arc<Mutex<Vec<Op>>> = Default::default();
@@ -126,11 +130,13 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
             finals.insert(key, list);
         }
     }
+    let leaders = watch.finish().await?;
     cluster.shutdown().await;
     let history = std::mem::take(&mut *history.lock().unwrap());
     Ok(Run {
         report: list_append::check(&history, &finals),
         faults,
+        leaders,
     })
 }
 

@@ -21,6 +21,7 @@ use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 use tokio::time::Instant;
 
+use super::election::{self, Leaders};
 use super::nemesis::{inject_faults, recover};
 use crate::cluster::Cluster;
 
@@ -74,6 +75,8 @@ pub struct Run {
     /// Keys whose check ran out of time: neither a pass nor a proof of a violation.
     pub undecided: Vec<String>,
     pub faults: Vec<String>,
+    /// Who led in which term, as seen on the wire (Election Safety).
+    pub leaders: Leaders,
     /// How long the linearizability check took.
     pub checked_in: Duration,
 }
@@ -240,6 +243,7 @@ fn settle_unknown_writes(events: &mut Vec<Event>) {
 
 pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
     let (http, timeout) = super::endpoints(&cluster);
+    let watch = election::Watch::start(&cluster);
     let started = Instant::now();
     let clock = Arc::new(AtomicU64::new(0));
     let deadline = started + config.duration;
@@ -342,6 +346,7 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
         task.await?;
     }
     recover(&mut cluster).await?;
+    let leaders = watch.finish().await?;
     cluster.shutdown().await;
     let events = events.lock().unwrap().clone();
     let checking = std::time::Instant::now();
@@ -377,6 +382,7 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
         violations,
         undecided,
         faults,
+        leaders,
         checked_in: checking.elapsed(),
     })
 }
