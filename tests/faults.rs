@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestCluster, post_json, wait_until};
+use common::{TestCluster, assert_one_leader_per_term, post_json, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -253,13 +253,6 @@ async fn two_candidates_timing_out_together_never_both_lead_in_one_term() {
         })
         .await;
     }
-    let leaders = watch.finish().await.unwrap();
-    println!(
-        "{} terms, events missed {}",
-        leaders.terms(),
-        leaders.missed
-    );
-    assert!(leaders.terms() >= 8, "only {} terms seen", leaders.terms());
-    assert_eq!(leaders.violations(), Vec::<String>::new());
+    assert_one_leader_per_term(&watch.finish().await.unwrap(), 8);
     c.shutdown().await;
 }

@@ -15,6 +15,22 @@ use tokio::time::Instant;
 
 /// Test timing: the defaults; a 2-core CI machine running several clusters must not see false
 /// elections.
+/// Election Safety, as the wire showed it (`raftkv::check::election`). A watch that saw fewer
+/// terms than the test caused elections saw too little to prove anything.
+pub fn assert_one_leader_per_term(leaders: &raftkv::check::election::Leaders, min_terms: usize) {
+    println!(
+        "leaders: {} terms, events missed {}",
+        leaders.terms(),
+        leaders.missed
+    );
+    assert!(
+        leaders.terms() >= min_terms,
+        "only {} terms seen",
+        leaders.terms()
+    );
+    assert_eq!(leaders.violations(), Vec::<String>::new());
+}
+
 pub fn timing() -> Timing {
     Timing::default()
 }
