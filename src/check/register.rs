@@ -110,19 +110,14 @@ fn first_violation(mut events: Vec<Event>) -> Result<Option<usize>, String> {
     let mut checked = 0;
     for (n, segment) in segments.iter().enumerate() {
         checked += segment.len();
-        values = if n + 1 == segments.len() {
+        if n + 1 == segments.len() {
             // The last segment only has to have a linearization; what it leaves does not matter.
-            let mut any = Vec::new();
-            for v in &values {
-                if linearizable_from(v, segment, None)? {
-                    any.push(v.clone());
-                    break;
-                }
+            if !from_any(&values, segment, None)? {
+                return Ok(Some(checked));
             }
-            any
-        } else {
-            next_values(&values, segment)?
-        };
+            break;
+        }
+        values = next_values(&values, segment)?;
         if values.is_empty() {
             return Ok(Some(checked));
         }
@@ -161,17 +156,21 @@ fn next_values(from: &[Value], segment: &[Event]) -> Result<Vec<Value>, String> 
     }
     let last_invoked = writes.iter().map(|&(_, at, _)| at).max().unwrap_or(0);
     for (last, _, returned) in &writes {
-        if *returned < last_invoked {
-            continue;
-        }
-        for v in from {
-            if linearizable_from(v, segment, Some(last))? {
-                next.push(last.clone());
-                break;
-            }
+        if *returned > last_invoked && from_any(from, segment, Some(last))? {
+            next.push(last.clone());
         }
     }
     Ok(next)
+}
+
+/// Whether `segment` has a linearization from some value of `from` (ending in `ending`).
+fn from_any(from: &[Value], segment: &[Event], ending: Option<&Value>) -> Result<bool, String> {
+    for start in from {
+        if linearizable_from(start, segment, ending)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether `segment` has a linearization starting from the register value `start`; with
