@@ -96,3 +96,27 @@ pub fn openraft_config(
         .map_err(|e| Error::Config(format!("invalid Raft timing: {e}")))?;
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::typ::Vote;
+
+    /// A voter grants a vote request only if the requested vote ranks at least as high as the
+    /// vote it holds (openraft's `handle_vote_req`). With the standard leader id, two candidates
+    /// of one term are not ranked against each other, so a vote given in a term is never given to
+    /// another candidate in that term; openraft's default (leader_id_adv) ranks them by node id
+    /// and would grant the higher one too (see tests/faults.rs for the same rule on the wire).
+    #[test]
+    fn a_vote_given_in_a_term_is_never_given_to_another_candidate_of_that_term() {
+        let given = Vote::new(7, 1);
+        let other = Vote::new(7, 2);
+        assert_eq!(other.partial_cmp(&given), None);
+        assert_eq!(given.partial_cmp(&other), None);
+        // The same candidate asking again is granted; any candidate of a later term may be.
+        assert!(Vote::new(7, 1) >= given);
+        assert!(Vote::new(8, 0) > given);
+        // An established leader's (committed) vote outranks a candidate of its term: that is how
+        // a candidate that missed the election learns the term is taken and follows.
+        assert!(Vote::new_committed(7, 1) > other);
+    }
+}
