@@ -307,6 +307,20 @@ impl Cluster {
         self.up().for_each(|n| n.set_timers(true));
     }
 
+    /// Turns every running node's timers (election timeouts, heartbeats) off or on, without
+    /// holding messages as [`Cluster::pause`] does: elections then happen only when asked for
+    /// ([`Cluster::time_out`]). A restart or resume turns a node's timers on again.
+    pub fn set_timers(&self, enabled: bool) {
+        self.up().for_each(|n| n.set_timers(enabled));
+    }
+
+    /// Makes every running leader send a heartbeat now (with timers off, nothing else does).
+    pub async fn heartbeat(&self) {
+        for node in self.up() {
+            node.heartbeat().await;
+        }
+    }
+
     pub fn is_paused(&self) -> bool {
         self.env.faults.snapshot().paused
     }
