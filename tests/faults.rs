@@ -342,7 +342,9 @@ async fn race_for_the_same_term(c: &TestCluster, pairs: &[(usize, usize)]) {
             }
         })
         .await
-        .unwrap_or_else(|_| panic!("voters answered h's vote request: only {answered:?}"));
+        .unwrap_or_else(|_| {
+            panic!("in {WAIT:?} only voters {answered:?} answered h's vote request")
+        });
         c.cluster.heal().await;
         c.cluster.heartbeat().await;
         wait_until(
