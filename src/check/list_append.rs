@@ -9,37 +9,74 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::hash::Hash;
 
 use super::history::{Kind, Op, Outcome};
 
+/// What went wrong, naming values of type `V` (as the history does).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Anomaly {
+pub enum Anomaly<V = String> {
     LostWrite {
         key: String,
-        value: String,
+        value: V,
     },
     Duplicate {
         key: String,
-        value: String,
+        value: V,
         in_read: Option<usize>,
     },
     IncompatibleOrder {
         key: String,
-        a: Vec<String>,
-        b: Vec<String>,
+        a: Vec<V>,
+        b: Vec<V>,
     },
     StaleRead {
         key: String,
-        value: String,
+        value: V,
         read: usize,
     },
     Phantom {
         key: String,
-        value: String,
+        value: V,
     },
 }
 
-impl fmt::Display for Anomaly {
+impl<V> Anomaly<V> {
+    /// The same anomaly with every value passed through `f` (ids back to text, say).
+    pub fn map<W>(self, f: impl Fn(V) -> W) -> Anomaly<W> {
+        match self {
+            Anomaly::LostWrite { key, value } => Anomaly::LostWrite {
+                key,
+                value: f(value),
+            },
+            Anomaly::Duplicate {
+                key,
+                value,
+                in_read,
+            } => Anomaly::Duplicate {
+                key,
+                value: f(value),
+                in_read,
+            },
+            Anomaly::IncompatibleOrder { key, a, b } => Anomaly::IncompatibleOrder {
+                key,
+                a: a.into_iter().map(&f).collect(),
+                b: b.into_iter().map(&f).collect(),
+            },
+            Anomaly::StaleRead { key, value, read } => Anomaly::StaleRead {
+                key,
+                value: f(value),
+                read,
+            },
+            Anomaly::Phantom { key, value } => Anomaly::Phantom {
+                key,
+                value: f(value),
+            },
+        }
+    }
+}
+
+impl<V: fmt::Display + fmt::Debug> fmt::Display for Anomaly<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Anomaly::LostWrite { key, value } => write!(
@@ -71,16 +108,29 @@ impl fmt::Display for Anomaly {
 }
 
 /// Summary counts plus every anomaly found.
-#[derive(Debug, Default)]
-pub struct Report {
+#[derive(Debug)]
+pub struct Report<V = String> {
     pub ops: usize,
     pub ok: usize,
     pub failed: usize,
     pub unknown: usize,
-    pub anomalies: Vec<Anomaly>,
+    pub anomalies: Vec<Anomaly<V>>,
 }
 
-impl fmt::Display for Report {
+impl<V> Report<V> {
+    /// The same report with every value in its anomalies passed through `f`.
+    pub fn map<W>(self, f: impl Fn(V) -> W) -> Report<W> {
+        Report {
+            ops: self.ops,
+            ok: self.ok,
+            failed: self.failed,
+            unknown: self.unknown,
+            anomalies: self.anomalies.into_iter().map(|a| a.map(&f)).collect(),
+        }
+    }
+}
+
+impl<V: fmt::Display + fmt::Debug> fmt::Display for Report<V> {
     /// One summary line, then one `ANOMALY` line per anomaly.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -100,17 +150,24 @@ impl fmt::Display for Report {
 }
 
 /// One list seen for a key: by read number (index in the history), or None for the final value.
-type Observation<'h> = (Option<usize>, &'h Vec<String>);
+type Observation<'h, V> = (Option<usize>, &'h Vec<V>);
 
-fn is_prefix(a: &[String], b: &[String]) -> bool {
+fn is_prefix<V: Eq>(a: &[V], b: &[V]) -> bool {
     a.len() <= b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-/// Checks `history` given each key's final value (read after the cluster healed).
-pub fn check(history: &[Op], finals: &BTreeMap<String, Vec<String>>) -> Report {
+/// Checks `history` given each key's final value (read after the cluster healed). Values may be
+/// anything comparable: their text, or ids of [`super::history::Values`].
+pub fn check<V: Clone + Eq + Hash + Ord>(
+    history: &[Op<V>],
+    finals: &BTreeMap<String, Vec<V>>,
+) -> Report<V> {
     let mut report = Report {
         ops: history.len(),
-        ..Default::default()
+        ok: 0,
+        failed: 0,
+        unknown: 0,
+        anomalies: Vec::new(),
     };
     for op in history {
         match op.outcome {
@@ -120,7 +177,7 @@ pub fn check(history: &[Op], finals: &BTreeMap<String, Vec<String>>) -> Report {
         }
     }
     // Appends by (key, value): the op index.
-    let mut appends: HashMap<(&str, &str), &Op> = HashMap::new();
+    let mut appends: HashMap<(&str, &V), &Op<V>> = HashMap::new();
     for op in history {
         if let Kind::Append { key, value } = &op.kind {
             appends.insert((key, value), op);
@@ -128,7 +185,7 @@ pub fn check(history: &[Op], finals: &BTreeMap<String, Vec<String>>) -> Report {
     }
     let empty = Vec::new();
     // Every list observed per key: (Some(read index) or None for the final value, list).
-    let mut observed: BTreeMap<&str, Vec<Observation>> = BTreeMap::new();
+    let mut observed: BTreeMap<&str, Vec<Observation<V>>> = BTreeMap::new();
     for (i, op) in history.iter().enumerate() {
         if let (Kind::Read { key }, Outcome::Ok(list)) = (&op.kind, &op.outcome) {
             observed
@@ -155,7 +212,7 @@ pub fn check(history: &[Op], finals: &BTreeMap<String, Vec<String>>) -> Report {
             }
         }
         // One order: sort by length; each must be a prefix of the next longer.
-        let mut by_len: Vec<&Vec<String>> = lists.iter().map(|(_, l)| *l).collect();
+        let mut by_len: Vec<&Vec<V>> = lists.iter().map(|(_, l)| *l).collect();
         by_len.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
         by_len.dedup();
         for pair in by_len.windows(2) {
@@ -171,7 +228,7 @@ pub fn check(history: &[Op], finals: &BTreeMap<String, Vec<String>>) -> Report {
         let mut phantoms = HashSet::new();
         for (_, list) in lists {
             for value in list.iter() {
-                let appended = appends.get(&(*key, value.as_str()));
+                let appended = appends.get(&(*key, value));
                 if appended.is_none_or(|op| op.outcome == Outcome::Failed) && phantoms.insert(value)
                 {
                     report.anomalies.push(Anomaly::Phantom {
@@ -355,6 +412,55 @@ mod tests {
                     value: "z".into()
                 }
             ]
+        );
+    }
+
+    #[test]
+    fn checking_value_ids_finds_what_checking_their_text_finds() {
+        // Every kind of anomaly at once, checked as text and as ids of `Values` (what the
+        // nemesis records), then mapped back.
+        let h = vec![
+            append(0, "k", "a", (0, 10), ok()),
+            append(1, "k", "b", (0, 10), ok()),
+            append(2, "k", "c", (0, 10), Outcome::Failed),
+            read(3, "k", (11, 12), &["a", "b"]),
+            read(4, "k", (11, 12), &["b", "a", "a"]),
+            read(5, "k", (13, 14), &["c"]),
+            append(6, "j", "d", (0, 10), ok()),
+        ];
+        let text_finals = finals("k", &["a", "x"]);
+        let by_text = check(&h, &text_finals);
+
+        let mut values = super::super::history::Values::default();
+        let ids: Vec<Op<u32>> = h.into_iter().map(|op| op.map(|v| values.id(v))).collect();
+        let id_finals = text_finals
+            .into_iter()
+            .map(|(k, list)| (k, list.into_iter().map(|v| values.id(v)).collect()))
+            .collect();
+        let texts = values.texts();
+        let by_id = check(&ids, &id_finals).map(|id| texts[id as usize].to_string());
+
+        let sorted = |r: &Report| {
+            let mut lines: Vec<String> = r.anomalies.iter().map(|a| format!("{a:?}")).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(sorted(&by_id), sorted(&by_text));
+        let kinds: std::collections::BTreeSet<&str> = by_text
+            .anomalies
+            .iter()
+            .map(|a| match a {
+                Anomaly::LostWrite { .. } => "lost write",
+                Anomaly::Duplicate { .. } => "duplicate",
+                Anomaly::IncompatibleOrder { .. } => "incompatible order",
+                Anomaly::StaleRead { .. } => "stale read",
+                Anomaly::Phantom { .. } => "phantom",
+            })
+            .collect();
+        assert_eq!(
+            kinds.len(),
+            5,
+            "every kind of anomaly is in the history: {kinds:?}"
         );
     }
 }

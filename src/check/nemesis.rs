@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::election::{self, Leaders};
-use super::history::{Kind, Op, Outcome};
+use super::history::{Kind, Op, Outcome, Values};
 use super::list_append::{self, Report};
 use crate::cluster::Cluster;
 
@@ -44,6 +44,13 @@ pub struct Config {
     pub local_reads: bool,
 }
 
+/// What the clients saw, every value as an id of `values` (a long soak's reads hold millions).
+#[derive(Default)]
+struct Recorded {
+    ops: Vec<Op<u32>>,
+    values: Values,
+}
+
 pub struct Run {
     pub report: Report,
     /// The faults injected, in order, with their time.
@@ -58,7 +65,7 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
     let watch = election::Watch::start(&cluster);
     let started = Instant::now();
     let ms = move || started.elapsed().as_millis() as u64;
-    let history: Arc<Mutex<Vec<Op>>> = Default::default();
+    let history: Arc<Mutex<Recorded>> = Default::default();
     let client = reqwest::Client::new();
     let deadline = started + config.duration;
     // Appends handed out per key slot, shared by all clients.
@@ -103,13 +110,16 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
                         .await;
                     (Kind::Read { key }, classify_read(resp).await)
                 };
-                history.lock().unwrap().push(Op {
+                let op = Op {
                     client: c,
                     kind,
                     invoked_ms,
                     completed_ms: ms(),
                     outcome,
-                });
+                };
+                let mut recorded = history.lock().unwrap();
+                let recorded = &mut *recorded;
+                recorded.ops.push(op.map(|v| recorded.values.id(v)));
             }
         }));
     }
@@ -132,9 +142,14 @@ pub async fn run(mut cluster: Cluster, config: Config) -> anyhow::Result<Run> {
     }
     let leaders = watch.finish().await?;
     cluster.shutdown().await;
-    let history = std::mem::take(&mut *history.lock().unwrap());
+    let Recorded { ops, mut values } = std::mem::take(&mut *history.lock().unwrap());
+    let finals: BTreeMap<String, Vec<u32>> = finals
+        .into_iter()
+        .map(|(key, list)| (key, list.into_iter().map(|v| values.id(v)).collect()))
+        .collect();
+    let texts = values.texts();
     Ok(Run {
-        report: list_append::check(&history, &finals),
+        report: list_append::check(&ops, &finals).map(|id| texts[id as usize].to_string()),
         faults,
         leaders,
     })
