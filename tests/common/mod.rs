@@ -13,8 +13,6 @@ use raftkv::raft::status::Status;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
-/// Test timing: the defaults; a 2-core CI machine running several clusters must not see false
-/// elections.
 /// Election Safety, as the wire showed it (`raftkv::check::election`). A watch that saw fewer
 /// terms than the test caused elections saw too little to prove anything.
 pub fn assert_one_leader_per_term(leaders: &raftkv::check::election::Leaders, min_terms: usize) {
@@ -31,6 +29,8 @@ pub fn assert_one_leader_per_term(leaders: &raftkv::check::election::Leaders, mi
     assert_eq!(leaders.violations(), Vec::<String>::new());
 }
 
+/// Test timing: the defaults; a 2-core CI machine running several clusters must not see false
+/// elections.
 pub fn timing() -> Timing {
     Timing::default()
 }
