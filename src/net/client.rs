@@ -8,7 +8,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -21,6 +21,7 @@ use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
 use super::frame::{Hello, Reply, Request};
 use super::{Conn, NetEnv, Secret};
 use crate::metrics::Metrics;
+use crate::observe::Rpc;
 use crate::raft::TypeConfig;
 use crate::raft::typ::{Snapshot, Vote};
 
@@ -36,6 +37,7 @@ pub struct Identity {
     /// With a cluster secret, every connection is authenticated and encrypted (`net::secure`).
     pub secret: Option<Secret>,
     pub metrics: Arc<Metrics>,
+    pub failures: Arc<FailureLog>,
 }
 
 impl Identity {
@@ -48,6 +50,11 @@ impl Identity {
         let result = self.env.deliver(self.id, target, request, call).await;
         let outcome = if result.is_ok() { "sent" } else { "failed" };
         self.metrics.rpc(target, rpc, outcome);
+        match &result {
+            Ok(Reply::Failed(why)) => self.failures.failed(self.id, target, rpc, why),
+            Err(e) => self.failures.failed(self.id, target, rpc, e),
+            Ok(_) => self.failures.succeeded(target, rpc),
+        }
         result
     }
 
@@ -56,6 +63,52 @@ impl Identity {
             cluster: self.cluster.clone(),
             from: self.id,
             to,
+        }
+    }
+}
+
+/// How often at most one kind of RPC to one peer is logged as failing.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(5);
+/// Failures in a row before the first line: a peer that is still starting, or one lost
+/// connection, is not worth a warning.
+const FAILURE_LOG_AFTER: u64 = 3;
+
+/// Logs RPCs that keep failing at warn level, at most once per [`FAILURE_LOG_EVERY`] per (peer,
+/// kind), with the latest reason and how many failed in a row. Without it a follower the leader
+/// could no longer replicate to left nothing in any log at the default level while openraft
+/// retried forever.
+#[derive(Default)]
+pub struct FailureLog {
+    failing: Mutex<HashMap<(u64, Rpc), Failing>>,
+}
+
+/// One (peer, kind) that is failing: how many times in a row, and when it was last logged.
+#[derive(Default)]
+struct Failing {
+    in_a_row: u64,
+    logged: Option<Instant>,
+}
+
+impl FailureLog {
+    fn failed(&self, from: u64, to: u64, rpc: Rpc, why: &dyn std::fmt::Display) {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        let Failing { in_a_row, logged } = failing.entry((to, rpc)).or_default();
+        *in_a_row += 1;
+        let due = logged.is_none_or(|at| at.elapsed() >= FAILURE_LOG_EVERY);
+        if *in_a_row >= FAILURE_LOG_AFTER && due {
+            tracing::warn!(
+                node = from,
+                peer = to,
+                "{rpc:?} n{from} → n{to} failed {in_a_row} times in a row: {why}"
+            );
+            *logged = Some(Instant::now());
+        }
+    }
+
+    fn succeeded(&self, to: u64, rpc: Rpc) {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        if !failing.is_empty() {
+            failing.remove(&(to, rpc));
         }
     }
 }

@@ -76,6 +76,17 @@ impl NetEnv {
     }
 }
 
+/// The slowest rate at which we expect a peer to take in a large request (receive, decode and
+/// fsync it). openraft's AppendEntries deadline is 3/4 of a heartbeat interval (37 ms by default),
+/// meant for a round trip, not for megabytes: a request of a few MiB timed out every time and was
+/// retried whole. Too low a rate only makes a dead peer take longer to notice on big requests.
+const SLOWEST_PEER_BYTES_PER_SEC: u64 = 32 << 20;
+
+/// Extra deadline for moving `bytes` at [`SLOWEST_PEER_BYTES_PER_SEC`].
+pub fn transfer_time(bytes: usize) -> Duration {
+    Duration::from_micros(bytes as u64 * 1_000_000 / SLOWEST_PEER_BYTES_PER_SEC)
+}
+
 /// One open, greeted connection to a peer.
 pub struct Conn {
     channel: Channel,
@@ -122,10 +133,14 @@ impl Conn {
         }
     }
 
-    /// Sends one request and waits for its reply.
+    /// Sends one request and waits for its reply. `timeout` is for a small message; a large one
+    /// (entries, a snapshot) gets [`transfer_time`] on top, since the receiver must also read and
+    /// fsync it before it can answer.
     pub async fn call(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
+        let frame = frame::encode(request)?;
+        let timeout = timeout + transfer_time(frame.len());
         tokio::time::timeout(timeout, async {
-            self.send(request).await?;
+            self.channel.send(frame).await?;
             self.recv::<Reply>().await
         })
         .await

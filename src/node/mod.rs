@@ -89,6 +89,7 @@ impl Node {
             env,
             secret: config.secret.clone(),
             metrics: metrics.clone(),
+            failures: Default::default(),
         };
         let network = NetworkFactory { me: me.clone() };
         let raft_config = raftmod::openraft_config(&config.timing, config.snapshot_every)?;

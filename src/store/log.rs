@@ -40,6 +40,14 @@ const WAL_CHUNK_RECORDS: usize = 16_384;
 /// → 16,656, 17,251, 15,204 writes/s (256: 21,625, 21,652 → 20,482, 26,700).
 const WAL_GROUP_COMMIT_WAIT: std::time::Duration = std::time::Duration::ZERO;
 
+/// At most this many payload bytes in one read for replication, so in one AppendEntries (always
+/// at least one entry). openraft bounds a request only by count (`max_payload_entries`, 300):
+/// with batched 1 MiB entries a lagging follower was sent ~300 MiB at once, over the frame limit
+/// and far past the RPC deadline, and the leader retried the same request forever (a follower
+/// never caught up). 4 MiB keeps one request to tens of milliseconds on a local disk and loopback
+/// while still carrying hundreds of small entries.
+pub const MAX_APPEND_BYTES: u64 = 4 << 20;
+
 /// Read buffer for opening chunks; raft-log's default is 64 MiB, allocated on every start.
 const WAL_READ_BUFFER_BYTES: usize = 1 << 20;
 
@@ -206,6 +214,27 @@ where
         wal.read(start, end)
             .map(|res| res.map(|(_, payload)| payload.0))
             .collect()
+    }
+
+    /// Entries from `start` until `end` or until [`MAX_APPEND_BYTES`] is reached, whichever comes
+    /// first; never empty for a non-empty range (openraft's contract).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> io::Result<Vec<EntryOf<C>>> {
+        let wal = self.wal.read().await;
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        for res in wal.read(start, end) {
+            let (_, payload) = res?;
+            bytes += payload.encoded_len();
+            if bytes > MAX_APPEND_BYTES && !entries.is_empty() {
+                break;
+            }
+            entries.push(payload.0);
+        }
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<VoteOf<C>>> {
