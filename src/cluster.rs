@@ -29,6 +29,18 @@ pub const SLOW: Timing = Timing {
 pub const RAFT_BASE_PORT: u16 = 6000;
 pub const HTTP_BASE_PORT: u16 = 8080;
 
+/// The `n` consecutive ports from `base` (node i gets `base + i`); an error naming `what` if they
+/// would run past 65535.
+pub fn port_block(base: u16, n: u16, what: &str) -> Result<Vec<u16>> {
+    let last = u32::from(base) + u32::from(n.max(1)) - 1;
+    if last > u32::from(u16::MAX) {
+        return Err(Error::Config(format!(
+            "{what} {base}: {n} nodes would need ports up to {last}; the highest is 65535"
+        )));
+    }
+    Ok((0..n).map(|i| base + i).collect())
+}
+
 /// Configs for `n` nodes on loopback with the given ports (ascending Raft ports give node i id i).
 pub fn loopback_configs(
     raft_ports: &[u16],
@@ -402,5 +414,24 @@ impl Cluster {
         for id in 0..self.nodes.len() {
             self.kill(id).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_block;
+
+    #[test]
+    fn a_port_block_past_65535_is_refused_with_a_reason() {
+        assert_eq!(
+            port_block(6000, 5, "--raft-port").unwrap(),
+            [6000, 6001, 6002, 6003, 6004]
+        );
+        assert_eq!(port_block(65531, 5, "--raft-port").unwrap()[4], 65535);
+        let refused = port_block(65534, 5, "--raft-port").unwrap_err().to_string();
+        assert!(
+            refused.contains("--raft-port 65534") && refused.contains("65538"),
+            "{refused}"
+        );
     }
 }

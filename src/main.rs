@@ -113,8 +113,8 @@ async fn main() -> anyhow::Result<()> {
 async fn run_nemesis(args: NemesisArgs) -> anyhow::Result<bool> {
     use raftkv::check::{nemesis, register};
     let dir = tempfile::tempdir()?;
-    let raft: Vec<u16> = (0..5).map(|i| args.raft_port + i).collect();
-    let http: Vec<u16> = (0..5).map(|i| args.http_port + i).collect();
+    let raft = raftkv::cluster::port_block(args.raft_port, 5, "--raft-port")?;
+    let http = raftkv::cluster::port_block(args.http_port, 5, "--http-port")?;
     let mut configs =
         raftkv::cluster::loopback_configs(&raft, &http, dir.path(), Timing::default());
     configs
@@ -214,8 +214,8 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
         Timing::default()
     };
     let n = args.nodes;
-    let raft: Vec<u16> = (0..n).map(|i| args.raft_port + i).collect();
-    let http: Vec<u16> = (0..n).map(|i| args.http_port + i).collect();
+    let raft = raftkv::cluster::port_block(args.raft_port, n, "--raft-port")?;
+    let http = raftkv::cluster::port_block(args.http_port, n, "--http-port")?;
     let mut configs = raftkv::cluster::loopback_configs(&raft, &http, &args.data_dir, timing);
     let secret = secret(args.cluster_secret_file.as_deref())?;
     configs.iter_mut().for_each(|c| c.secret = secret.clone());

@@ -244,8 +244,8 @@ pub struct Options {
 pub async fn run(name: &str, options: &Options) -> Result<PathBuf> {
     std::fs::create_dir_all(&options.out)?;
     let work = tempfile::tempdir()?;
-    let raft: Vec<u16> = (0..5).map(|i| options.raft_port + i).collect();
-    let http: Vec<u16> = (0..5).map(|i| options.http_port + i).collect();
+    let raft = crate::cluster::port_block(options.raft_port, 5, "--raft-port")?;
+    let http = crate::cluster::port_block(options.http_port, 5, "--http-port")?;
     let client = Client {
         http: reqwest::Client::new(),
         ports: http.clone(),
