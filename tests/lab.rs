@@ -104,6 +104,19 @@ async fn killing_the_leader_through_the_control_api_elects_a_new_leader_in_a_hig
     assert_ne!(new, leader);
     assert!(new_term > term);
     assert!(!lab.state().await.nodes[leader].up);
+    let (code, text) = lab
+        .post(
+            &format!("/lab/nodes/{leader}/kill"),
+            serde_json::json!(null),
+        )
+        .await;
+    assert_eq!(
+        (code, text.trim()),
+        (
+            400,
+            &*format!("n{leader} is already down (restart it first)")
+        )
+    );
     assert_eq!(lab.append(new, "two").await, 200);
     assert_eq!(
         lab.post(
@@ -324,6 +337,9 @@ async fn a_sixth_node_added_live_catches_up_votes_and_a_node_is_removed() {
         .post("/lab/nodes/2/restart", serde_json::json!(null))
         .await;
     assert_eq!(code, 400, "a removed node never comes back: {text}");
+    let (code, text) = lab.post("/lab/nodes/2/kill", serde_json::json!(null)).await;
+    assert_eq!(code, 400, "a removed node cannot be killed: {text}");
+    assert!(text.contains("removed from the cluster"), "{text}");
     let (leader, _) = lab.leader_above(0).await;
     assert_eq!(lab.append(leader, "after").await, 200);
 }

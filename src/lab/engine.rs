@@ -153,6 +153,13 @@ impl Engine {
     async fn apply(&mut self, command: LabCommand) -> Result<String, String> {
         let c = &mut self.cluster;
         let outcome = match command.clone() {
+            LabCommand::Kill(id) if id >= c.len() => Err(format!("no node {id}")),
+            LabCommand::Kill(id) if c.is_retired(id) => Err(format!(
+                "n{id} was removed from the cluster: there is nothing to kill"
+            )),
+            LabCommand::Kill(id) if !c.is_up(id) => {
+                Err(format!("n{id} is already down (restart it first)"))
+            }
             LabCommand::Kill(id) => {
                 c.kill(id).await;
                 Ok(format!("killed n{id}"))
