@@ -32,5 +32,21 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> 
     tmp.as_file().sync_all()?;
     tmp.persist(dir.join(name)).map_err(|e| e.error)?;
     // FSYNC: the rename lives in the directory; sync it so the new name survives a crash.
-    File::open(dir)?.sync_all()
+    fsync_dir(dir)
+}
+
+/// Makes the entries of `dir` (a rename into it) durable. On Unix that is an fsync of the
+/// directory itself. Windows cannot open a directory as a file (`File::open` fails with "access
+/// denied", which stopped every first start and snapshot there) and has no directory fsync; NTFS
+/// journals the rename's metadata itself, so there is nothing to do.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
