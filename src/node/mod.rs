@@ -145,17 +145,22 @@ impl Node {
             }
         }));
 
-        if let Start::Founding { members, .. } = &config.start {
-            initialize_once(&raft, members).await?;
-        }
-        Ok(Node {
+        let node = Node {
             id,
             raft,
             app,
             http_addr,
             tasks,
             http_stop,
-        })
+        };
+        if let Start::Founding { members, .. } = &config.start
+            && let Err(e) = initialize_once(&node.raft, members).await
+        {
+            // A failed start must not leave its servers holding the ports and the log's lock.
+            node.shutdown().await;
+            return Err(e);
+        }
+        Ok(node)
     }
 
     pub fn http_addr(&self) -> SocketAddr {
