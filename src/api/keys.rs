@@ -1,6 +1,8 @@
 //! `GET /keys/{key}` and `POST /keys/{key}`. Writes answer 204 only after the entry is committed
 //! by a quorum and applied; reads are linearizable unless `?consistency=local` is asked for.
-//! Every response to a read carries `Raft-Applied-Index`: the log index the answer reflects.
+//! Every response to a read carries `Raft-Applied-Index`: a lower bound of the log index the
+//! answer reflects (the applied index is read just before the map, and more may be applied in
+//! between; for a linearizable read it is at least the read index the leader confirmed).
 
 use std::sync::Arc;
 
