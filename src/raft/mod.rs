@@ -13,8 +13,57 @@
 //! - **pre-vote**: a candidate first asks whether it *could* win before bumping its term, so an
 //!   isolated node rejoining does not depose a healthy leader.
 //!
-//! CAVEAT: a node whose data directory is wiped must not rejoin under its old id
-//! (`node::identity`); it may join again as a new node (`members`, ids are never reused).
+//! # How raftkv does Raft, and where
+//!
+//! openraft runs the protocol (RaftCore: the server states, timers, vote and AppendEntries
+//! handling); raftkv supplies what the paper leaves to the implementer (storage, transport, the
+//! state machine, client handling) and chooses the settings. Read in this order:
+//!
+//! - **Leader election** (§5.2). A follower that hears no leader for an election timeout becomes
+//!   candidate, increments its term and asks for votes; a majority makes it leader. Timers and
+//!   one-leader-per-term are chosen in [`openraft_config`] and the `LeaderId` below; a vote is
+//!   fsynced before it is answered (`store::log`, `save_vote`); votes travel as
+//!   `net::frame::Request::Vote` (`net::client` sends, `net::server` hands them to openraft).
+//!   The lab's "time out" is `node::Node::time_out`.
+//! - **Pre-vote** (thesis §9.6). Before bumping its term a candidate asks whether it *could* win;
+//!   a node cut off and rejoining then cannot depose a healthy leader. Switched by
+//!   `Timing::pre_vote` (`config`), on by default.
+//! - **Log replication** (§5.3). The leader sends AppendEntries with the previous entry's index and
+//!   term; a follower whose log does not match refuses and the leader backs up. Entries are
+//!   appended and fsynced in `store::log` (group commit: one fsync per batch); each AppendEntries
+//!   is bounded by bytes (`store::log::MAX_APPEND_BYTES`) and given time by its size
+//!   (`net::client`). Client writes are grouped into entries by [`batch`].
+//! - **Commit rule** (§5.3, §5.4.2). An entry is committed once stored on a majority *and* an
+//!   entry of the leader's current term is (Figure 8); openraft decides it. Committed entries are
+//!   applied in order by [`state_machine`]; a write is acknowledged only after it is applied
+//!   ([`leader::propose`]), and retries of one write apply once (`kv`'s request ids).
+//! - **Linearizable reads** (§6.4, read index). The leader confirms with a heartbeat round to a
+//!   majority that it still leads, notes its commit index, and the read waits until that index
+//!   is applied ([`leader`], `ReadPolicy::ReadIndex`; `api::gateway` forwards from followers).
+//!   No lease reads: a read never trusts a clock.
+//! - **Snapshots and log compaction** (§7). Every [`SNAPSHOT_EVERY`] entries the state machine
+//!   serializes the map ([`state_machine`]), writes it atomically (`store::snapshot`), and the
+//!   log it covers is purged; a follower too far behind receives the snapshot (`net::client`).
+//! - **Membership changes** (§6). One server at a time: added as a learner, promoted to voter
+//!   once caught up, or removed ([`members`]); a new server learns its id from the leader
+//!   (`node::join`). openraft commits each change through a joint configuration.
+//! - **Restart** (§5.1 persistent state). Term, vote and log are on disk (`store`); a restarted
+//!   node rebuilds its state from the snapshot plus the log and comes back as a follower, never
+//!   as the leader it was (`enable_leader_restore: false` below).
+//! - **What a node reports** of all this: [`status`] (`GET /admin/status`, the lab).
+//!
+//! # CAVEATS: what is deliberately not done (yet)
+//! - A node whose data directory is wiped must not rejoin under its old id (`node::identity`
+//!   refuses); it may join again as a new node (`members`; ids are never reused).
+//! - A snapshot travels as one frame of at most `net::MAX_FRAME` (256 MiB) and is built by
+//!   cloning the map on the apply path; snapshots are taken by entry count, not by bytes, so a
+//!   log of big entries uses gigabytes of disk before it is compacted (issue 18).
+//! - A removed server is not told: it keeps its old view until restarted, and admin changes
+//!   over HTTP are not authenticated (issue 19).
+//! - Only the leader serves linearizable reads (followers forward); no follower reads with a
+//!   read index, no lease reads.
+//! - The de-duplication window for retried writes is bounded (`kv`): a retry arriving after
+//!   many more writes than that window may apply twice.
 
 pub mod batch;
 pub mod leader;
