@@ -237,8 +237,8 @@ pub struct LabArgs {
     #[arg(long)]
     pub fresh: bool,
     /// slow: elections take seconds, to follow by eye; normal: the service's defaults.
-    #[arg(long, default_value = "normal", value_parser = ["slow", "normal"])]
-    pub timing: String,
+    #[arg(long, default_value = "normal")]
+    pub timing: raftkv::lab::TimingPreset,
     /// No dashboard: print the timeline to stdout (also chosen when there is no terminal).
     #[arg(long)]
     pub headless: bool,
@@ -264,7 +264,7 @@ impl Default for LabArgs {
             nodes: 5,
             data_dir: PathBuf::from("data/lab"),
             fresh: false,
-            timing: "normal".into(),
+            timing: raftkv::lab::TimingPreset::Normal,
             headless: false,
             raft_port: raftkv::cluster::RAFT_BASE_PORT,
             http_port: raftkv::cluster::HTTP_BASE_PORT,

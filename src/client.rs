@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::raft::status::{Status, leader_of};
+
 /// Exit codes that scripts can rely on.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -185,7 +187,7 @@ impl Client {
         for endpoint in &self.endpoints {
             let url = format!("{endpoint}/admin/status");
             let status = match self.http.get(&url).send().await {
-                Ok(resp) if resp.status().is_success() => resp.json::<Value>().await.ok(),
+                Ok(resp) if resp.status().is_success() => resp.json::<Status>().await.ok(),
                 _ => None,
             };
             rows.push(Row {
@@ -193,11 +195,7 @@ impl Client {
                 status,
             });
         }
-        let leader = rows
-            .iter()
-            .filter_map(|r| r.status.as_ref())
-            .filter(|s| s["role"] == "leader" && s["has_quorum"] == true)
-            .max_by_key(|s| s["term"].as_u64());
+        let leader = leader_of(rows.iter().filter_map(|r| r.status.as_ref()));
         let code = if leader.is_some() {
             exit::OK
         } else {
@@ -209,7 +207,7 @@ impl Client {
                 serde_json::to_string_pretty(&rows).unwrap_or_default(),
             );
         }
-        let leader_last = leader.and_then(|l| l["last_log_index"].as_u64());
+        let leader_last = leader.and_then(|l| l.last_log_index);
         let mut out = format!(
             "{:<24} {:>4} {:<9} {:>5} {:>6} {:>9} {:>7} {:>8} {:>4}\n",
             "ENDPOINT", "ID", "ROLE", "TERM", "LEADER", "LAST LOG", "COMMIT", "APPLIED", "LAG"
@@ -219,21 +217,21 @@ impl Client {
                 out.push_str(&format!("{:<24} down\n", row.endpoint));
                 continue;
             };
-            let num = |v: &Value| v.as_u64().map_or("-".into(), |n| n.to_string());
-            let lag = match (leader_last, s["last_applied"].as_u64()) {
+            let num = |v: Option<u64>| v.map_or("-".into(), |n| n.to_string());
+            let lag = match (leader_last, s.last_applied) {
                 (Some(l), Some(a)) => l.saturating_sub(a).to_string(),
                 _ => "-".into(),
             };
             out.push_str(&format!(
                 "{:<24} {:>4} {:<9} {:>5} {:>6} {:>9} {:>7} {:>8} {:>4}\n",
                 row.endpoint,
-                num(&s["id"]),
-                s["role"].as_str().unwrap_or("?"),
-                num(&s["term"]),
-                num(&s["leader_id"]),
-                num(&s["last_log_index"]),
-                num(&s["commit_index"]),
-                num(&s["last_applied"]),
+                s.id,
+                s.role,
+                s.term,
+                num(s.leader_id),
+                num(s.last_log_index),
+                num(s.commit_index),
+                num(s.last_applied),
                 lag
             ));
         }
@@ -316,5 +314,5 @@ impl Client {
 struct Row {
     endpoint: String,
     /// `None`: the node did not answer.
-    status: Option<Value>,
+    status: Option<Status>,
 }

@@ -14,7 +14,7 @@ use crate::net::fault::Faults;
 use crate::node::Node;
 use crate::observe::Event;
 use crate::raft::members::MemberChange;
-use crate::raft::status::Status;
+use crate::raft::status::{Role, Status, leader_of};
 
 /// Slow timing for watching elections by eye: heartbeats every 300 ms, a follower times out
 /// 4.5 to 6 s after its last heartbeat (openraft's lease of 3 s plus 1.5 to 3 s).
@@ -295,7 +295,11 @@ impl Cluster {
     pub async fn resume(&self) {
         self.env.faults.pause(false);
         let statuses = self.statuses().await;
-        let is_leader = |id: usize| statuses[id].as_ref().is_some_and(|s| s.role == "leader");
+        let is_leader = |id: usize| {
+            statuses[id]
+                .as_ref()
+                .is_some_and(|s| s.role == Role::Leader)
+        };
         for (id, node) in self.nodes.iter().enumerate() {
             if let Some(node) = node.as_ref().filter(|_| is_leader(id)) {
                 node.set_timers(true);
@@ -306,7 +310,7 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + heartbeat * 10;
         while tokio::time::Instant::now() < deadline {
             let fresh = self.statuses().await.into_iter().flatten().all(|s| {
-                s.role == "leader"
+                s.role == Role::Leader
                     || s.leader_id.is_none()
                     || s.quorum_contact_ms
                         .is_some_and(|ms| ms < 2 * heartbeat.as_millis() as u64)
@@ -347,13 +351,8 @@ impl Cluster {
     /// Hands leadership to node `to` (asks the current leader).
     pub async fn transfer(&self, to: usize) -> Result<()> {
         self.node(to)?;
-        let leader = self
-            .statuses()
-            .await
-            .into_iter()
-            .flatten()
-            .filter(|s| s.role == "leader" && s.has_quorum)
-            .max_by_key(|s| s.term)
+        let statuses = self.statuses().await;
+        let leader = leader_of(statuses.iter().flatten())
             .ok_or_else(|| Error::Unavailable("no leader with a quorum to transfer from".into()))?;
         if leader.id as usize == to {
             return Ok(());
@@ -364,7 +363,7 @@ impl Cluster {
     }
 
     /// A client sending requests through node `via`.
-    pub fn client(&self, via: usize) -> Result<crate::api::Router> {
+    pub fn client(&self, via: usize) -> Result<crate::api::Gateway> {
         Ok(self.node(via)?.client())
     }
 

@@ -208,11 +208,7 @@ async fn stop_signal() -> std::io::Result<()> {
 
 async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let timing = if args.timing == "slow" {
-        raftkv::cluster::SLOW
-    } else {
-        Timing::default()
-    };
+    let timing = args.timing.timing();
     let n = args.nodes;
     let raft = raftkv::cluster::port_block(args.raft_port, n, "--raft-port")?;
     let http = raftkv::cluster::port_block(args.http_port, n, "--http-port")?;

@@ -64,8 +64,6 @@ pub struct RaftGauges {
     pub replication_lag: Family<PeerLabels, Gauge>,
 }
 
-pub const ROLES: [&str; 4] = ["leader", "follower", "candidate", "learner"];
-
 pub struct Metrics {
     registry: Registry,
     /// Serialises scrapes: gauges are set, then encoded.

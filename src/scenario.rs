@@ -15,6 +15,7 @@ use tokio::time::{Instant, sleep};
 
 use crate::cluster::{Cluster, loopback_configs};
 use crate::config::Timing;
+use crate::raft::status::{Status, leader_of};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -40,7 +41,8 @@ const FIELDS: [&str; 8] = [
     "has_quorum",
 ];
 
-fn trim(status: &Value) -> String {
+fn trim(status: &Status) -> String {
+    let status = serde_json::to_value(status).unwrap_or_default();
     FIELDS
         .iter()
         .map(|f| {
@@ -89,7 +91,7 @@ impl Client {
         format!("http://127.0.0.1:{}{path}", self.ports[id])
     }
 
-    async fn status(&self, id: usize) -> Option<Value> {
+    async fn status(&self, id: usize) -> Option<Status> {
         let resp = self
             .http
             .get(self.url(id, "/admin/status"))
@@ -138,21 +140,12 @@ impl Client {
     async fn leader(&self, ids: &[usize], above_term: u64) -> Result<usize> {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
-            let mut best: Option<(u64, usize)> = None;
+            let mut statuses = Vec::new();
             for id in ids {
-                if let Some(s) = self.status(*id).await
-                    && s["role"] == "leader"
-                    && s["has_quorum"] == true
-                    && s["term"].as_u64().unwrap_or(0) > above_term
-                {
-                    let term = s["term"].as_u64().unwrap_or(0);
-                    if best.is_none_or(|(t, _)| term > t) {
-                        best = Some((term, *id));
-                    }
-                }
+                statuses.extend(self.status(*id).await);
             }
-            if let Some((_, id)) = best {
-                return Ok(id);
+            if let Some(l) = leader_of(&statuses).filter(|l| l.term > above_term) {
+                return Ok(l.id as usize);
             }
             sleep(Duration::from_millis(50)).await;
         }
@@ -165,11 +158,7 @@ impl Client {
         while Instant::now() < deadline {
             let mut applied = Vec::new();
             for id in ids {
-                applied.push(
-                    self.status(*id)
-                        .await
-                        .and_then(|s| s["last_applied"].as_u64()),
-                );
+                applied.push(self.status(*id).await.and_then(|s| s.last_applied));
             }
             if applied.windows(2).all(|w| w[0] == w[1]) {
                 return;
@@ -323,11 +312,7 @@ async fn task2(c: &Client, ev: &mut Evidence) -> Result<()> {
 
 async fn task3(c: &Client, procs: &mut Processes, ev: &mut Evidence) -> Result<()> {
     let leader = c.leader(&ALL, 0).await?;
-    let term = c
-        .status(leader)
-        .await
-        .and_then(|s| s["term"].as_u64())
-        .unwrap_or(0);
+    let term = c.status(leader).await.map_or(0, |s| s.term);
     ev.step("Q1. Shut down the leader");
     ev.block("Statuses before:", &c.statuses(&ALL).await);
     procs.kill(leader);

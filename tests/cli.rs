@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{TestCluster, free_ports, wait_until};
 use raftkv::client::exit;
+use raftkv::raft::status::{Role, Status};
 
 const BIN: &str = env!("CARGO_BIN_EXE_raftkv");
 
@@ -125,7 +126,7 @@ async fn member_verbs_and_a_server_process_started_with_join() {
         Duration::from_secs(30),
         "the joined server applied k",
         || async {
-            let s: serde_json::Value = http
+            let s: Status = http
                 .get(format!("{url}/admin/status"))
                 .send()
                 .await
@@ -133,7 +134,7 @@ async fn member_verbs_and_a_server_process_started_with_join() {
                 .json()
                 .await
                 .ok()?;
-            (s["id"] == 3 && s["role"] == "learner" && s["keys"] == 1).then_some(())
+            (s.id == 3 && s.role == Role::Learner && s.keys == 1).then_some(())
         },
     )
     .await;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::{TestCluster, sample, wait_until};
 use raftkv::error::Error;
 use raftkv::kv::Command;
+use raftkv::raft::status::Role;
 use tokio::time::Instant;
 
 const ELECTION: Duration = Duration::from_secs(20);
@@ -251,8 +252,8 @@ async fn status_reports_raft_state_on_leader_and_follower() {
     assert_eq!(c.put(leader, "s", &["x"]).await, 204);
     let l = c.status(leader).await.unwrap();
     assert_eq!(
-        (l.role.as_str(), l.term, l.leader_id, l.voted_for),
-        ("leader", term, Some(leader as u64), Some(leader as u64))
+        (l.role, l.term, l.leader_id, l.voted_for),
+        (Role::Leader, term, Some(leader as u64), Some(leader as u64))
     );
     assert!(l.has_quorum && l.vote_committed);
     assert_eq!(l.members.len(), 5);
@@ -286,8 +287,8 @@ async fn status_reports_raft_state_on_leader_and_follower() {
     .await;
     let f = c.status(f_id).await.unwrap();
     assert_eq!(
-        (f.role.as_str(), f.term, f.leader_id),
-        ("follower", term, Some(leader as u64))
+        (f.role, f.term, f.leader_id),
+        (Role::Follower, term, Some(leader as u64))
     );
     assert_eq!(
         f.leader_addr.as_deref(),

@@ -26,13 +26,8 @@ async fn a_leader_in_the_minority_commits_nothing_and_the_majority_carries_on_th
 
     // The majority elects a new leader in a higher term and acknowledges writes.
     let new = wait_until(WAIT, "the majority elects a leader", || async {
-        for i in &majority {
-            let s = c.status(*i as usize).await?;
-            if s.role == "leader" && s.has_quorum && s.term > term {
-                return Some(*i as usize);
-            }
-        }
-        None
+        let ids: Vec<usize> = majority.iter().map(|i| *i as usize).collect();
+        c.leader_among(&ids, term).await
     })
     .await;
     assert_eq!(c.append(new, "k", "majority").await, 204);
@@ -246,13 +241,7 @@ async fn two_candidates_timing_out_together_never_both_lead_in_one_term() {
         ra.unwrap();
         rb.unwrap();
         wait_until(WAIT, "a leader in a later term", || async {
-            for i in 0..5 {
-                let s = c.status(i).await?;
-                if s.role == "leader" && s.term > term {
-                    return Some(());
-                }
-            }
-            None
+            c.leader_among(&[0, 1, 2, 3, 4], term).await
         })
         .await;
     }

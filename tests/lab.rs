@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::{free_port_block, timing, wait_until};
 use raftkv::cluster::{Cluster, loopback_configs};
 use raftkv::lab::LabState;
+use raftkv::raft::status::Role;
 use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -210,7 +211,7 @@ async fn a_minority_leader_commits_nothing_and_after_heal_all_converge_without_l
             .all(|n| {
                 n.status
                     .as_ref()
-                    .is_some_and(|st| st.last_applied == commit && st.role != "candidate")
+                    .is_some_and(|st| st.last_applied == commit && st.role != Role::Candidate)
             })
             .then_some(())
     })
@@ -313,7 +314,7 @@ async fn a_sixth_node_added_live_catches_up_votes_and_a_node_is_removed() {
     let state = wait_until(WAIT, "n5 is a learner that applied the write", || async {
         let s = lab.state().await;
         let n5 = s.nodes.get(5)?.status.clone()?;
-        (n5.role == "learner" && n5.keys == 1).then_some(s)
+        (n5.role == Role::Learner && n5.keys == 1).then_some(s)
     })
     .await;
     assert_eq!(state.nodes.len(), 6);

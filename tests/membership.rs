@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{TestCluster, free_ports, wait_until};
-use raftkv::raft::status::Status;
+use raftkv::raft::status::{Role, Status};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -86,7 +86,7 @@ async fn a_server_added_under_load_catches_up_by_snapshot_votes_and_removals_los
     assert!(members(&c, 0).await.contains(&(5, false)), "a learner");
     let s = wait_until(LONG, "the learner caught up with the leader", || async {
         let (l, s) = (c.status(leader).await?, c.status(new).await?);
-        (s.role == "learner" && s.last_applied >= l.commit_index && s.snapshot_index.is_some())
+        (s.role == Role::Learner && s.last_applied >= l.commit_index && s.snapshot_index.is_some())
             .then_some(s)
     })
     .await;
@@ -98,7 +98,7 @@ async fn a_server_added_under_load_catches_up_by_snapshot_votes_and_removals_los
     c.cluster.promote(new).await.expect("promote");
     assert!(members(&c, new).await.contains(&(5, true)), "a voter");
     wait_until(LONG, "the new voter follows", || async {
-        (c.status(new).await?.role == "follower").then_some(())
+        (c.status(new).await?.role == Role::Follower).then_some(())
     })
     .await;
 
@@ -207,7 +207,7 @@ async fn membership_requests_are_refused_with_reasons_and_a_joined_server_restar
     c.kill(new).await;
     c.restart(new).await;
     let s = wait_until(LONG, "the restarted server is a follower again", || async {
-        c.status(new).await.filter(|s| s.role == "follower")
+        c.status(new).await.filter(|s| s.role == Role::Follower)
     })
     .await;
     assert_eq!(s.id, new as u64, "it kept its id");

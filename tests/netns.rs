@@ -8,7 +8,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use raftkv::raft::status::{Status, leader_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_raftkv");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -113,7 +113,7 @@ fn http(net: &Net, s: usize, method: &str, path: &str, body: Option<&str>) -> (u
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
-fn status(net: &Net, s: usize) -> Option<Value> {
+fn status(net: &Net, s: usize) -> Option<Status> {
     let (code, body) = http(net, s, "GET", "/admin/status", None);
     (code == 200)
         .then(|| serde_json::from_str(&body).ok())
@@ -139,9 +139,16 @@ fn wait<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 
 /// The server leading with a quorum, as seen from `among`.
 fn leader(net: &Net, among: &[usize]) -> Option<usize> {
-    among.iter().copied().find(|s| {
-        status(net, *s).is_some_and(|st| st["role"] == "leader" && st["has_quorum"] == true)
-    })
+    // Server numbers are the scripts' (0-4), node ids come from the sorted addresses: keep both.
+    let statuses: Vec<(usize, Status)> = among
+        .iter()
+        .filter_map(|s| Some((*s, status(net, *s)?)))
+        .collect();
+    let leader = leader_of(statuses.iter().map(|(_, st)| st))?;
+    statuses
+        .iter()
+        .find(|(_, st)| st.id == leader.id)
+        .map(|(s, _)| *s)
 }
 
 struct Servers {
@@ -218,7 +225,7 @@ fn partition_case(leader_on_minority: bool) {
     };
     wait("every server follows that leader", || {
         all.iter()
-            .all(|s| status(&net, *s).is_some_and(|st| st["leader_id"] == first_leader as u64))
+            .all(|s| status(&net, *s).is_some_and(|st| st.leader_id == Some(first_leader as u64)))
             .then_some(())
     });
     let mut acked = Vec::new();

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{free_ports, wait_until};
-use raftkv::raft::status::Status;
+use raftkv::raft::status::{Role, Status, leader_of};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
@@ -116,15 +116,11 @@ impl Procs {
 
     async fn leader(&self) -> usize {
         wait_until(WAIT, "a leader with a quorum", || async {
+            let mut statuses = Vec::new();
             for i in 0..self.http.len() {
-                if let Some(s) = self.status(i).await
-                    && s.role == "leader"
-                    && s.has_quorum
-                {
-                    return Some(i);
-                }
+                statuses.extend(self.status(i).await);
             }
-            None
+            leader_of(&statuses).map(|s| s.id as usize)
         })
         .await
     }
@@ -302,9 +298,9 @@ async fn freeze_a_follower(pre_vote: bool) -> (u64, u64, usize, usize) {
         || async {
             let s = procs.status(follower).await?;
             let l = procs.status(s.leader_id? as usize).await?;
-            (s.role == "follower"
+            (s.role == Role::Follower
                 && s.has_quorum
-                && l.role == "leader"
+                && l.role == Role::Leader
                 && l.has_quorum
                 && l.term == s.term)
                 .then_some(l)

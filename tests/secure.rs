@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::{TestCluster, wait_until};
 use raftkv::config::Start;
 use raftkv::net::{Channel, Secret};
+use raftkv::raft::status::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -46,13 +47,7 @@ async fn cluster_with_an_outsider(odd: Option<Secret>) {
     .await;
     // Nodes 0 and 1 are a quorum of three: they elect a leader among themselves.
     let leader = wait_until(WAIT, "nodes 0 and 1 elect a leader", || async {
-        for i in [0, 1] {
-            let s = c.status(i).await?;
-            if s.role == "leader" && s.has_quorum {
-                return Some(i);
-            }
-        }
-        None
+        c.leader_among(&[0, 1], 0).await
     })
     .await;
     for n in 0..5 {
@@ -69,7 +64,7 @@ async fn cluster_with_an_outsider(odd: Option<Secret>) {
     let outsider = c.status(2).await.unwrap();
     assert_eq!(c.get(2, "k", "?consistency=local").await.0, 404);
     assert!(outsider.last_log_index <= Some(0), "{outsider:?}");
-    assert_ne!(outsider.role, "leader");
+    assert_ne!(outsider.role, Role::Leader);
     let leader_status = c.status(leader).await.unwrap();
     let progress = leader_status.followers.clone().unwrap();
     assert_eq!(

@@ -54,7 +54,7 @@ pub async fn get(
         }
     };
     let index = match params.consistency.as_deref() {
-        None | Some("linearizable") => match state.router.linearize().await {
+        None | Some("linearizable") => match state.gateway.linearize().await {
             Ok(index) => Some(index),
             Err(e) => return error_response(e),
         },
@@ -67,7 +67,7 @@ pub async fn get(
         }
     };
     let applied = state
-        .router
+        .gateway
         .raft
         .metrics()
         .borrow_watched()
@@ -110,7 +110,7 @@ pub async fn post(
         Ok(command) => command,
         Err(e) => return error_response(e),
     };
-    match state.router.write(command).await {
+    match state.gateway.write(command).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error_response(e),
     }

@@ -1,6 +1,6 @@
 //! Membership at runtime over HTTP: `POST /admin/members` adds a server as a learner,
 //! `POST /admin/members/{id}/promote` makes a learner a voter, `DELETE /admin/members/{id}`
-//! removes a server. Any node accepts them and forwards to the leader (`route::Router`); each
+//! removes a server. Any node accepts them and forwards to the leader (`gateway::Gateway`); each
 //! answers `{"id": N}` once the change is committed.
 
 use std::sync::Arc;
@@ -73,7 +73,7 @@ async fn by_id(
 }
 
 async fn answer(state: &AppState, change: MemberChange) -> Response {
-    match state.router.change_members(change).await {
+    match state.gateway.change_members(change).await {
         Ok(id) => Json(json!({ "id": id })).into_response(),
         Err(e) => error_response(e),
     }

@@ -3,9 +3,9 @@
 //! and `GET /metrics`. This is the only module that knows HTTP status
 //! codes: [`error_response`] maps every [`Error`] to one.
 
+pub mod gateway;
 pub mod keys;
 pub mod members;
-pub mod route;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,17 +16,17 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get, post};
-use axum::{BoxError, Router as HttpRouter};
+use axum::{BoxError, Router};
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
 use crate::error::Error;
-use crate::metrics::{Metrics, PeerLabels, ROLES, RequestLabels, RoleLabels, RouteLabels};
+use crate::metrics::{Metrics, PeerLabels, RequestLabels, RoleLabels, RouteLabels};
 use crate::raft::KvReader;
-use crate::raft::status::{self, NodeFacts, Status};
+use crate::raft::status::{self, NodeFacts, Role, Status};
 use crate::raft::typ::LogStore;
 
-pub use route::Router;
+pub use gateway::Gateway;
 
 /// Largest accepted request body. A PUT of a few thousand strings fits; anything bigger gets 413.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -37,7 +37,7 @@ pub const MAX_KEY_BYTES: usize = 4096;
 
 /// What every handler can reach.
 pub struct AppState {
-    pub router: Router,
+    pub gateway: Gateway,
     pub kv: KvReader,
     pub http_addr: String,
     pub raft_addr: String,
@@ -60,14 +60,14 @@ impl AppState {
             uptime_secs: self.started.elapsed().as_secs(),
             lease_ms: self.lease_ms,
         };
-        status::status(&self.router.raft, facts).await
+        status::status(&self.gateway.raft, facts).await
     }
 }
 
 /// The node's HTTP routes. At most `max_in_flight` requests are served at once: a request past
 /// that is answered 503 at once (load shedding) rather than queued behind a stalled cluster,
 /// which would grow memory without bound and answer nobody in time.
-pub fn router(state: Arc<AppState>, max_in_flight: usize) -> HttpRouter {
+pub fn router(state: Arc<AppState>, max_in_flight: usize) -> Router {
     let shed = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(move |e: BoxError| async move {
             error_response(Error::Unavailable(format!(
@@ -77,7 +77,7 @@ pub fn router(state: Arc<AppState>, max_in_flight: usize) -> HttpRouter {
         .load_shed()
         // Global: axum applies a layer to each route separately, and one limit must span them.
         .layer(GlobalConcurrencyLimitLayer::new(max_in_flight));
-    HttpRouter::new()
+    Router::new()
         .route("/keys/{key}", get(keys::get).post(keys::post))
         .route("/admin/status", get(admin_status))
         .route("/admin/members", post(members::add))
@@ -131,9 +131,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             .inc_by(fsyncs.saturating_sub(g.wal_fsyncs.get()));
         let n = |v: Option<u64>| v.map_or(-1, |v| v as i64);
         g.term.set(status.term as i64);
-        for role in ROLES {
+        for role in Role::RUNNING {
             g.role
-                .get_or_create(&RoleLabels { role: role.into() })
+                .get_or_create(&RoleLabels {
+                    role: role.as_str().into(),
+                })
                 .set(i64::from(status.role == role));
         }
         g.leader.set(n(status.leader_id));

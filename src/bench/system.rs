@@ -9,6 +9,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::raft::status::{Status, leader_of};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum System {
@@ -106,14 +108,17 @@ impl System {
         if !response.status().is_success() {
             return None;
         }
-        let s: Value = response.json().await.ok()?;
         Some(match self {
-            System::Raftkv => Probe {
-                leader: s["role"] == "leader" && s["has_quorum"] == true,
-                term: s["term"].as_u64()?,
-                applied: s["last_applied"].as_u64().unwrap_or(0),
-            },
+            System::Raftkv => {
+                let s: Status = response.json().await.ok()?;
+                Probe {
+                    leader: leader_of([&s]).is_some(),
+                    term: s.term,
+                    applied: s.last_applied.unwrap_or(0),
+                }
+            }
             System::Etcd => {
+                let s: Value = response.json().await.ok()?;
                 let number = |v: &Value| v.as_str().and_then(|s| s.parse::<u64>().ok());
                 Probe {
                     leader: s["leader"] == s["header"]["member_id"],

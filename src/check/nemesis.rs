@@ -21,6 +21,7 @@ use super::election::{self, Leaders};
 use super::history::{Kind, Op, Outcome, Values};
 use super::list_append::{self, Report};
 use crate::cluster::Cluster;
+use crate::raft::status::leader_of;
 
 /// Appends a key receives before its slot moves on to the next key.
 pub const APPENDS_PER_KEY: u64 = 256;
@@ -223,12 +224,7 @@ pub async fn recover(cluster: &mut Cluster) -> anyhow::Result<()> {
 
 async fn leader(cluster: &Cluster) -> Option<usize> {
     let statuses = cluster.statuses().await;
-    statuses
-        .into_iter()
-        .flatten()
-        .filter(|s| s.role == "leader" && s.has_quorum)
-        .max_by_key(|s| s.term)
-        .map(|s| s.id as usize)
+    leader_of(statuses.iter().flatten()).map(|s| s.id as usize)
 }
 
 async fn classify_append(resp: reqwest::Result<reqwest::Response>) -> Outcome {

@@ -5,18 +5,39 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::state::TimingPreset;
+
+/// One lab verb. Its JSON form is what the control API takes: `{"verb": "partition", "groups":
+/// [[0,1,2],[3,4]]}`; `POST /lab/{verb}` with the other fields as the body (and
+/// `POST /lab/nodes/{id}/{verb}` for the verbs about one node) is that same object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "kebab-case")]
 pub enum LabCommand {
-    Kill(usize),
-    Restart(usize),
+    /// Crash the node: its Raft stops and its ports close; its data stays.
+    Kill {
+        id: usize,
+    },
+    /// Start the node again from its data directory.
+    Restart {
+        id: usize,
+    },
     /// Make the node start an election now.
-    TimeOut(usize),
+    #[serde(rename = "timeout")]
+    TimeOut {
+        id: usize,
+    },
     /// Hand leadership to the node.
-    Transfer(usize),
+    Transfer {
+        id: usize,
+    },
     /// Cut the node off from every other node.
-    Isolate(usize),
+    Isolate {
+        id: usize,
+    },
     /// Cut every link between the groups.
-    Partition(Vec<Vec<u64>>),
+    Partition {
+        groups: Vec<Vec<u64>>,
+    },
     /// Cut one direction of one link.
     Cut {
         from: u64,
@@ -25,21 +46,56 @@ pub enum LabCommand {
     Heal,
     Pause,
     Resume,
-    /// Client request: append `value` to `key`, sent to node `via`.
+    /// Client request: append `value` to `key`, sent to node `via` (default: the first running).
     Request {
-        via: usize,
+        #[serde(default)]
+        via: Option<usize>,
         key: String,
         value: String,
     },
-    SetPreVote(bool),
-    /// "slow" or "normal".
-    SetTiming(String),
+    #[serde(rename = "pre-vote")]
+    SetPreVote {
+        enabled: bool,
+    },
+    /// Restart every node with these timers.
+    #[serde(rename = "timing")]
+    SetTiming {
+        timing: TimingPreset,
+    },
     /// Start a new server and add it to the cluster as a learner.
     AddNode,
     /// Make the learner a voter.
-    Promote(usize),
+    Promote {
+        id: usize,
+    },
     /// Take the server out of the cluster (it stops for good; its id is never reused).
-    Remove(usize),
+    Remove {
+        id: usize,
+    },
+}
+
+impl LabCommand {
+    /// The node a verb is about, for the verbs about one node (`/lab/nodes/{id}/{verb}`).
+    pub fn node(&self) -> Option<usize> {
+        match self {
+            LabCommand::Kill { id }
+            | LabCommand::Restart { id }
+            | LabCommand::TimeOut { id }
+            | LabCommand::Transfer { id }
+            | LabCommand::Isolate { id }
+            | LabCommand::Promote { id }
+            | LabCommand::Remove { id } => Some(*id),
+            LabCommand::Partition { .. }
+            | LabCommand::Cut { .. }
+            | LabCommand::Heal
+            | LabCommand::Pause
+            | LabCommand::Resume
+            | LabCommand::Request { .. }
+            | LabCommand::SetPreVote { .. }
+            | LabCommand::SetTiming { .. }
+            | LabCommand::AddNode => None,
+        }
+    }
 }
 
 /// What a key does, given the selected node and the current pause/pre-vote/timing state.
@@ -58,7 +114,7 @@ pub struct Context {
     pub nodes: usize,
     pub paused: bool,
     pub pre_vote: bool,
-    pub slow: bool,
+    pub timing: TimingPreset,
     /// A counter, so that successive client requests append distinct values.
     pub requests: u64,
 }
@@ -76,51 +132,51 @@ pub const ACTIONS: &[Action] = &[
     Action {
         key: '←',
         label: "select",
-        help: "select the previous node (also h)",
+        help: "select the previous node",
         action: KeyAction::SelectPrev,
     },
     Action {
         key: '→',
         label: "",
-        help: "select the next node (also l, or a digit)",
+        help: "select the next node (a digit selects that node)",
         action: KeyAction::SelectNext,
     },
     Action {
         key: 'k',
         label: "kill",
-        help: "kill the selected node (crash: its ports close, its data stays)",
-        action: KeyAction::Command(|c| LabCommand::Kill(c.selected)),
+        help: "kill the selected node: its Raft stops and its ports close, its data stays",
+        action: KeyAction::Command(|c| LabCommand::Kill { id: c.selected }),
     },
     Action {
         key: 'r',
         label: "restart",
         help: "restart the selected node from its data directory",
-        action: KeyAction::Command(|c| LabCommand::Restart(c.selected)),
+        action: KeyAction::Command(|c| LabCommand::Restart { id: c.selected }),
     },
     Action {
         key: 't',
         label: "time out",
         help: "the selected node's election timer fires now: it starts an election",
-        action: KeyAction::Command(|c| LabCommand::TimeOut(c.selected)),
+        action: KeyAction::Command(|c| LabCommand::TimeOut { id: c.selected }),
     },
     Action {
         key: 'L',
         label: "transfer",
         help: "transfer leadership to the selected node",
-        action: KeyAction::Command(|c| LabCommand::Transfer(c.selected)),
+        action: KeyAction::Command(|c| LabCommand::Transfer { id: c.selected }),
     },
     Action {
         key: 'i',
         label: "isolate",
         help: "partition: cut the selected node off from all others",
-        action: KeyAction::Command(|c| LabCommand::Isolate(c.selected)),
+        action: KeyAction::Command(|c| LabCommand::Isolate { id: c.selected }),
     },
     Action {
         key: 's',
         label: "split",
         help: "partition into {0,1,2} | {3,4,…} (the assignment's two computers)",
-        action: KeyAction::Command(|c| {
-            LabCommand::Partition(vec![(0..3).collect(), (3..c.nodes as u64).collect()])
+        action: KeyAction::Command(|c| LabCommand::Partition {
+            groups: vec![(0..3).collect(), (3..c.nodes as u64).collect()],
         }),
     },
     Action {
@@ -141,7 +197,7 @@ pub const ACTIONS: &[Action] = &[
     Action {
         key: ' ',
         label: "pause",
-        help: "pause / resume the whole cluster (timers and messages freeze)",
+        help: "pause / resume the whole cluster: timers stop, messages in flight are held",
         action: KeyAction::Command(|c| {
             if c.paused {
                 LabCommand::Resume
@@ -155,7 +211,7 @@ pub const ACTIONS: &[Action] = &[
         label: "request",
         help: "client request: APPEND a new value to key \"log\" via the selected node",
         action: KeyAction::Command(|c| LabCommand::Request {
-            via: c.selected,
+            via: Some(c.selected),
             key: "log".into(),
             value: format!("v{}", c.requests + 1),
         }),
@@ -163,33 +219,35 @@ pub const ACTIONS: &[Action] = &[
     Action {
         key: 'n',
         label: "add node",
-        help: "start a new server and add it as a learner (it catches up, votes once promoted)",
+        help: "add a node: a new server joins as a learner (catches up, votes once promoted)",
         action: KeyAction::Command(|_| LabCommand::AddNode),
     },
     Action {
         key: 'v',
         label: "promote",
         help: "promote the selected learner to voter",
-        action: KeyAction::Command(|c| LabCommand::Promote(c.selected)),
+        action: KeyAction::Command(|c| LabCommand::Promote { id: c.selected }),
     },
     Action {
         key: 'x',
         label: "remove",
-        help: "remove the selected node from the cluster (a leader hands over first)",
-        action: KeyAction::Command(|c| LabCommand::Remove(c.selected)),
+        help: "remove the selected node (a leader hands over first); it stops for good",
+        action: KeyAction::Command(|c| LabCommand::Remove { id: c.selected }),
     },
     Action {
         key: 'p',
         label: "pre-vote",
-        help: "turn pre-vote on / off on every node",
-        action: KeyAction::Command(|c| LabCommand::SetPreVote(!c.pre_vote)),
+        help: "pre-vote on / off on every node (try: isolate a follower with it off, heal)",
+        action: KeyAction::Command(|c| LabCommand::SetPreVote {
+            enabled: !c.pre_vote,
+        }),
     },
     Action {
         key: 'T',
         label: "timing",
         help: "switch timing: slow (elections over seconds) / normal (restarts the nodes)",
-        action: KeyAction::Command(|c| {
-            LabCommand::SetTiming(if c.slow { "normal" } else { "slow" }.into())
+        action: KeyAction::Command(|c| LabCommand::SetTiming {
+            timing: c.timing.other(),
         }),
     },
     Action {
@@ -201,10 +259,35 @@ pub const ACTIONS: &[Action] = &[
     Action {
         key: 'q',
         label: "quit",
-        help: "quit (the data stays in the data directory)",
+        help: "quit (also Ctrl-C); the data stays in the data directory",
         action: KeyAction::Quit,
     },
 ];
+
+impl Action {
+    /// How the key is written on the key bar, in the help overlay and in README's key table.
+    pub fn key_name(&self) -> String {
+        match self.key {
+            ' ' => "space".into(),
+            key => key.to_string(),
+        }
+    }
+}
+
+/// README's key table, made from [`ACTIONS`] (a unit test holds README to it).
+pub fn key_table_markdown() -> String {
+    let mut table = String::from("| key | what it does |\n|---|---|\n");
+    for a in ACTIONS {
+        let key = match a.key {
+            '←' => "← (h)".into(),
+            '→' => "→ (l), 0–9".into(),
+            _ => a.key_name(),
+        };
+        let help = a.help.replace('|', "\\|");
+        table.push_str(&format!("| {key} | {help} |\n"));
+    }
+    table
+}
 
 /// The action bound to a key character (arrows are mapped to '←'/'→' by the caller).
 pub fn action_for(key: char) -> Option<KeyAction> {
@@ -221,6 +304,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn readme_key_table_is_the_actions_table() {
+        let readme = include_str!("../../README.md");
+        let table = key_table_markdown();
+        assert!(
+            readme.contains(&table),
+            "README.md's key table differs from ACTIONS; it should read:\n{table}"
+        );
+    }
+
+    #[test]
     fn every_key_is_bound_once() {
         let mut keys: Vec<char> = ACTIONS.iter().map(|a| a.key).collect();
         keys.sort();
@@ -235,29 +328,31 @@ mod tests {
             nodes: 5,
             paused: true,
             pre_vote: true,
-            slow: false,
+            timing: TimingPreset::Normal,
             requests: 4,
         };
         let run = |k| match action_for(k) {
             Some(KeyAction::Command(f)) => f(&ctx),
             _ => panic!("{k} is not a command"),
         };
-        assert_eq!(run('k'), LabCommand::Kill(3));
+        assert_eq!(run('k'), LabCommand::Kill { id: 3 });
         assert_eq!(run(' '), LabCommand::Resume);
         assert_eq!(
             run('s'),
-            LabCommand::Partition(vec![vec![0, 1, 2], vec![3, 4]])
+            LabCommand::Partition {
+                groups: vec![vec![0, 1, 2], vec![3, 4]]
+            }
         );
         assert_eq!(run('o'), LabCommand::Cut { from: 3, to: 4 });
         assert_eq!(
             run('a'),
             LabCommand::Request {
-                via: 3,
+                via: Some(3),
                 key: "log".into(),
                 value: "v5".into()
             }
         );
-        assert_eq!(run('p'), LabCommand::SetPreVote(false));
+        assert_eq!(run('p'), LabCommand::SetPreVote { enabled: false });
         assert!(matches!(action_for('h'), Some(KeyAction::SelectPrev)));
     }
 }

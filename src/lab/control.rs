@@ -1,13 +1,18 @@
 //! The lab's control API, for scripts and tests (and for driving the lab without a terminal):
-//! `GET /lab/state` returns everything the dashboard shows; each `POST` runs one lab command and
-//! answers 200 with what happened, or 400 with why it could not be done. Listens on loopback.
+//! `GET /lab/state` returns everything the dashboard shows; each `POST` runs one [`LabCommand`]
+//! and answers 200 with what happened, or 400 with why it could not be done. Listens on loopback.
+//!
+//! The routes are the command's JSON form spread over the URL: `POST /lab/{verb}` with the
+//! command's other fields as the body, `POST /lab/nodes/{id}/{verb}` for a verb about one node,
+//! `POST /lab/nodes` to add one. Both are deserialized as a `LabCommand`, so a new verb needs no
+//! code here.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::{Router, body::Bytes};
-use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::{Lab, LabCommand, LabState};
 
@@ -19,24 +24,28 @@ pub fn router(lab: Lab) -> Router {
             post(|State(lab): State<Lab>| run(lab, LabCommand::AddNode)),
         )
         .route("/lab/nodes/{id}/{verb}", post(node_verb))
-        .route("/lab/partition", post(partition))
-        .route("/lab/cut", post(cut))
-        .route(
-            "/lab/heal",
-            post(|State(lab): State<Lab>| run(lab, LabCommand::Heal)),
-        )
-        .route(
-            "/lab/pause",
-            post(|State(lab): State<Lab>| run(lab, LabCommand::Pause)),
-        )
-        .route(
-            "/lab/resume",
-            post(|State(lab): State<Lab>| run(lab, LabCommand::Resume)),
-        )
-        .route("/lab/request", post(request))
-        .route("/lab/pre-vote", post(pre_vote))
-        .route("/lab/timing", post(timing))
+        .route("/lab/{verb}", post(verb))
         .with_state(lab)
+}
+
+/// The URL path that runs `command`, and the body it takes (None: no body). The inverse of what
+/// the routes above accept; the README's control-API list is checked against it.
+pub fn path_and_body(command: &LabCommand) -> (String, Option<Value>) {
+    let Value::Object(mut fields) = serde_json::to_value(command).unwrap_or_default() else {
+        unreachable!("a LabCommand serializes as an object")
+    };
+    let verb = fields
+        .remove("verb")
+        .and_then(|v| v.as_str().map(String::from));
+    let verb = verb.unwrap_or_default();
+    if *command == LabCommand::AddNode {
+        return ("/lab/nodes".into(), None);
+    }
+    if let Some(id) = command.node() {
+        return (format!("/lab/nodes/{id}/{verb}"), None);
+    }
+    let body = (!fields.is_empty()).then_some(Value::Object(fields));
+    (format!("/lab/{verb}"), body)
 }
 
 async fn state(State(lab): State<Lab>) -> Json<LabState> {
@@ -46,7 +55,7 @@ async fn state(State(lab): State<Lab>) -> Json<LabState> {
 async fn run(lab: Lab, command: LabCommand) -> Response {
     match lab.run(command).await {
         Ok(text) => (StatusCode::OK, format!("{text}\n")).into_response(),
-        Err(why) => (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+        Err(why) => bad(why),
     }
 }
 
@@ -54,123 +63,178 @@ fn bad(why: impl std::fmt::Display) -> Response {
     (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response()
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes, example: &str) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("expected a body like {example}: {e}"))
+/// The command named by `verb` with the fields of `body` (empty, `null` or a JSON object).
+fn command(verb: &str, body: &Bytes, extra: Option<(&str, Value)>) -> Result<LabCommand, String> {
+    let mut fields = match serde_json::from_slice::<Value>(body) {
+        _ if body.iter().all(u8::is_ascii_whitespace) => Map::new(),
+        Ok(Value::Null) => Map::new(),
+        Ok(Value::Object(fields)) => fields,
+        Ok(other) => return Err(format!("the body must be a JSON object, not {other}")),
+        Err(e) => return Err(format!("the body is not JSON: {e}")),
+    };
+    fields.insert("verb".into(), Value::String(verb.into()));
+    if let Some((name, value)) = extra {
+        fields.insert(name.into(), value);
+    }
+    serde_json::from_value(Value::Object(fields)).map_err(|e| format!("{verb}: {e}"))
 }
 
-async fn node_verb(State(lab): State<Lab>, Path((id, verb)): Path<(usize, String)>) -> Response {
+async fn node_verb(
+    State(lab): State<Lab>,
+    Path((id, verb)): Path<(usize, String)>,
+    body: Bytes,
+) -> Response {
     if id >= lab.state().nodes.len() {
         return bad(format!("no node {id}"));
     }
-    let command = match verb.as_str() {
-        "kill" => LabCommand::Kill(id),
-        "restart" => LabCommand::Restart(id),
-        "timeout" => LabCommand::TimeOut(id),
-        "transfer" => LabCommand::Transfer(id),
-        "isolate" => LabCommand::Isolate(id),
-        "promote" => LabCommand::Promote(id),
-        "remove" => LabCommand::Remove(id),
-        other => {
+    match command(&verb, &body, Some(("id", id.into()))) {
+        Ok(c) if c.node() == Some(id) => run(lab, c).await,
+        Ok(_) => bad(format!(
+            "{verb:?} is not a verb about one node: kill, restart, timeout, transfer, isolate, \
+             promote or remove (POST /lab/{verb} for the others)"
+        )),
+        Err(why) => bad(why),
+    }
+}
+
+async fn verb(State(lab): State<Lab>, Path(verb): Path<String>, body: Bytes) -> Response {
+    let c = match command(&verb, &body, None) {
+        Ok(c) if c.node().is_some() => {
             return bad(format!(
-                "unknown verb {other:?}: kill, restart, timeout, transfer, isolate, promote or remove"
+                "{verb} is about one node: POST /lab/nodes/{{id}}/{verb}"
             ));
         }
-    };
-    run(lab, command).await
-}
-
-#[derive(Deserialize)]
-struct Groups {
-    groups: Vec<Vec<u64>>,
-}
-
-async fn partition(State(lab): State<Lab>, body: Bytes) -> Response {
-    match parse::<Groups>(&body, r#"{"groups":[[0,1,2],[3,4]]}"#) {
-        Ok(g) => run(lab, LabCommand::Partition(g.groups)).await,
-        Err(why) => bad(why),
-    }
-}
-
-#[derive(Deserialize)]
-struct Link {
-    from: u64,
-    to: u64,
-}
-
-async fn cut(State(lab): State<Lab>, body: Bytes) -> Response {
-    match parse::<Link>(&body, r#"{"from":0,"to":1}"#) {
-        Ok(l) => {
-            run(
-                lab,
-                LabCommand::Cut {
-                    from: l.from,
-                    to: l.to,
-                },
-            )
-            .await
-        }
-        Err(why) => bad(why),
-    }
-}
-
-#[derive(Deserialize)]
-struct Request {
-    #[serde(default)]
-    via: Option<usize>,
-    key: String,
-    value: String,
-}
-
-/// Waits for the outcome: 200 once committed, 503 if it failed (the text says why), 400 if the
-/// node is not running.
-async fn request(State(lab): State<Lab>, body: Bytes) -> Response {
-    let r = match parse::<Request>(&body, r#"{"key":"log","value":"x","via":0}"#) {
-        Ok(r) => r,
+        Ok(c) => c,
         Err(why) => return bad(why),
     };
-    let state = lab.state();
-    let Some(via) = r
-        .via
-        .or_else(|| state.nodes.iter().find(|n| n.up).map(|n| n.id))
-    else {
-        return bad("no node is up");
+    let LabCommand::Request { via, .. } = &c else {
+        return run(lab, c).await;
     };
-    if !state.nodes.get(via).is_some_and(|n| n.up) {
+    // A client request: 400 if it cannot be sent, then 200 once committed or 503 if it failed
+    // (the text says why).
+    let state = lab.state();
+    if let Some(via) = via
+        && !state.nodes.get(*via).is_some_and(|n| n.up)
+    {
         return bad(format!("node {via} is not running"));
     }
-    match lab
-        .run(LabCommand::Request {
-            via,
-            key: r.key,
-            value: r.value,
-        })
-        .await
-    {
+    if !state.nodes.iter().any(|n| n.up) {
+        return bad("no node is up");
+    }
+    match lab.run(c).await {
         Ok(text) => (StatusCode::OK, format!("{text}\n")).into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 
-#[derive(Deserialize)]
-struct Toggle {
-    enabled: bool,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::TimingPreset;
 
-async fn pre_vote(State(lab): State<Lab>, body: Bytes) -> Response {
-    match parse::<Toggle>(&body, r#"{"enabled":true}"#) {
-        Ok(t) => run(lab, LabCommand::SetPreVote(t.enabled)).await,
-        Err(why) => bad(why),
+    /// One of every verb. The match makes a new verb fail to compile here until it has an example
+    /// (and so a README line).
+    fn examples() -> Vec<LabCommand> {
+        let all = vec![
+            LabCommand::Kill { id: 2 },
+            LabCommand::Restart { id: 2 },
+            LabCommand::TimeOut { id: 2 },
+            LabCommand::Transfer { id: 2 },
+            LabCommand::Isolate { id: 2 },
+            LabCommand::Promote { id: 5 },
+            LabCommand::Remove { id: 2 },
+            LabCommand::AddNode,
+            LabCommand::Partition {
+                groups: vec![vec![0, 1, 2], vec![3, 4]],
+            },
+            LabCommand::Cut { from: 0, to: 1 },
+            LabCommand::Heal,
+            LabCommand::Pause,
+            LabCommand::Resume,
+            LabCommand::Request {
+                via: Some(0),
+                key: "log".into(),
+                value: "x".into(),
+            },
+            LabCommand::SetPreVote { enabled: false },
+            LabCommand::SetTiming {
+                timing: TimingPreset::Slow,
+            },
+        ];
+        for c in &all {
+            match c {
+                LabCommand::Kill { .. }
+                | LabCommand::Restart { .. }
+                | LabCommand::TimeOut { .. }
+                | LabCommand::Transfer { .. }
+                | LabCommand::Isolate { .. }
+                | LabCommand::Promote { .. }
+                | LabCommand::Remove { .. }
+                | LabCommand::AddNode
+                | LabCommand::Partition { .. }
+                | LabCommand::Cut { .. }
+                | LabCommand::Heal
+                | LabCommand::Pause
+                | LabCommand::Resume
+                | LabCommand::Request { .. }
+                | LabCommand::SetPreVote { .. }
+                | LabCommand::SetTiming { .. } => {}
+            }
+        }
+        all
     }
-}
 
-#[derive(Deserialize)]
-struct TimingBody {
-    timing: String,
-}
+    fn curl(command: &LabCommand) -> String {
+        let (path, body) = path_and_body(command);
+        match body {
+            Some(b) => format!("curl -X POST localhost:8079{path} -d '{b}'"),
+            None => format!("curl -X POST localhost:8079{path}"),
+        }
+    }
 
-async fn timing(State(lab): State<Lab>, body: Bytes) -> Response {
-    match parse::<TimingBody>(&body, r#"{"timing":"slow"}"#) {
-        Ok(t) => run(lab, LabCommand::SetTiming(t.timing)).await,
-        Err(why) => bad(why),
+    #[test]
+    fn every_verb_reaches_the_lab_from_its_path_and_body() {
+        for c in examples() {
+            let (path, body) = path_and_body(&c);
+            let body = Bytes::from(body.map(|b| b.to_string()).unwrap_or_default());
+            let parsed = match path
+                .trim_start_matches("/lab/")
+                .split('/')
+                .collect::<Vec<_>>()[..]
+            {
+                ["nodes"] => Ok(LabCommand::AddNode),
+                ["nodes", id, verb] => command(
+                    verb,
+                    &body,
+                    Some(("id", id.parse::<usize>().unwrap().into())),
+                ),
+                [verb] => command(verb, &body, None),
+                _ => panic!("unexpected path {path}"),
+            };
+            assert_eq!(parsed, Ok(c), "{path}");
+        }
+    }
+
+    #[test]
+    fn readme_lists_every_verb_of_the_control_api() {
+        let readme = include_str!("../../README.md");
+        for c in examples() {
+            let line = curl(&c);
+            assert!(readme.contains(&line), "README.md lacks `{line}`");
+        }
+    }
+
+    #[test]
+    fn bad_bodies_and_verbs_are_refused_with_a_reason() {
+        let err = command("partition", &Bytes::from(r#"{"groups":"x"}"#), None).unwrap_err();
+        assert!(err.starts_with("partition: invalid type"), "{err}");
+        let err = command("explode", &Bytes::new(), None).unwrap_err();
+        assert!(err.contains("unknown variant `explode`"), "{err}");
+        let err = command("cut", &Bytes::from("[1]"), None).unwrap_err();
+        assert!(err.contains("must be a JSON object"), "{err}");
+        assert_eq!(
+            command("heal", &Bytes::from("null"), None),
+            Ok(LabCommand::Heal)
+        );
     }
 }

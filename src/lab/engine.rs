@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::command::LabCommand;
-use super::state::{LabState, LinkView, NodeView, TimelineEntry};
-use crate::cluster::{self, Cluster};
+use super::state::{LabState, LinkView, NodeView, TimelineEntry, TimingPreset};
+use crate::cluster::Cluster;
 use crate::config::Timing;
 use crate::observe::{Event, Fate, Rpc};
-use crate::raft::status::Status;
+use crate::raft::status::{Role, Status, leader_of};
 
 /// How many timeline entries the state keeps.
 const TIMELINE: usize = 200;
@@ -153,39 +153,39 @@ impl Engine {
     async fn apply(&mut self, command: LabCommand) -> Result<String, String> {
         let c = &mut self.cluster;
         let outcome = match command.clone() {
-            LabCommand::Kill(id) if id >= c.len() => Err(format!("no node {id}")),
-            LabCommand::Kill(id) if c.is_retired(id) => Err(format!(
+            LabCommand::Kill { id } if id >= c.len() => Err(format!("no node {id}")),
+            LabCommand::Kill { id } if c.is_retired(id) => Err(format!(
                 "n{id} was removed from the cluster: there is nothing to kill"
             )),
-            LabCommand::Kill(id) if !c.is_up(id) => {
+            LabCommand::Kill { id } if !c.is_up(id) => {
                 Err(format!("n{id} is already down (restart it first)"))
             }
-            LabCommand::Kill(id) => {
+            LabCommand::Kill { id } => {
                 c.kill(id).await;
                 Ok(format!("killed n{id}"))
             }
-            LabCommand::Restart(id) => c
+            LabCommand::Restart { id } => c
                 .restart(id)
                 .await
                 .map(|_| format!("restarted n{id} from its data"))
                 .map_err(|e| e.to_string()),
-            LabCommand::TimeOut(id) => c
+            LabCommand::TimeOut { id } => c
                 .time_out(id)
                 .await
                 .map(|_| format!("n{id} timed out: it starts an election"))
                 .map_err(|e| e.to_string()),
-            LabCommand::Transfer(id) => c
+            LabCommand::Transfer { id } => c
                 .transfer(id)
                 .await
                 .map(|_| format!("leadership transfer to n{id} asked"))
                 .map_err(|e| e.to_string()),
-            LabCommand::Isolate(id) => {
+            LabCommand::Isolate { id } => {
                 let others: Vec<u64> = (0..c.len() as u64).filter(|i| *i != id as u64).collect();
                 c.partition(&[vec![id as u64], others])
                     .map(|_| format!("isolated n{id}"))
                     .map_err(|e| e.to_string())
             }
-            LabCommand::Partition(groups) => c
+            LabCommand::Partition { groups } => c
                 .partition(&groups)
                 .map(|_| format!("partitioned {groups:?}"))
                 .map_err(|e| e.to_string()),
@@ -220,37 +220,28 @@ impl Engine {
                     .map(|id| format!("added n{id} as a learner: it catches up from the leader"))
                     .map_err(|e| e.to_string())
             }
-            LabCommand::Promote(id) => c
+            LabCommand::Promote { id } => c
                 .promote(id)
                 .await
                 .map(|_| format!("n{id} is a voter now"))
                 .map_err(|e| e.to_string()),
-            LabCommand::Remove(id) => c
+            LabCommand::Remove { id } => c
                 .remove(id)
                 .await
                 .map(|_| format!("removed n{id} from the cluster and stopped it"))
                 .map_err(|e| e.to_string()),
-            LabCommand::SetPreVote(on) => {
+            LabCommand::SetPreVote { enabled: on } => {
                 c.set_pre_vote(on);
                 Ok(format!("pre-vote {}", if on { "on" } else { "off" }))
             }
-            LabCommand::SetTiming(name) => {
-                let timing = match name.as_str() {
-                    "slow" => cluster::SLOW,
-                    "normal" => Timing::default(),
-                    other => {
-                        return Err(format!(
-                            "timing must be \"slow\" or \"normal\", not {other:?}"
-                        ));
-                    }
-                };
+            LabCommand::SetTiming { timing: preset } => {
                 let timing = Timing {
                     pre_vote: c.timing().pre_vote,
-                    ..timing
+                    ..preset.timing()
                 };
                 c.set_timing(timing)
                     .await
-                    .map(|_| format!("timing {name}: nodes restarted"))
+                    .map(|_| format!("timing {preset}: nodes restarted"))
                     .map_err(|e| e.to_string())
             }
         };
@@ -263,7 +254,12 @@ impl Engine {
 
     /// Sends a client request through node `via` without blocking the engine: a task waits for the
     /// outcome, notes it in the timeline and answers the caller.
-    fn request(&mut self, via: usize, key: String, value: String, reply: Reply) {
+    fn request(&mut self, via: Option<usize>, key: String, value: String, reply: Reply) {
+        let Some(via) = via.or_else(|| (0..self.cluster.len()).find(|i| self.cluster.is_up(*i)))
+        else {
+            let _ = reply.send(Err("no node is up".into()));
+            return;
+        };
         let what = format!("client→n{via}: APPEND {key} {value}");
         let client = match self.cluster.client(via) {
             Ok(client) => client,
@@ -295,9 +291,9 @@ impl Engine {
         for (id, status) in now.iter().enumerate() {
             let before = last.get(id).cloned().flatten();
             match (before, status) {
-                (Some(b), Some(s)) if b.role != s.role => match s.role.as_str() {
-                    "leader" => self.note(format!("n{id} is leader for term {}", s.term)),
-                    "candidate" => {
+                (Some(b), Some(s)) if b.role != s.role => match s.role {
+                    Role::Leader => self.note(format!("n{id} is leader for term {}", s.term)),
+                    Role::Candidate => {
                         self.note(format!("n{id} starts an election for term {}", s.term))
                     }
                     role => self.note(format!("n{id} is now {role} (term {})", s.term)),
@@ -348,11 +344,7 @@ impl Engine {
                 status: s.clone(),
             })
             .collect();
-        let source = statuses
-            .iter()
-            .flatten()
-            .filter(|s| s.role == "leader" && s.has_quorum)
-            .max_by_key(|s| s.term)
+        let source = leader_of(statuses.iter().flatten())
             .or_else(|| statuses.iter().flatten().max_by_key(|s| s.last_applied))
             .map(|s| s.id as usize);
         let timing = self.cluster.timing();
@@ -365,12 +357,7 @@ impl Engine {
                 .unwrap_or_default(),
             paused: faults.paused,
             pre_vote: timing.pre_vote,
-            timing: if timing.heartbeat_ms == cluster::SLOW.heartbeat_ms {
-                "slow"
-            } else {
-                "normal"
-            }
-            .into(),
+            timing: TimingPreset::of(&timing),
             heartbeat_ms: timing.heartbeat_ms,
             election_deadline_ms: (
                 timing.election_max_ms + timing.election_min_ms,

@@ -13,4 +13,4 @@ mod ui_tests;
 
 pub use command::LabCommand;
 pub use engine::{Lab, spawn};
-pub use state::LabState;
+pub use state::{LabState, TimingPreset};

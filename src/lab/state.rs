@@ -5,7 +5,72 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::raft::status::Status;
+use crate::cluster;
+use crate::config::Timing;
+use crate::raft::status::{Status, leader_of};
+
+/// The lab's two timings: the service's defaults, or slow enough to follow an election by eye.
+/// Serialized as `"normal"` / `"slow"` (the `--timing` flag, `POST /lab/timing`, `GET /lab/state`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimingPreset {
+    #[default]
+    Normal,
+    Slow,
+}
+
+impl TimingPreset {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimingPreset::Normal => "normal",
+            TimingPreset::Slow => "slow",
+        }
+    }
+
+    /// The Raft timers this preset stands for (pre-vote as in [`Timing::default`]).
+    pub fn timing(self) -> Timing {
+        match self {
+            TimingPreset::Normal => Timing::default(),
+            TimingPreset::Slow => cluster::SLOW,
+        }
+    }
+
+    /// The preset whose heartbeat `timing` has.
+    pub fn of(timing: &Timing) -> TimingPreset {
+        if timing.heartbeat_ms == cluster::SLOW.heartbeat_ms {
+            TimingPreset::Slow
+        } else {
+            TimingPreset::Normal
+        }
+    }
+
+    /// The other preset (the dashboard's `T` key switches between them).
+    pub fn other(self) -> TimingPreset {
+        match self {
+            TimingPreset::Normal => TimingPreset::Slow,
+            TimingPreset::Slow => TimingPreset::Normal,
+        }
+    }
+}
+
+impl std::fmt::Display for TimingPreset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TimingPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "normal" => Ok(TimingPreset::Normal),
+            "slow" => Ok(TimingPreset::Slow),
+            other => Err(format!(
+                "timing must be \"slow\" or \"normal\", not {other:?}"
+            )),
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LabState {
@@ -18,8 +83,7 @@ pub struct LabState {
     pub kv: Vec<(String, Vec<String>)>,
     pub paused: bool,
     pub pre_vote: bool,
-    /// "normal" or "slow".
-    pub timing: String,
+    pub timing: TimingPreset,
     pub heartbeat_ms: u64,
     /// A follower starts an election at most this long after it last heard from a leader
     /// (openraft: leader lease = election timeout max, plus a random timeout in [min, max)).
@@ -61,11 +125,7 @@ pub struct TimelineEntry {
 impl LabState {
     /// The leader with a quorum, highest term first (an isolated old leader may still say leader).
     pub fn leader(&self) -> Option<&Status> {
-        self.nodes
-            .iter()
-            .filter_map(|n| n.status.as_ref())
-            .filter(|s| s.role == "leader" && s.has_quorum)
-            .max_by_key(|s| s.term)
+        leader_of(self.nodes.iter().filter_map(|n| n.status.as_ref()))
     }
 
     pub fn link(&self, from: u64, to: u64) -> Option<&LinkView> {

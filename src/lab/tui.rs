@@ -41,7 +41,7 @@ pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
                 nodes: n,
                 paused: state.paused,
                 pre_vote: state.pre_vote,
-                slow: state.timing == "slow",
+                timing: state.timing,
                 requests: state.requests,
             };
             return Effect::Run(make(&context));

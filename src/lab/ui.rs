@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::command::ACTIONS;
 use super::state::{LabState, NodeView};
-use crate::raft::status::Status;
+use crate::raft::status::{Role, Status};
 
 /// What the person looking at the dashboard chose.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,12 +34,12 @@ pub fn term_colour(term: u64) -> Color {
     TERM_COLOURS[(term % TERM_COLOURS.len() as u64) as usize]
 }
 
-fn role_style(role: &str) -> Style {
+fn role_style(role: Role) -> Style {
     match role {
-        "leader" => Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
-        "candidate" => Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
-        "follower" => Style::new().fg(Color::White),
-        _ => Style::new().fg(Color::DarkGray),
+        Role::Leader => Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
+        Role::Candidate => Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        Role::Follower => Style::new().fg(Color::White),
+        Role::Learner | Role::Shutdown => Style::new().fg(Color::DarkGray),
     }
 }
 
@@ -137,13 +137,13 @@ fn node_line(node: &NodeView, state: &LabState, selected: bool, compact: bool) -
         return Line::from(spans);
     };
     // During a pause every quorum contact ages; that is not a lost quorum.
-    let stale = s.role == "leader" && !s.has_quorum && !state.paused;
+    let stale = s.role == Role::Leader && !s.has_quorum && !state.paused;
     let role = if stale {
         "LEADER?".to_string()
     } else {
-        s.role.to_uppercase()
+        s.role.as_str().to_uppercase()
     };
-    spans.push(Span::styled(format!("{role:<10}"), role_style(&s.role)));
+    spans.push(Span::styled(format!("{role:<10}"), role_style(s.role)));
     let vote = s.voted_for.map_or("-".into(), |v| format!("n{v}"));
     let leader = s.leader_id.map_or("-".into(), |v| format!("n{v}"));
     let (log, commit, applied) = (
@@ -171,12 +171,12 @@ fn timer(s: &Status, state: &LabState) -> Vec<Span<'static>> {
         // Timers are frozen during a pause; wall-clock ages would drain the bar misleadingly.
         return vec![Span::styled("timer paused", Style::new().fg(Color::Yellow))];
     }
-    match (s.role.as_str(), s.quorum_contact_ms) {
-        ("leader", Some(ms)) if s.has_quorum => vec![Span::styled(
+    match (s.role, s.quorum_contact_ms) {
+        (Role::Leader, Some(ms)) if s.has_quorum => vec![Span::styled(
             format!("quorum ✓ {ms}ms ago"),
             Style::new().fg(Color::Green),
         )],
-        ("leader", _) => vec![Span::styled(
+        (Role::Leader, _) => vec![Span::styled(
             "no quorum: stale leader",
             Style::new().fg(Color::Red),
         )],
@@ -345,11 +345,7 @@ fn render_kv(frame: &mut Frame, area: Rect, state: &LabState) {
 fn render_keys(frame: &mut Frame, area: Rect) {
     let mut spans = Vec::new();
     for action in ACTIONS.iter().filter(|a| !a.label.is_empty()) {
-        let key = if action.key == ' ' {
-            "space".to_string()
-        } else {
-            action.key.to_string()
-        };
+        let key = action.key_name();
         spans.push(Span::styled(
             format!(" {key}"),
             Style::new().fg(Color::Black).bg(Color::Gray),
@@ -374,11 +370,7 @@ fn render_help(frame: &mut Frame, area: Rect, state: &LabState) {
     let mut lines: Vec<Line> = ACTIONS
         .iter()
         .map(|a| {
-            let key = if a.key == ' ' {
-                "space".to_string()
-            } else {
-                a.key.to_string()
-            };
+            let key = a.key_name();
             Line::from(vec![
                 Span::styled(
                     format!("{key:>6}  "),

@@ -6,12 +6,12 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
-use super::state::{LabState, LinkView, NodeView, TimelineEntry};
+use super::state::{LabState, LinkView, NodeView, TimelineEntry, TimingPreset};
 use super::ui::{View, render, term_colour};
-use crate::raft::status::{FollowerProgress, Status};
+use crate::raft::status::{FollowerProgress, Role, Status};
 
-fn status(id: u64, role: &str, term: u64, leader: u64) -> Status {
-    let followers = (role == "leader").then(|| {
+fn status(id: u64, role: Role, term: u64, leader: u64) -> Status {
+    let followers = (role == Role::Leader).then(|| {
         (0..5u64)
             .filter(|f| *f != id)
             .map(|f| {
@@ -29,7 +29,7 @@ fn status(id: u64, role: &str, term: u64, leader: u64) -> Status {
         id,
         raft_addr: format!("127.0.0.1:{}", 6000 + id),
         http_addr: format!("127.0.0.1:{}", 8080 + id),
-        role: role.into(),
+        role,
         term,
         voted_for: Some(leader),
         vote_committed: true,
@@ -62,7 +62,11 @@ fn healthy() -> LabState {
             group: None,
             status: Some(status(
                 id as u64,
-                if id == 2 { "leader" } else { "follower" },
+                if id == 2 {
+                    Role::Leader
+                } else {
+                    Role::Follower
+                },
                 3,
                 2,
             )),
@@ -88,7 +92,7 @@ fn healthy() -> LabState {
         kv: vec![("a".into(), vec!["cat".into(), "dog".into()])],
         paused: false,
         pre_vote: true,
-        timing: "normal".into(),
+        timing: TimingPreset::Normal,
         heartbeat_ms: 100,
         election_deadline_ms: (1500, 2000),
         uptime_ms: 5000,

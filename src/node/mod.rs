@@ -116,7 +116,7 @@ impl Node {
             crate::config::resolve(&node.addr).ok()
         });
         let app = Arc::new(AppState {
-            router: api::Router {
+            gateway: api::Gateway {
                 raft: raft.clone(),
                 proposer,
                 peers: Peers::new(me, addresses),
@@ -173,8 +173,8 @@ impl Node {
 
     /// A client of this node: replicates commands through it (forwarded to the leader if needed).
     /// Independent of the `Node` value, so a caller can wait on a write without holding the node.
-    pub fn client(&self) -> api::Router {
-        self.app.router.clone()
+    pub fn client(&self) -> api::Gateway {
+        self.app.gateway.clone()
     }
 
     /// This node's applied key/value contents (possibly stale).

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use openraft::async_runtime::WatchReceiver;
 
 use crate::metrics::Metrics;
+use crate::raft::status::Role;
 use crate::raft::typ::Raft;
 
 pub async fn log_changes(raft: Raft, id: u64, metrics: Arc<Metrics>) {
@@ -15,13 +16,13 @@ pub async fn log_changes(raft: Raft, id: u64, metrics: Arc<Metrics>) {
     loop {
         {
             let m = watched.borrow_watched();
-            let now_role = format!("{:?}", m.state).to_lowercase();
+            let now_role = Role::from(m.state);
             if term != Some(m.current_term) {
                 tracing::info!(node = id, term = m.current_term, "term changed");
                 term = Some(m.current_term);
             }
             if role.as_ref() != Some(&now_role) {
-                if now_role == "candidate" {
+                if now_role == Role::Candidate {
                     metrics.elections.inc();
                     tracing::info!(node = id, term = m.current_term, "election started");
                 } else {

@@ -27,13 +27,70 @@ pub struct FollowerProgress {
     pub last_ack_ms: Option<u64>,
 }
 
+/// A server's state in the Raft paper's sense (Figure 4), plus openraft's learner (receives the
+/// log, never votes) and shutdown (Raft stopped on this node). Serialized in lower case, the
+/// words `/admin/status`, the dashboard and the Report use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    Shutdown,
+}
+
+impl Role {
+    /// The roles a running member can be in (what `/metrics` reports a gauge for).
+    pub const RUNNING: [Role; 4] = [Role::Leader, Role::Follower, Role::Candidate, Role::Learner];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+            Role::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl From<ServerState> for Role {
+    fn from(state: ServerState) -> Role {
+        match state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Learner => Role::Learner,
+            ServerState::Shutdown => Role::Shutdown,
+        }
+    }
+}
+
+/// The leader a client should talk to, from the statuses of several nodes: among those that
+/// say leader *and* heard from a quorum within the lease, the one in the highest term. An
+/// isolated old leader may still say leader until its lease runs out; the quorum check and the
+/// highest term keep it from being chosen. None while no node qualifies (an election, or no
+/// majority reachable).
+pub fn leader_of<'a>(statuses: impl IntoIterator<Item = &'a Status>) -> Option<&'a Status> {
+    statuses
+        .into_iter()
+        .filter(|s| s.role == Role::Leader && s.has_quorum)
+        .max_by_key(|s| s.term)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub id: u64,
     pub raft_addr: String,
     pub http_addr: String,
-    /// leader, follower, candidate, learner, or shutdown.
-    pub role: String,
+    pub role: Role,
     /// The current term.
     pub term: u64,
     /// The node this node voted for in the current term (None: no vote yet).
@@ -77,16 +134,6 @@ pub const RECENT_LOG: u64 = 48;
 
 fn index(id: &Option<LogId>) -> Option<u64> {
     id.as_ref().map(|l| l.index)
-}
-
-fn role(state: ServerState) -> &'static str {
-    match state {
-        ServerState::Leader => "leader",
-        ServerState::Follower => "follower",
-        ServerState::Candidate => "candidate",
-        ServerState::Learner => "learner",
-        ServerState::Shutdown => "shutdown",
-    }
 }
 
 /// Facts about the node that metrics do not carry.
@@ -161,7 +208,7 @@ pub async fn status(raft: &Raft, facts: NodeFacts) -> Status {
         recent_log,
         raft_addr: facts.raft_addr,
         http_addr: facts.http_addr,
-        role: role(m.state).into(),
+        role: m.state.into(),
         term: m.current_term,
         // Term 0 is before any election: openraft fills the vote with a default id then.
         voted_for: (m.vote.leader_id.term > 0).then_some(m.vote.leader_id.voted_for),

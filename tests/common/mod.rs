@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use raftkv::cluster::{Cluster, loopback_configs};
 use raftkv::config::{NodeConfig, Timing};
-use raftkv::raft::status::Status;
+use raftkv::raft::status::{Status, leader_of};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
@@ -178,6 +178,18 @@ impl TestCluster {
         resp.json().await.ok()
     }
 
+    /// The leader with a quorum among `ids`, as [`leader_of`] picks it, if its term is above
+    /// `above_term`. Nodes that do not answer are left out.
+    pub async fn leader_among(&self, ids: &[usize], above_term: u64) -> Option<usize> {
+        let mut statuses = Vec::new();
+        for i in ids {
+            statuses.extend(self.status(*i).await);
+        }
+        leader_of(&statuses)
+            .filter(|s| s.term > above_term)
+            .map(|s| s.id as usize)
+    }
+
     /// Waits until the live nodes agree on one leader that has a quorum: the node in role leader
     /// with the highest term (an isolated old leader may still call itself leader: pitfall 17).
     pub async fn leader(&self, timeout: Duration) -> (usize, u64) {
@@ -189,14 +201,11 @@ impl TestCluster {
                 for i in self.live() {
                     statuses.push(self.status(i).await?);
                 }
-                let leader = statuses
-                    .iter()
-                    .filter(|s| s.role == "leader")
-                    .max_by_key(|s| s.term)?;
+                let leader = leader_of(&statuses)?;
                 let agreed = statuses
                     .iter()
                     .all(|s| s.leader_id == Some(leader.id) && s.term == leader.term);
-                (agreed && leader.has_quorum).then_some((leader.id as usize, leader.term))
+                agreed.then_some((leader.id as usize, leader.term))
             },
         )
         .await
