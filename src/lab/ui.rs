@@ -3,12 +3,13 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::command::ACTIONS;
 use super::state::{LabState, NodeView};
+use super::theme;
 use crate::raft::status::{Role, Status};
 
 /// What the person looking at the dashboard chose.
@@ -18,29 +19,6 @@ pub struct View {
     pub help: bool,
     /// The last command's outcome, shown in the title bar.
     pub message: String,
-}
-
-/// Colours by term, so entries written by the same leader share a colour (as on raft.github.io).
-const TERM_COLOURS: [Color; 6] = [
-    Color::Cyan,
-    Color::Magenta,
-    Color::Yellow,
-    Color::Green,
-    Color::Blue,
-    Color::Red,
-];
-
-pub fn term_colour(term: u64) -> Color {
-    TERM_COLOURS[(term % TERM_COLOURS.len() as u64) as usize]
-}
-
-fn role_style(role: Role) -> Style {
-    match role {
-        Role::Leader => Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
-        Role::Candidate => Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
-        Role::Follower => Style::new().fg(Color::White),
-        Role::Learner | Role::Shutdown => Style::new().fg(Color::DarkGray),
-    }
 }
 
 fn opt(v: Option<u64>) -> String {
@@ -77,12 +55,12 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
 
 fn render_title(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
     let (run, run_style) = if state.paused {
-        ("PAUSED", Style::new().fg(Color::Black).bg(Color::Yellow))
+        ("PAUSED", theme::PAUSED)
     } else {
-        ("RUNNING", Style::new().fg(Color::Black).bg(Color::Green))
+        ("RUNNING", theme::RUNNING)
     };
     let line = Line::from(vec![
-        Span::styled(" raftkv lab ", Style::new().add_modifier(Modifier::BOLD)),
+        Span::styled(" raftkv lab ", theme::TITLE),
         Span::styled(format!(" {run} "), run_style),
         Span::raw(format!(
             "  pre-vote {}  timing {} (heartbeat {} ms)  t={:.1}s  ",
@@ -91,7 +69,7 @@ fn render_title(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
             state.heartbeat_ms,
             state.uptime_ms as f64 / 1000.0
         )),
-        Span::styled(view.message.clone(), Style::new().fg(Color::Gray)),
+        Span::styled(view.message.clone(), theme::MESSAGE),
     ]);
     frame.render_widget(Paragraph::new(line), area);
 }
@@ -118,21 +96,15 @@ fn render_nodes(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
 
 fn node_line(node: &NodeView, state: &LabState, selected: bool, compact: bool) -> Line<'static> {
     let marker = if selected { "▶" } else { " " };
-    let mut spans = vec![Span::styled(
-        format!("{marker}n{} ", node.id),
-        Style::new().add_modifier(Modifier::BOLD),
-    )];
+    let mut spans = vec![Span::styled(format!("{marker}n{} ", node.id), theme::TITLE)];
     let group = node.group.map_or(String::new(), |g| format!(" [{g}]"));
     if node.removed {
-        spans.push(Span::styled("REMOVED  ", Style::new().fg(Color::DarkGray)));
+        spans.push(Span::styled("REMOVED  ", theme::HINT));
         spans.push(Span::raw("not a member any more; its id is never reused"));
         return Line::from(spans);
     }
     let Some(s) = node.status.as_ref().filter(|_| node.up) else {
-        spans.push(Span::styled(
-            "DOWN     ",
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        ));
+        spans.push(Span::styled("DOWN     ", theme::FAULT));
         spans.push(Span::raw(format!("killed; restart it with r{group}")));
         return Line::from(spans);
     };
@@ -143,7 +115,7 @@ fn node_line(node: &NodeView, state: &LabState, selected: bool, compact: bool) -
     } else {
         s.role.as_str().to_uppercase()
     };
-    spans.push(Span::styled(format!("{role:<10}"), role_style(s.role)));
+    spans.push(Span::styled(format!("{role:<10}"), theme::role(s.role)));
     let vote = s.voted_for.map_or("-".into(), |v| format!("n{v}"));
     let leader = s.leader_id.map_or("-".into(), |v| format!("n{v}"));
     let (log, commit, applied) = (
@@ -157,7 +129,7 @@ fn node_line(node: &NodeView, state: &LabState, selected: bool, compact: bool) -
     } else {
         format!("term {:<3} vote {vote:<2} leader {leader:<2} log {log:<5} commit {commit:<5} applied {applied:<5}", s.term)
     }));
-    spans.push(Span::styled(group, Style::new().fg(Color::Yellow)));
+    spans.push(Span::styled(group, theme::NOTICE));
     spans.push(Span::raw(" "));
     spans.extend(timer(s, state));
     Line::from(spans)
@@ -169,39 +141,29 @@ fn timer(s: &Status, state: &LabState) -> Vec<Span<'static>> {
     const WIDTH: u64 = 10;
     if state.paused {
         // Timers are frozen during a pause; wall-clock ages would drain the bar misleadingly.
-        return vec![Span::styled("timer paused", Style::new().fg(Color::Yellow))];
+        return vec![Span::styled("timer paused", theme::NOTICE)];
     }
     match (s.role, s.quorum_contact_ms) {
-        (Role::Leader, Some(ms)) if s.has_quorum => vec![Span::styled(
-            format!("quorum ✓ {ms}ms ago"),
-            Style::new().fg(Color::Green),
-        )],
-        (Role::Leader, _) => vec![Span::styled(
-            "no quorum: stale leader",
-            Style::new().fg(Color::Red),
-        )],
+        (Role::Leader, Some(ms)) if s.has_quorum => {
+            vec![Span::styled(format!("quorum ✓ {ms}ms ago"), theme::HEALTHY)]
+        }
+        (Role::Leader, _) => vec![Span::styled("no quorum: stale leader", theme::STALE)],
         (_, Some(ms)) => {
             let full = state.election_deadline_ms.1.max(1);
             let left = full.saturating_sub(ms);
             let cells = (left * WIDTH).div_ceil(full).min(WIDTH);
-            let colour = if ms >= state.election_deadline_ms.0 {
-                Color::Red
+            let style = if ms >= state.election_deadline_ms.0 {
+                theme::TIMER_DUE
             } else {
-                Color::Blue
+                theme::TIMER
             };
             vec![
-                Span::styled("█".repeat(cells as usize), Style::new().fg(colour)),
-                Span::styled(
-                    "░".repeat((WIDTH - cells) as usize),
-                    Style::new().fg(Color::DarkGray),
-                ),
+                Span::styled("█".repeat(cells as usize), style),
+                Span::styled("░".repeat((WIDTH - cells) as usize), theme::HINT),
                 Span::raw(format!(" {:.1}s", left as f64 / 1000.0)),
             ]
         }
-        _ => vec![Span::styled(
-            "timer: no leader heard",
-            Style::new().fg(Color::Yellow),
-        )],
+        _ => vec![Span::styled("timer: no leader heard", theme::NOTICE)],
     }
 }
 
@@ -210,7 +172,7 @@ fn log_line(node: &NodeView, state: &LabState, leader: Option<u64>, width: u16) 
         return Line::from("");
     };
     let room = (width as usize).saturating_sub(16);
-    let mut spans = vec![Span::styled("     log ", Style::new().fg(Color::DarkGray))];
+    let mut spans = vec![Span::styled("     log ", theme::HINT)];
     let shown: Vec<&(u64, u64)> = s
         .recent_log
         .iter()
@@ -221,11 +183,11 @@ fn log_line(node: &NodeView, state: &LabState, leader: Option<u64>, width: u16) 
         .rev()
         .collect();
     if s.recent_log.len() > shown.len() || shown.first().is_some_and(|(i, _)| *i > 0) {
-        spans.push(Span::styled("…", Style::new().fg(Color::DarkGray)));
+        spans.push(Span::styled("…", theme::HINT));
     }
     for (index, term) in shown {
         let committed = s.commit_index.is_some_and(|c| *index <= c);
-        let style = Style::new().fg(term_colour(*term));
+        let style = Style::new().fg(theme::term_colour(*term));
         let style = if committed {
             style
         } else {
@@ -242,13 +204,10 @@ fn log_line(node: &NodeView, state: &LabState, leader: Option<u64>, width: u16) 
         {
             spans.push(Span::styled(
                 format!("  matched {}", opt(p.matched_index)),
-                Style::new().fg(Color::DarkGray),
+                theme::HINT,
             ));
         } else if s.id == leader {
-            spans.push(Span::styled(
-                format!("  last {last}"),
-                Style::new().fg(Color::DarkGray),
-            ));
+            spans.push(Span::styled(format!("  last {last}"), theme::HINT));
         }
     }
     Line::from(spans)
@@ -266,16 +225,13 @@ fn render_links(frame: &mut Frame, area: Rect, state: &LabState) {
         for to in 0..n {
             let cell = match state.link(from, to) {
                 None => Span::raw("    ·"),
-                Some(l) if l.cut => Span::styled(
-                    "    ✕",
-                    Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-                ),
+                Some(l) if l.cut => Span::styled("    ✕", theme::FAULT),
                 Some(l) => {
                     let total: u32 = l.per_second.values().sum();
                     let votes = l.per_second.get("Vote").copied().unwrap_or(0)
                         + l.per_second.get("PreVote").copied().unwrap_or(0);
                     let style = if votes > 0 {
-                        Style::new().fg(Color::Yellow)
+                        theme::NOTICE
                     } else {
                         Style::new()
                     };
@@ -288,7 +244,7 @@ fn render_links(frame: &mut Frame, area: Rect, state: &LabState) {
     }
     lines.push(Line::from(Span::styled(
         "msgs/s; ✕ cut; yellow: votes",
-        Style::new().fg(Color::DarkGray),
+        theme::HINT,
     )));
     frame.render_widget(
         Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" links ")),
@@ -306,10 +262,7 @@ fn render_timeline(frame: &mut Frame, area: Rect, state: &LabState) {
         .rev()
         .map(|e| {
             Line::from(vec![
-                Span::styled(
-                    format!("{:>6.1}s ", e.at_ms as f64 / 1000.0),
-                    Style::new().fg(Color::DarkGray),
-                ),
+                Span::styled(format!("{:>6.1}s ", e.at_ms as f64 / 1000.0), theme::HINT),
                 Span::raw(e.text.clone()),
             ])
         })
@@ -346,10 +299,7 @@ fn render_keys(frame: &mut Frame, area: Rect) {
     let mut spans = Vec::new();
     for action in ACTIONS.iter().filter(|a| !a.label.is_empty()) {
         let key = action.key_name();
-        spans.push(Span::styled(
-            format!(" {key}"),
-            Style::new().fg(Color::Black).bg(Color::Gray),
-        ));
+        spans.push(Span::styled(format!(" {key}"), theme::KEY_CAP));
         spans.push(Span::raw(format!(" {} ", action.label)));
     }
     frame.render_widget(
@@ -372,10 +322,7 @@ fn render_help(frame: &mut Frame, area: Rect, state: &LabState) {
         .map(|a| {
             let key = a.key_name();
             Line::from(vec![
-                Span::styled(
-                    format!("{key:>6}  "),
-                    Style::new().add_modifier(Modifier::BOLD),
-                ),
+                Span::styled(format!("{key:>6}  "), theme::TITLE),
                 Span::raw(a.help),
             ])
         })

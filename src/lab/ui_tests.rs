@@ -7,7 +7,8 @@ use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
 use super::state::{LabState, LinkView, NodeView, TimelineEntry, TimingPreset};
-use super::ui::{View, render, term_colour};
+use super::theme::term_colour;
+use super::ui::{View, render};
 use crate::raft::status::{FollowerProgress, Role, Status};
 
 fn status(id: u64, role: Role, term: u64, leader: u64) -> Status {
