@@ -1,21 +1,20 @@
-//! The lab's one owner of the cluster: a task that applies [`LabCommand`]s, folds transport events
-//! and node statuses into a [`LabState`], and publishes it on a watch channel. The dashboard and
-//! the control API only send commands and read that state; neither touches a node.
+//! The lab's one owner of the cluster: a task that applies [`LabCommand`]s, feeds transport events
+//! and node statuses to the lab's memory (`fold`, a pure function of what it is fed), builds a
+//! [`LabState`] from that memory and the cluster, and publishes it on a watch channel. The
+//! dashboard and the control API only send commands and read that state; neither touches a node.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::command::LabCommand;
-use super::state::{LabState, LinkView, NodeView, TimelineEntry, TimingPreset};
+use super::fold::{Input, Memory, groups};
+use super::state::{LabState, NodeView, TimingPreset};
 use crate::cluster::Cluster;
 use crate::config::Timing;
-use crate::observe::{Event, Fate, Rpc};
-use crate::raft::status::{Role, Status, leader_of};
+use crate::observe::Event;
+use crate::raft::status::leader_of;
 
-/// How many timeline entries the state keeps.
-const TIMELINE: usize = 200;
 /// How often statuses are refreshed and the state republished.
 const REFRESH: Duration = Duration::from_millis(100);
 
@@ -53,9 +52,7 @@ pub async fn spawn(cluster: Cluster) -> (Lab, tokio::task::JoinHandle<()>) {
     let mut engine = Engine {
         cluster,
         started: Instant::now(),
-        timeline: VecDeque::new(),
-        recent: VecDeque::new(),
-        last: Vec::new(),
+        memory: Memory::default(),
         requests: 0,
         done_tx,
     };
@@ -67,11 +64,8 @@ pub async fn spawn(cluster: Cluster) -> (Lab, tokio::task::JoinHandle<()>) {
 struct Engine {
     cluster: Cluster,
     started: Instant,
-    timeline: VecDeque<TimelineEntry>,
-    /// Messages of the last second: (when, from, to, kind).
-    recent: VecDeque<(Instant, u64, u64, Rpc)>,
-    /// Statuses at the previous refresh, to describe changes.
-    last: Vec<Option<Status>>,
+    /// Everything the lab learned (timeline, message rates), folded from what happened.
+    memory: Memory,
     requests: u64,
     /// Client requests report their outcome here when they finish.
     done_tx: mpsc::Sender<String>,
@@ -100,7 +94,7 @@ impl Engine {
                 },
                 Some(text) = done.recv() => self.note(text),
                 event = events.recv() => match event {
-                    Ok(event) => self.observe(event),
+                    Ok(event) => self.fold(Input::Message(event)),
                     Err(broadcast::error::RecvError::Lagged(n)) => self.note(format!("(dashboard fell behind: {n} messages not counted)")),
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
@@ -113,41 +107,14 @@ impl Engine {
         self.cluster.shutdown().await;
     }
 
-    fn note(&mut self, text: String) {
+    /// Feeds the memory one input, stamped with the time since the lab started.
+    fn fold(&mut self, input: Input) {
         let at_ms = self.started.elapsed().as_millis() as u64;
-        self.timeline.push_back(TimelineEntry { at_ms, text });
-        while self.timeline.len() > TIMELINE {
-            self.timeline.pop_front();
-        }
+        self.memory.fold(at_ms, input);
     }
 
-    fn observe(&mut self, event: Event) {
-        self.recent
-            .push_back((Instant::now(), event.from, event.to, event.rpc));
-        let (from, to, term) = (event.from, event.to, event.term);
-        match (event.rpc, event.fate) {
-            (
-                Rpc::Vote,
-                Fate::Answered {
-                    granted: Some(true),
-                },
-            ) => self.note(format!("n{to} voted for n{from} in term {term}")),
-            (
-                Rpc::PreVote,
-                Fate::Answered {
-                    granted: Some(true),
-                },
-            ) => self.note(format!(
-                "n{to} would vote for n{from} (pre-vote, term {term})"
-            )),
-            (
-                Rpc::Vote,
-                Fate::Answered {
-                    granted: Some(false),
-                },
-            ) => self.note(format!("n{to} refused its vote to n{from} (term {term})")),
-            _ => {}
-        }
+    fn note(&mut self, text: String) {
+        self.fold(Input::Note(text));
     }
 
     async fn apply(&mut self, command: LabCommand) -> Result<String, String> {
@@ -285,53 +252,12 @@ impl Engine {
         });
     }
 
-    /// Describes what changed on each node since the last refresh.
-    fn diff(&mut self, now: &[Option<Status>]) {
-        let last = std::mem::replace(&mut self.last, now.to_vec());
-        for (id, status) in now.iter().enumerate() {
-            let before = last.get(id).cloned().flatten();
-            match (before, status) {
-                (Some(b), Some(s)) if b.role != s.role => match s.role {
-                    Role::Leader => self.note(format!("n{id} is leader for term {}", s.term)),
-                    Role::Candidate => {
-                        self.note(format!("n{id} starts an election for term {}", s.term))
-                    }
-                    role => self.note(format!("n{id} is now {role} (term {})", s.term)),
-                },
-                (Some(b), Some(s)) if b.term != s.term => {
-                    self.note(format!("n{id} moves to term {}", s.term))
-                }
-                _ => {}
-            }
-        }
-    }
-
     async fn snapshot(&mut self) -> LabState {
         let statuses = self.cluster.statuses().await;
-        self.diff(&statuses);
-        let cutoff = Instant::now() - Duration::from_secs(1);
-        while self.recent.front().is_some_and(|(t, ..)| *t < cutoff) {
-            self.recent.pop_front();
-        }
+        self.fold(Input::Statuses(statuses.clone()));
         let faults = self.cluster.faults();
         let n = self.cluster.len() as u64;
-        let mut links = Vec::new();
-        for from in 0..n {
-            for to in (0..n).filter(|t| *t != from) {
-                let mut per_second = BTreeMap::new();
-                for (_, f, t, rpc) in &self.recent {
-                    if (*f, *t) == (from, to) {
-                        *per_second.entry(format!("{rpc:?}")).or_insert(0u32) += 1;
-                    }
-                }
-                links.push(LinkView {
-                    from,
-                    to,
-                    cut: faults.cut.contains(&(from, to)),
-                    per_second,
-                });
-            }
-        }
+        let links = self.memory.links(n, &faults.cut);
         let groups = groups(n, &faults.cut);
         let nodes = statuses
             .iter()
@@ -351,7 +277,7 @@ impl Engine {
         LabState {
             nodes,
             links,
-            timeline: self.timeline.iter().cloned().collect(),
+            timeline: self.memory.timeline(),
             kv: source
                 .map(|id| self.cluster.contents(id))
                 .unwrap_or_default(),
@@ -366,59 +292,5 @@ impl Engine {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             requests: self.requests,
         }
-    }
-}
-
-/// Groups nodes that reach each other both ways (directly or through others); None for all when
-/// the network is whole.
-fn groups(n: u64, cut: &std::collections::BTreeSet<(u64, u64)>) -> Vec<Option<char>> {
-    let mut group: Vec<usize> = (0..n as usize).collect();
-    fn root(g: &mut [usize], i: usize) -> usize {
-        if g[i] != i {
-            let r = root(g, g[i]);
-            g[i] = r;
-        }
-        g[i]
-    }
-    for a in 0..n {
-        for b in (a + 1)..n {
-            if !cut.contains(&(a, b)) && !cut.contains(&(b, a)) {
-                let (ra, rb) = (root(&mut group, a as usize), root(&mut group, b as usize));
-                group[ra.max(rb)] = ra.min(rb);
-            }
-        }
-    }
-    let roots: Vec<usize> = (0..n as usize).map(|i| root(&mut group, i)).collect();
-    let mut distinct = roots.clone();
-    distinct.sort();
-    distinct.dedup();
-    if distinct.len() <= 1 {
-        return vec![None; n as usize];
-    }
-    roots
-        .iter()
-        .map(|r| Some((b'A' + distinct.iter().position(|d| d == r).unwrap_or(0) as u8) as char))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::groups;
-
-    #[test]
-    fn groups_follow_two_way_reachability() {
-        let mut cut = std::collections::BTreeSet::new();
-        assert_eq!(groups(5, &cut), vec![None; 5]);
-        for a in 0..3u64 {
-            for b in 3..5u64 {
-                cut.insert((a, b));
-                cut.insert((b, a));
-            }
-        }
-        let g = groups(5, &cut);
-        assert_eq!(
-            g,
-            vec![Some('A'), Some('A'), Some('A'), Some('B'), Some('B')]
-        );
     }
 }

@@ -5,6 +5,7 @@
 pub mod command;
 pub mod control;
 pub mod engine;
+pub mod fold;
 pub mod state;
 pub mod theme;
 pub mod tui;

@@ -1,0 +1,132 @@
+//! The fold driven by made-up inputs: an election as the transport and the statuses report it.
+
+use std::collections::BTreeSet;
+
+use super::{Input, Memory, TIMELINE, groups};
+use crate::observe::{Event, Fate, Rpc};
+use crate::raft::status::{Role, Status};
+
+fn vote(from: u64, to: u64, term: u64, rpc: Rpc, granted: Option<bool>) -> Input {
+    Input::Message(Event {
+        from,
+        to,
+        rpc,
+        term,
+        entries: 0,
+        fate: Fate::Answered { granted },
+    })
+}
+
+fn status(id: u64, role: Role, term: u64) -> Option<Status> {
+    let json = serde_json::json!({
+        "id": id, "raft_addr": "", "http_addr": "", "role": role, "term": term,
+        "voted_for": null, "vote_committed": false, "leader_id": null, "leader_addr": null,
+        "last_log_index": null, "last_log_term": null, "recent_log": [], "commit_index": null,
+        "last_applied": null, "snapshot_index": null, "purged_index": null, "members": [],
+        "followers": null, "has_quorum": false, "quorum_contact_ms": null, "pre_vote": true,
+        "keys": 0, "uptime_secs": 0, "fatal": null
+    });
+    Some(serde_json::from_value(json).unwrap())
+}
+
+fn texts(m: &Memory) -> Vec<String> {
+    m.timeline().into_iter().map(|e| e.text).collect()
+}
+
+#[test]
+fn an_election_reads_as_the_paper_tells_it() {
+    let mut m = Memory::default();
+    let followers = |t| (0..3).map(|i| status(i, Role::Follower, t)).collect();
+    m.fold(0, Input::Statuses(followers(1)));
+    m.fold(10, vote(1, 0, 2, Rpc::PreVote, Some(true)));
+    m.fold(
+        20,
+        Input::Statuses(vec![
+            status(0, Role::Follower, 1),
+            status(1, Role::Candidate, 2),
+            status(2, Role::Follower, 1),
+        ]),
+    );
+    m.fold(30, vote(1, 0, 2, Rpc::Vote, Some(true)));
+    m.fold(31, vote(1, 2, 2, Rpc::Vote, Some(false)));
+    m.fold(32, vote(1, 2, 2, Rpc::Heartbeat, None));
+    m.fold(
+        40,
+        Input::Statuses(vec![
+            status(0, Role::Follower, 2),
+            status(1, Role::Leader, 2),
+            status(2, Role::Follower, 2),
+        ]),
+    );
+    assert_eq!(
+        texts(&m),
+        [
+            "n0 would vote for n1 (pre-vote, term 2)",
+            "n1 starts an election for term 2",
+            "n0 voted for n1 in term 2",
+            "n2 refused its vote to n1 (term 2)",
+            "n0 moves to term 2",
+            "n1 is leader for term 2",
+            "n2 moves to term 2",
+        ]
+    );
+    assert_eq!(m.timeline()[2].at_ms, 30);
+}
+
+#[test]
+fn a_node_that_goes_down_and_comes_back_is_not_a_change_of_role() {
+    let mut m = Memory::default();
+    m.fold(0, Input::Statuses(vec![status(0, Role::Leader, 3)]));
+    m.fold(100, Input::Statuses(vec![None]));
+    m.fold(200, Input::Statuses(vec![status(0, Role::Follower, 3)]));
+    assert!(texts(&m).is_empty(), "{:?}", texts(&m));
+}
+
+#[test]
+fn link_rates_count_the_last_second_per_kind_and_show_cuts() {
+    let mut m = Memory::default();
+    for at in [0, 500, 900] {
+        m.fold(at, vote(0, 1, 1, Rpc::Heartbeat, None));
+    }
+    m.fold(950, vote(1, 0, 2, Rpc::Vote, Some(true)));
+    let cut = BTreeSet::from([(1, 0)]);
+    let links = m.links(2, &cut);
+    assert_eq!(links.len(), 2);
+    assert_eq!(links[0].per_second.get("Heartbeat"), Some(&3));
+    assert!(!links[0].cut && links[1].cut);
+    assert_eq!(links[1].per_second.get("Vote"), Some(&1));
+    // 1.2 s later only what came in the last second counts.
+    m.fold(1_600, Input::Note("later".into()));
+    let links = m.links(2, &cut);
+    assert_eq!(links[0].per_second.get("Heartbeat"), Some(&1));
+}
+
+#[test]
+fn the_timeline_keeps_the_newest_entries() {
+    let mut m = Memory::default();
+    for i in 0..(TIMELINE as u64 + 5) {
+        m.fold(i, Input::Note(format!("line {i}")));
+    }
+    let t = m.timeline();
+    assert_eq!(t.len(), TIMELINE);
+    assert_eq!(t[0].text, "line 5");
+}
+
+#[test]
+fn groups_follow_two_way_reachability() {
+    let mut cut = BTreeSet::new();
+    assert_eq!(groups(5, &cut), vec![None; 5]);
+    for a in 0..3u64 {
+        for b in 3..5u64 {
+            cut.insert((a, b));
+            cut.insert((b, a));
+        }
+    }
+    let g = groups(5, &cut);
+    assert_eq!(
+        g,
+        vec![Some('A'), Some('A'), Some('A'), Some('B'), Some('B')]
+    );
+    // A one-way cut splits nobody: the two still reach each other through a third.
+    assert_eq!(groups(3, &BTreeSet::from([(0, 1)])), vec![None; 3]);
+}
