@@ -17,7 +17,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{Config, Counts, Load, Progress, Report, Workload, elections, highest_term, roles};
+use super::{
+    Config, Counts, Load, Progress, Report, Workload, cpu_share, cpu_time, elections, highest_term,
+    roles,
+};
 
 /// Width of one bar of the failover timeline.
 pub const TIMELINE_BUCKET_MS: u64 = 50;
@@ -195,6 +198,7 @@ pub(crate) async fn catch_up(config: Config) -> anyhow::Result<Report> {
         ..config.clone()
     };
     let start = Instant::now();
+    let cpu_before = cpu_time();
     let load = Load::spawn(
         &put,
         &[config.endpoints[leader].clone()],
@@ -213,6 +217,7 @@ pub(crate) async fn catch_up(config: Config) -> anyhow::Result<Report> {
     progress.stop.store(true, Ordering::Relaxed);
     let counts: Counts = load.finish().await?;
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_share(cpu_before, cpu_time(), seconds);
     let goal = applied(&config, &http, leader).await?;
     drop(paused);
     let resumed = Instant::now();
@@ -237,5 +242,5 @@ pub(crate) async fn catch_up(config: Config) -> anyhow::Result<Report> {
         catch_up_ms: Some(catch_up.as_secs_f64() * 1000.0),
     };
     let elections = elections(terms_before, terms_after);
-    Ok(counts.report(&put, seconds, f64::NAN, elections, Some(fault)))
+    Ok(counts.report(&put, seconds, cpu, elections, Some(fault)))
 }

@@ -78,8 +78,9 @@ pub struct Report {
     pub max_ms: f64,
     /// Failed requests by kind (HTTP status or transport error).
     pub errors: BTreeMap<String, u64>,
-    /// This process's CPU time over the measured window, as a share of one core.
-    pub client_cpu_share: f64,
+    /// This process's CPU time over the measured window, as a share of one core (None where
+    /// /proc is not there to ask).
+    pub client_cpu_share: Option<f64>,
     /// Terms that began during the measured window (highest term seen after minus before).
     pub elections: Option<u64>,
     /// What the injected fault cost, if one was injected.
@@ -105,7 +106,7 @@ impl Report {
              latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n\
              errors: {errors}\n\
              elections during the run: {elections}\n\
-             load generator CPU: {:.0} % of one core",
+             load generator CPU: {}",
             self.system,
             self.workload,
             self.connections,
@@ -117,7 +118,10 @@ impl Report {
             self.p99_ms,
             self.p999_ms,
             self.max_ms,
-            self.client_cpu_share * 100.0
+            self.client_cpu_share.map_or("unknown".into(), |s| format!(
+                "{:.0} % of one core",
+                s * 100.0
+            ))
         );
         if let Some(fault) = &self.fault {
             text.push('\n');
@@ -125,6 +129,11 @@ impl Report {
         }
         text
     }
+}
+
+/// The CPU time between two readings of [`cpu_time`] as a share of one core over `seconds`.
+fn cpu_share(before: Option<Duration>, after: Option<Duration>, seconds: f64) -> Option<f64> {
+    Some(after?.saturating_sub(before?).as_secs_f64() / seconds)
 }
 
 /// This process's user + system CPU time, from /proc (Linux); `None` elsewhere.
@@ -234,10 +243,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<Report> {
     let cpu_after = cpu_time();
     let terms_after = highest_term(&config).await;
     let seconds = config.duration.as_secs_f64();
-    let cpu = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) => (b.saturating_sub(a)).as_secs_f64() / seconds,
-        _ => f64::NAN,
-    };
+    let cpu = cpu_share(cpu_before, cpu_after, seconds);
     let fault = injected.map(|k| k.report(&counts.acks));
     let elections = elections(terms_before, terms_after);
     Ok(counts.report(&config, seconds, cpu, elections, fault))
@@ -295,7 +301,7 @@ impl Counts {
         self,
         config: &Config,
         seconds: f64,
-        client_cpu_share: f64,
+        client_cpu_share: Option<f64>,
         elections: Option<u64>,
         fault: Option<fault::FaultReport>,
     ) -> Report {
