@@ -36,28 +36,26 @@ fn texts(m: &Memory) -> Vec<String> {
 #[test]
 fn an_election_reads_as_the_paper_tells_it() {
     let mut m = Memory::default();
-    let followers = |t| (0..3).map(|i| status(i, Role::Follower, t)).collect();
-    m.fold(0, Input::Statuses(followers(1)));
+    // Three nodes as (role, term); n1 is the one that times out.
+    let refresh = |nodes: [(Role, u64); 3]| {
+        let statuses = nodes.iter().enumerate();
+        Input::Statuses(
+            statuses
+                .map(|(i, (r, t))| status(i as u64, *r, *t))
+                .collect(),
+        )
+    };
+    let follower = |t| (Role::Follower, t);
+    m.fold(0, refresh([follower(1), follower(1), follower(1)]));
     m.fold(10, vote(1, 0, 2, Rpc::PreVote, Some(true)));
     m.fold(
         20,
-        Input::Statuses(vec![
-            status(0, Role::Follower, 1),
-            status(1, Role::Candidate, 2),
-            status(2, Role::Follower, 1),
-        ]),
+        refresh([follower(1), (Role::Candidate, 2), follower(1)]),
     );
     m.fold(30, vote(1, 0, 2, Rpc::Vote, Some(true)));
     m.fold(31, vote(1, 2, 2, Rpc::Vote, Some(false)));
     m.fold(32, vote(1, 2, 2, Rpc::Heartbeat, None));
-    m.fold(
-        40,
-        Input::Statuses(vec![
-            status(0, Role::Follower, 2),
-            status(1, Role::Leader, 2),
-            status(2, Role::Follower, 2),
-        ]),
-    );
+    m.fold(40, refresh([follower(2), (Role::Leader, 2), follower(2)]));
     assert_eq!(
         texts(&m),
         [
