@@ -1,6 +1,6 @@
 //! The dashboard's styles, in one table: each says what it marks, and `ui` draws only with these.
 //! Colour is a help, never the only carrier: every styled thing also has a word or a symbol
-//! (role names, `DOWN`, `✕`, `■`/`□`), so the dashboard reads the same without colour.
+//! (role names, `DOWN`, `✕`, each log entry's term as a number, `┃` at the commit index), so the dashboard reads the same without colour.
 
 use ratatui::style::{Color, Modifier, Style};
 

@@ -77,7 +77,7 @@ fn render_title(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
 fn render_nodes(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(" nodes  (log: one cell per entry, colour = term; dim = not yet committed) ");
+        .title(" nodes  (log: each entry's term from index #N on; ┃ after the commit index; dim = not committed) ");
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let leader = state.leader().map(|s| s.id);
@@ -171,20 +171,17 @@ fn log_line(node: &NodeView, state: &LabState, leader: Option<u64>, width: u16) 
     let Some(s) = node.status.as_ref().filter(|_| node.up) else {
         return Line::from("");
     };
-    let room = (width as usize).saturating_sub(16);
-    let mut spans = vec![Span::styled("     log ", theme::HINT)];
-    let shown: Vec<&(u64, u64)> = s
-        .recent_log
-        .iter()
-        .rev()
-        .take(room)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    if s.recent_log.len() > shown.len() || shown.first().is_some_and(|(i, _)| *i > 0) {
-        spans.push(Span::styled("…", theme::HINT));
-    }
+    // Each entry is its term, as a number (as in the paper's figures), padded to the widest term
+    // so that columns line up across nodes; the newest entries that fit are shown.
+    let digits = s.recent_log.iter().map(|(_, t)| t.to_string().len()).max();
+    let cell = digits.unwrap_or(1) + 1;
+    let room = (width as usize).saturating_sub(34) / cell;
+    let from = s.recent_log.len().saturating_sub(room);
+    let shown = &s.recent_log[from..];
+    let Some((first, _)) = shown.first() else {
+        return Line::from(Span::styled("     log (empty)", theme::HINT));
+    };
+    let mut spans = vec![Span::styled(format!("     log #{first:<4}"), theme::HINT)];
     for (index, term) in shown {
         let committed = s.commit_index.is_some_and(|c| *index <= c);
         let style = Style::new().fg(theme::term_colour(*term));
@@ -193,7 +190,14 @@ fn log_line(node: &NodeView, state: &LabState, leader: Option<u64>, width: u16) 
         } else {
             style.add_modifier(Modifier::DIM)
         };
-        spans.push(Span::styled(if committed { "■" } else { "□" }, style));
+        // The gap after the last committed entry is the commit marker.
+        let gap = if s.commit_index == Some(*index) {
+            "┃"
+        } else {
+            " "
+        };
+        spans.push(Span::styled(format!("{term:>w$}", w = cell - 1), style));
+        spans.push(Span::styled(gap, theme::HINT));
     }
     if let (Some(leader), Some(last)) = (leader, s.last_log_index) {
         if let Some(l) = state

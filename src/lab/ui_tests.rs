@@ -4,7 +4,7 @@
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
-use ratatui::style::Color;
+use ratatui::style::{Color, Modifier};
 
 use super::state::{LabState, LinkView, NodeView, TimelineEntry, TimingPreset};
 use super::theme::term_colour;
@@ -140,17 +140,15 @@ fn a_healthy_cluster_shows_one_green_leader_terms_and_a_log_coloured_by_term() {
     assert!(screen.contains("n2 is leader for term 3"));
     let (x, y) = find(&buffer, "LEADER").unwrap();
     assert_eq!(buffer[(x, y)].fg, Color::Green);
-    // Log cells: entries of term 1 and term 3 in their term colours; index 4 is not committed.
-    let (lx, ly) = find(&buffer, "log ■").unwrap();
-    let first = lx + 4;
+    // The log as the paper draws it: from index 0, each entry's term as a number in its term's
+    // colour, the commit marker after index 3; index 4 (not committed) dim.
+    let (lx, ly) = find(&buffer, "log #0   0 1 1 3┃3").expect(&screen);
+    let first = lx + 9;
     assert_eq!(buffer[(first, ly)].fg, term_colour(0));
-    assert_eq!(buffer[(first + 1, ly)].fg, term_colour(1));
-    assert_eq!(buffer[(first + 3, ly)].fg, term_colour(3));
-    assert_eq!(
-        buffer[(first + 4, ly)].symbol(),
-        "□",
-        "uncommitted entry drawn hollow"
-    );
+    assert_eq!(buffer[(first + 2, ly)].fg, term_colour(1));
+    assert_eq!(buffer[(first + 6, ly)].fg, term_colour(3));
+    assert!(!buffer[(first + 6, ly)].modifier.contains(Modifier::DIM));
+    assert!(buffer[(first + 8, ly)].modifier.contains(Modifier::DIM));
 }
 
 #[test]
