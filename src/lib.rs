@@ -1,5 +1,10 @@
 //! raftkv: a fault-tolerant key/value service on Raft (openraft), with a terminal lab.
 //!
+//! Two crates. The **service** (`service/`, crate `raftkv-service`): the modules from `config` to
+//! `cluster`, all a running node needs, re-exported here under the same names. The **lab and the
+//! tooling** (this crate, `src/`): `check`, `scenario`, `lab`, `bench`, and the `raftkv` binary
+//! with every subcommand. The service depends on none of the tooling's crates.
+//!
 //! Modules, lowest layer first. A module uses only modules listed before it (`.ci/layers.py`
 //! checks every `crate::` path against this list, and that README's Design table is the same):
 //! - [`config`]: what a node is told at start (addresses → ids, timing, cluster secret).
@@ -19,18 +24,11 @@
 //! - [`lab`]: the dashboard and control API over a `cluster`; never touches openraft.
 //! - [`bench`]: the load generator, an HTTP client of a running cluster (ours or etcd).
 
-pub mod config;
-pub mod error;
-pub mod observe;
-pub mod metrics;
-pub mod kv;
-pub mod store;
-pub mod raft;
-pub mod net;
-pub mod api;
-pub mod client;
-pub mod node;
-pub mod cluster;
+// The service's modules, in layer order (rustfmt would sort them alphabetically).
+#[rustfmt::skip]
+pub use raftkv_service::{
+    config, error, observe, metrics, kv, store, raft, net, api, client, node, cluster,
+};
 pub mod check;
 pub mod scenario;
 pub mod lab;

@@ -276,9 +276,9 @@ fn init_logging(command: &Command) -> anyhow::Result<()> {
     // A node's operator wants its elections and leader changes; the in-process clusters of the
     // scenarios and soaks would print those for every node, drowning their own output.
     let default = match command {
-        Command::Node(_) | Command::Lab(_) => "warn,openraft=error,raftkv=info",
+        Command::Node(_) | Command::Lab(_) => "warn,openraft=error,raftkv=info,raftkv_service=info",
         // Their nemesis cuts and kills peers on purpose: failing RPCs are expected there.
-        _ => "warn,openraft=error,raftkv::net=error",
+        _ => "warn,openraft=error,raftkv_service::net=error",
     };
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
