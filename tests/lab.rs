@@ -370,3 +370,63 @@ fn port_blocks_taken_together_are_disjoint() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_messages_of_an_election_and_a_write_are_listed_with_their_raft_fields() {
+    let lab = LabClient::start().await;
+    let (old, term) = lab.leader_above(0).await;
+    // An election the lab sees from its start: kill the leader.
+    assert_eq!(
+        lab.post(&format!("/lab/nodes/{old}/kill"), serde_json::json!(null))
+            .await
+            .0,
+        200
+    );
+    let (leader, new_term) = lab.leader_above(term).await;
+    assert_eq!(lab.append(leader, "fields").await, 200);
+    let get = |query: &'static str| {
+        let url = format!("{}/lab/messages{query}", lab.base);
+        let http = lab.http.clone();
+        async move {
+            let resp = http.get(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    // The votes that made the new leader: its RequestVotes in the new term, each with the
+    // candidate's last log entry, and granted replies from a majority's worth of voters.
+    let (code, body) = get("?kind=Vote").await;
+    assert_eq!(code, 200, "{body}");
+    let votes: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let granted: Vec<&serde_json::Value> = votes
+        .iter()
+        .filter(|m| m["from"] == leader as u64 && m["term"] == new_term)
+        .filter(|m| m["reply"]["granted"] == true)
+        .collect();
+    assert!(granted.len() >= 2, "{body}");
+    for m in &granted {
+        assert_eq!(m["kind"], "Vote");
+        assert_eq!(m["fields"]["kind"], "vote", "{m}");
+        assert!(m["fields"]["last_log"]["index"].is_u64(), "{m}");
+        assert_eq!(m["reply"]["kind"], "vote", "{m}");
+    }
+    // The write: an AppendEntries from the leader carrying the entry, answered with success.
+    let state = lab.state().await;
+    let last = state.nodes[leader].status.as_ref().unwrap().last_log_index;
+    let (_, body) = get("?kind=Append").await;
+    let appends: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert!(
+        appends.iter().any(|m| m["from"] == leader as u64
+            && m["fields"]["last"]["index"].as_u64() <= last
+            && m["fields"]["last"]["term"] == new_term
+            && m["reply"]["outcome"] == "success"),
+        "{body}"
+    );
+    // Filters: by node (sent or received), and a kind that does not exist is refused.
+    let (_, body) = get("?node=0").await;
+    let by_node: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert!(!by_node.is_empty());
+    assert!(by_node.iter().all(|m| m["from"] == 0 || m["to"] == 0));
+    let (code, body) = get("?kind=Gossip").await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("unknown variant"), "{body}");
+}

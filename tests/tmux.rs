@@ -134,6 +134,17 @@ async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits
         .await;
     assert!(screen.contains(&format!("killed n{leader}")), "{screen}");
 
+    // The messages pane: the election that followed the kill, each vote with its fields.
+    tmux.keys("m");
+    tmux.wait_for(
+        "the messages pane lists a granted vote with its fields",
+        |s| s.contains("messages (m: timeline)") && s.contains("lastLog") && s.contains("granted"),
+    )
+    .await;
+    tmux.keys("m");
+    tmux.wait_for("the timeline is back", |s| s.contains(" timeline "))
+        .await;
+
     tmux.keys("?");
     tmux.wait_for("the help overlay opens", |s| {
         s.contains("help (? to close)")

@@ -43,6 +43,86 @@ pub struct Event {
     /// Log entries carried (AppendEntries only).
     pub entries: u64,
     pub fate: Fate,
+    /// The message's fields in the paper's words (None: not known, e.g. an event made by hand).
+    #[serde(default)]
+    pub fields: Option<Fields>,
+    /// The reply's fields, when the message was answered.
+    #[serde(default)]
+    pub reply: Option<ReplyFields>,
+}
+
+/// A position in a log: the paper's (index, term) pairs, such as a candidate's lastLogIndex and
+/// lastLogTerm or AppendEntries' prevLogIndex and prevLogTerm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPos {
+    pub index: u64,
+    pub term: u64,
+}
+
+impl fmt::Display for LogPos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "index {} (term {})", self.index, self.term)
+    }
+}
+
+/// What a message says, besides its kind, sender and term.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fields {
+    /// RequestVote or pre-vote: the candidate's last log entry (None: its log is empty).
+    Vote { last_log: Option<LogPos> },
+    /// AppendEntries: the entry just before the new ones, the first and last new entries (None
+    /// for a heartbeat), and the leader's commit index.
+    Append {
+        prev_log: Option<LogPos>,
+        first: Option<LogPos>,
+        last: Option<LogPos>,
+        leader_commit: Option<u64>,
+    },
+    /// InstallSnapshot: the last entry the snapshot covers, and its size.
+    Snapshot {
+        last_included: Option<LogPos>,
+        bytes: u64,
+    },
+    /// The leader asks `to` to take over; it must hold at least `last_log`.
+    TransferLeader { to: u64, last_log: Option<LogPos> },
+    /// A client request a follower forwards to its leader: "write", "read index", "membership".
+    Forward { what: String },
+}
+
+/// What the reply says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReplyFields {
+    /// The voter's term after handling the request, whether it granted its vote, and its own
+    /// last log entry.
+    Vote {
+        term: u64,
+        granted: bool,
+        last_log: Option<LogPos>,
+    },
+    /// The follower's answer to AppendEntries.
+    Append(AppendAnswer),
+    /// The follower's term after installing (or refusing) the snapshot.
+    Snapshot { term: u64 },
+    /// Anything else: the receiver served it (or said why not) in its own words.
+    Other { text: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AppendAnswer {
+    /// The follower's log now matches the leader's through the last entry sent.
+    Success,
+    /// It matches through `matched` (the rest was not sent in this message).
+    Partial { matched: Option<LogPos> },
+    /// The follower has no entry at the previous index with the previous term: the leader must
+    /// back up and send earlier entries (the paper's consistency check, receiver step 2).
+    Conflict,
+    /// The follower has seen a higher term: the sender is no longer leader.
+    HigherTerm { term: u64 },
+    /// The receiver could not serve it (stopped).
+    Failed { why: String },
 }
 
 impl fmt::Display for Event {

@@ -100,6 +100,8 @@ mod tests {
             term,
             entries: 0,
             fate: Fate::Dropped,
+            fields: None,
+            reply: None,
         }
     }
 

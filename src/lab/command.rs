@@ -104,6 +104,8 @@ pub enum KeyAction {
     Command(fn(&Context) -> LabCommand),
     SelectNext,
     SelectPrev,
+    /// Show the messages pane instead of the timeline, or back.
+    Messages,
     Help,
     Quit,
 }
@@ -249,6 +251,12 @@ pub const ACTIONS: &[Action] = &[
         action: KeyAction::Command(|c| LabCommand::SetTiming {
             timing: c.timing.other(),
         }),
+    },
+    Action {
+        key: 'm',
+        label: "messages",
+        help: "messages between nodes (fields and fates) instead of the timeline / back",
+        action: KeyAction::Messages,
     },
     Action {
         key: '?',

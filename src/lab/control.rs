@@ -1,5 +1,6 @@
 //! The lab's control API, for scripts and tests (and for driving the lab without a terminal):
-//! `GET /lab/state` returns everything the dashboard shows; each `POST` runs one [`LabCommand`]
+//! `GET /lab/state` returns everything the dashboard shows, `GET /lab/messages` the messages
+//! between nodes with their fields (`?kind=Vote&node=2` to filter); each `POST` runs one [`LabCommand`]
 //! and answers 200 with what happened, or 400 with why it could not be done. Listens on loopback.
 //!
 //! The routes are the command's JSON form spread over the URL: `POST /lab/{verb}` with the
@@ -7,18 +8,20 @@
 //! `POST /lab/nodes` to add one. Both are deserialized as a `LabCommand`, so a new verb needs no
 //! code here.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::{Router, body::Bytes};
 use serde_json::{Map, Value};
 
+use super::message::{MessageFilter, MessageView};
 use super::{Lab, LabCommand, LabState};
 
 pub fn router(lab: Lab) -> Router {
     Router::new()
         .route("/lab/state", get(state))
+        .route("/lab/messages", get(messages))
         .route(
             "/lab/nodes",
             post(|State(lab): State<Lab>| run(lab, LabCommand::AddNode)),
@@ -50,6 +53,13 @@ pub fn path_and_body(command: &LabCommand) -> (String, Option<Value>) {
 
 async fn state(State(lab): State<Lab>) -> Json<LabState> {
     Json(lab.state())
+}
+
+/// `GET /lab/messages[?kind=Vote][&node=2]`: the messages pane's lines, newest first, with every
+/// field. A kind that does not exist is a 400 naming the kinds.
+async fn messages(State(lab): State<Lab>, filter: Query<MessageFilter>) -> Json<Vec<MessageView>> {
+    let all = lab.state().messages;
+    Json(all.into_iter().filter(|m| filter.matches(m)).collect())
 }
 
 async fn run(lab: Lab, command: LabCommand) -> Response {

@@ -278,6 +278,7 @@ impl Engine {
             nodes,
             links,
             timeline: self.memory.timeline(),
+            messages: self.memory.messages(),
             kv: source
                 .map(|id| self.cluster.contents(id))
                 .unwrap_or_default(),

@@ -5,12 +5,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use super::message::MessageView;
 use super::state::{LinkView, TimelineEntry};
 use crate::observe::{Event, Fate, Rpc};
 use crate::raft::status::{Role, Status};
 
 /// How many timeline entries are kept.
 pub const TIMELINE: usize = 200;
+/// How many message lines are kept (heartbeat runs count as one).
+pub const MESSAGES: usize = 1_000;
 /// Link rates count the messages of this last window.
 const RATE_WINDOW_MS: u64 = 1_000;
 
@@ -32,6 +35,10 @@ pub struct Memory {
     recent: VecDeque<(u64, u64, u64, Rpc)>,
     /// Statuses at the previous refresh, to describe what changed.
     last: Vec<Option<Status>>,
+    /// Message lines, oldest first; runs of heartbeats folded into one.
+    messages: VecDeque<MessageView>,
+    /// Messages seen so far (the next message's id).
+    seen: u64,
 }
 
 impl Memory {
@@ -43,6 +50,22 @@ impl Memory {
                     .push_back((at_ms, event.from, event.to, event.rpc));
                 if let Some(text) = decision(&event) {
                     self.note(at_ms, text);
+                }
+                self.seen += 1;
+                let mut message = MessageView::new(self.seen, at_ms, event);
+                // A routine message joins the line it repeats among the routine lines since the
+                // last message that decided something; that line moves down to the newest place.
+                let run = self.messages.iter().rev();
+                let run = run.take_while(|m| m.routine()).count();
+                let first_of_run = self.messages.len() - run;
+                let same_link = (first_of_run..self.messages.len())
+                    .find(|i| self.messages[*i].absorbs(&message));
+                if let Some(line) = same_link.and_then(|i| self.messages.remove(i)) {
+                    message.count += line.count;
+                }
+                self.messages.push_back(message);
+                while self.messages.len() > MESSAGES {
+                    self.messages.pop_front();
                 }
             }
             Input::Statuses(now) => {
@@ -69,6 +92,11 @@ impl Memory {
         while self.timeline.len() > TIMELINE {
             self.timeline.pop_front();
         }
+    }
+
+    /// The message lines, newest first.
+    pub fn messages(&self) -> Vec<MessageView> {
+        self.messages.iter().rev().cloned().collect()
     }
 
     /// The timeline, oldest first.

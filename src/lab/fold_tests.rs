@@ -3,10 +3,16 @@
 use std::collections::BTreeSet;
 
 use super::{Input, Memory, TIMELINE, groups};
-use crate::observe::{Event, Fate, Rpc};
+use crate::observe::{AppendAnswer, Event, Fate, Fields, ReplyFields, Rpc};
 use crate::raft::status::{Role, Status};
 
 fn vote(from: u64, to: u64, term: u64, rpc: Rpc, granted: Option<bool>) -> Input {
+    let heartbeat = Fields::Append {
+        prev_log: None,
+        first: None,
+        last: None,
+        leader_commit: None,
+    };
     Input::Message(Event {
         from,
         to,
@@ -14,6 +20,18 @@ fn vote(from: u64, to: u64, term: u64, rpc: Rpc, granted: Option<bool>) -> Input
         term,
         entries: 0,
         fate: Fate::Answered { granted },
+        fields: Some(match rpc {
+            Rpc::Heartbeat => heartbeat,
+            _ => Fields::Vote { last_log: None },
+        }),
+        reply: Some(match granted {
+            Some(granted) => ReplyFields::Vote {
+                term,
+                granted,
+                last_log: None,
+            },
+            None => ReplyFields::Append(AppendAnswer::Success),
+        }),
     })
 }
 
@@ -97,6 +115,26 @@ fn link_rates_count_the_last_second_per_kind_and_show_cuts() {
     m.fold(1_600, Input::Note("later".into()));
     let links = m.links(2, &cut);
     assert_eq!(links[0].per_second.get("Heartbeat"), Some(&1));
+}
+
+#[test]
+fn heartbeats_fold_into_one_line_per_link_until_another_message_comes() {
+    let mut m = Memory::default();
+    for at in 0..6 {
+        // n1 leads; its heartbeats to n0 and n2 interleave.
+        m.fold(at, vote(1, at % 2 * 2, 4, Rpc::Heartbeat, None));
+    }
+    let lines = m.messages();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!((lines[0].to, lines[0].count, lines[0].id), (2, 3, 6));
+    assert_eq!((lines[1].to, lines[1].count, lines[1].id), (0, 3, 5));
+    // A vote breaks the run: the next heartbeat starts a new line.
+    m.fold(10, vote(0, 1, 5, Rpc::Vote, Some(true)));
+    m.fold(11, vote(1, 0, 4, Rpc::Heartbeat, None));
+    let lines = m.messages();
+    assert_eq!(lines.len(), 4);
+    assert_eq!((lines[0].kind, lines[0].count), (Rpc::Heartbeat, 1));
+    assert_eq!(lines[1].kind, Rpc::Vote);
 }
 
 #[test]

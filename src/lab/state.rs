@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::message::MessageView;
 use crate::cluster;
 use crate::config::Timing;
 use crate::raft::status::{Status, leader_of};
@@ -79,6 +80,9 @@ pub struct LabState {
     pub links: Vec<LinkView>,
     /// Newest last.
     pub timeline: Vec<TimelineEntry>,
+    /// Messages between nodes with their fields and fates, newest first (runs of heartbeats
+    /// folded into one line with a count).
+    pub messages: Vec<MessageView>,
     /// The key/value contents as applied by the leader (or, without one, the most advanced node).
     pub kv: Vec<(String, Vec<String>)>,
     pub paused: bool,

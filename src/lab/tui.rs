@@ -34,6 +34,7 @@ pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
         Some(KeyAction::SelectNext) => view.selected = (view.selected + 1) % n,
         Some(KeyAction::SelectPrev) => view.selected = (view.selected + n - 1) % n,
         Some(KeyAction::Help) => view.help = !view.help,
+        Some(KeyAction::Messages) => view.messages = !view.messages,
         Some(KeyAction::Quit) => return Effect::Quit,
         Some(KeyAction::Command(make)) => {
             let context = Context {

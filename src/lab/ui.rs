@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use super::command::ACTIONS;
 use super::state::{LabState, NodeView};
 use super::theme;
+use crate::observe::{AppendAnswer, Fate, ReplyFields, Rpc};
 use crate::raft::status::{Role, Status};
 
 /// What the person looking at the dashboard chose.
@@ -17,6 +18,8 @@ use crate::raft::status::{Role, Status};
 pub struct View {
     pub selected: usize,
     pub help: bool,
+    /// The messages pane is shown where the timeline is.
+    pub messages: bool,
     /// The last command's outcome, shown in the title bar.
     pub message: String,
 }
@@ -38,15 +41,23 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
     .areas(area);
     render_title(frame, title, state, view);
     render_nodes(frame, nodes, state, view);
+    // The messages pane takes the key/value pane's room too: its lines are long.
+    let kv_share = if view.messages { 0 } else { 25 };
     let [links, timeline, kv] = Layout::horizontal([
         Constraint::Length(10 + 5 * state.nodes.len() as u16),
         Constraint::Min(30),
-        Constraint::Percentage(25),
+        Constraint::Percentage(kv_share),
     ])
     .areas(bottom);
     render_links(frame, links, state);
-    render_timeline(frame, timeline, state);
-    render_kv(frame, kv, state);
+    if view.messages {
+        render_messages(frame, timeline, state);
+    } else {
+        render_timeline(frame, timeline, state);
+    }
+    if !view.messages {
+        render_kv(frame, kv, state);
+    }
     render_keys(frame, keys);
     if view.help {
         render_help(frame, area, state);
@@ -252,6 +263,43 @@ fn render_links(frame: &mut Frame, area: Rect, state: &LabState) {
     )));
     frame.render_widget(
         Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" links ")),
+        area,
+    );
+}
+
+/// The newest messages that fit, newest at the bottom like the timeline: when, who to whom, kind,
+/// term, the fields and what became of the message.
+fn render_messages(frame: &mut Frame, area: Rect, state: &LabState) {
+    let rows = area.height.saturating_sub(2) as usize;
+    let lines: Vec<Line> = state
+        .messages
+        .iter()
+        .take(rows)
+        .rev()
+        .map(|m| {
+            let style = match (&m.fate, &m.reply) {
+                (Fate::Dropped | Fate::Failed, _) => theme::STALE,
+                (_, Some(ReplyFields::Append(AppendAnswer::Conflict))) => theme::STALE,
+                _ if m.kind == Rpc::Heartbeat => theme::HINT,
+                _ if matches!(m.kind, Rpc::Vote | Rpc::PreVote) => theme::NOTICE,
+                _ => Style::new(),
+            };
+            Line::from(vec![
+                Span::styled(format!("{:>6.1}s ", m.at_ms as f64 / 1000.0), theme::HINT),
+                Span::styled(
+                    format!("n{}→n{} {:?} t{} ", m.from, m.to, m.kind, m.term),
+                    style,
+                ),
+                Span::raw(m.summary()),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" messages (m: timeline) "),
+        ),
         area,
     );
 }

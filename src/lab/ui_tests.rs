@@ -6,9 +6,11 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 
+use super::message::MessageView;
 use super::state::{LabState, LinkView, NodeView, TimelineEntry, TimingPreset};
 use super::theme::term_colour;
 use super::ui::{View, render};
+use crate::observe::{AppendAnswer, Fate, Fields, LogPos, ReplyFields, Rpc};
 use crate::raft::status::{FollowerProgress, Role, Status};
 
 fn status(id: u64, role: Role, term: u64, leader: u64) -> Status {
@@ -90,6 +92,7 @@ fn healthy() -> LabState {
             at_ms: 700,
             text: "n2 is leader for term 3".into(),
         }],
+        messages: messages(),
         kv: vec![("a".into(), vec!["cat".into(), "dog".into()])],
         paused: false,
         pre_vote: true,
@@ -99,6 +102,69 @@ fn healthy() -> LabState {
         uptime_ms: 5000,
         requests: 0,
     }
+}
+
+/// Newest first: a run of heartbeats, an AppendEntries that conflicted, a granted vote.
+fn messages() -> Vec<MessageView> {
+    let pos = |index, term| Some(LogPos { index, term });
+    let message = |id, from, to, kind, fields, reply| MessageView {
+        id,
+        at_ms: 600 + id * 10,
+        from,
+        to,
+        kind,
+        term: 3,
+        fields: Some(fields),
+        fate: Fate::Answered { granted: None },
+        reply: Some(reply),
+        count: 1,
+    };
+    let append = |first, last| Fields::Append {
+        prev_log: pos(3, 2),
+        first,
+        last,
+        leader_commit: Some(3),
+    };
+    vec![
+        MessageView {
+            count: 12,
+            ..message(
+                3,
+                2,
+                4,
+                Rpc::Heartbeat,
+                append(None, None),
+                ReplyFields::Append(AppendAnswer::Success),
+            )
+        },
+        message(
+            2,
+            2,
+            1,
+            Rpc::Append,
+            append(pos(4, 3), pos(4, 3)),
+            ReplyFields::Append(AppendAnswer::Conflict),
+        ),
+        MessageView {
+            fate: Fate::Answered {
+                granted: Some(true),
+            },
+            ..message(
+                1,
+                2,
+                0,
+                Rpc::Vote,
+                Fields::Vote {
+                    last_log: pos(3, 2),
+                },
+                ReplyFields::Vote {
+                    term: 3,
+                    granted: true,
+                    last_log: pos(3, 2),
+                },
+            )
+        },
+    ]
 }
 
 fn draw(state: &LabState, view: &View, width: u16, height: u16) -> Buffer {
@@ -149,6 +215,36 @@ fn a_healthy_cluster_shows_one_green_leader_terms_and_a_log_coloured_by_term() {
     assert_eq!(buffer[(first + 6, ly)].fg, term_colour(3));
     assert!(!buffer[(first + 6, ly)].modifier.contains(Modifier::DIM));
     assert!(buffer[(first + 8, ly)].modifier.contains(Modifier::DIM));
+}
+
+#[test]
+fn the_messages_pane_shows_each_message_with_its_fields_and_fate() {
+    let view = View {
+        messages: true,
+        ..View::default()
+    };
+    let buffer = draw(&healthy(), &view, 120, 40);
+    let screen = text(&buffer);
+    assert!(screen.contains("messages (m: timeline)"), "{screen}");
+    assert!(
+        !screen.contains("n2 is leader for term 3"),
+        "the timeline is replaced"
+    );
+    for line in [
+        "n2→n0 Vote t3 lastLog 3@2 → granted (term 3)",
+        "n2→n1 Append t3 prev 3@2 entry 4@3 commit 3 → conflict: prev not matched",
+        "n2→n4 Heartbeat t3 prev 3@2 commit 3 → success ×12",
+    ] {
+        assert!(screen.contains(line), "missing {line:?}:\n{screen}");
+    }
+    // Newest at the bottom, as in the timeline; votes stand out, a conflict is marked.
+    let (_, vote_y) = find(&buffer, "n2→n0 Vote").unwrap();
+    let (_, beat_y) = find(&buffer, "n2→n4 Heartbeat").unwrap();
+    assert!(vote_y < beat_y);
+    let (x, y) = find(&buffer, "n2→n1 Append").unwrap();
+    assert_eq!(buffer[(x, y)].fg, Color::Red);
+    let (x, y) = find(&buffer, "n2→n0 Vote").unwrap();
+    assert_eq!(buffer[(x, y)].fg, Color::Yellow);
 }
 
 #[test]

@@ -10,11 +10,11 @@ use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::kv;
-use crate::observe::Rpc;
+use crate::observe::{AppendAnswer, Fields, LogPos, ReplyFields, Rpc};
 use crate::raft::TypeConfig;
 use crate::raft::leader::{ReadOutcome, WriteOutcome};
 use crate::raft::members::{MemberChange, MemberOutcome};
-use crate::raft::typ::{SnapshotMeta, Vote};
+use crate::raft::typ::{LogId, SnapshotMeta, Vote};
 
 /// First frame on every connection.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -87,7 +87,86 @@ impl Request {
     }
 }
 
+/// A log id as the paper writes it: (index, term).
+fn pos(id: &LogId) -> LogPos {
+    LogPos {
+        index: id.index,
+        term: id.leader_id.term,
+    }
+}
+
+impl Request {
+    /// The message's fields, for observers (the lab's messages pane and inspector).
+    pub fn fields(&self) -> Fields {
+        match self {
+            Request::AppendEntries(r) => Fields::Append {
+                prev_log: r.prev_log_id.as_ref().map(pos),
+                first: r.entries.first().map(|e| pos(&e.log_id)),
+                last: r.entries.last().map(|e| pos(&e.log_id)),
+                leader_commit: r.leader_commit.as_ref().map(|c| c.index),
+            },
+            Request::Vote(r) | Request::PreVote(r) => Fields::Vote {
+                last_log: r.last_log_id.as_ref().map(pos),
+            },
+            Request::InstallSnapshot { meta, data, .. } => Fields::Snapshot {
+                last_included: meta.last_log_id.as_ref().map(pos),
+                bytes: data.len() as u64,
+            },
+            Request::TransferLeader(r) => Fields::TransferLeader {
+                to: *r.to_node_id(),
+                last_log: r.last_log_id().map(pos),
+            },
+            Request::Write(_) => Fields::Forward {
+                what: "write".into(),
+            },
+            Request::ReadIndex => Fields::Forward {
+                what: "read index".into(),
+            },
+            Request::Member(_) => Fields::Forward {
+                what: "membership".into(),
+            },
+        }
+    }
+}
+
 impl Reply {
+    /// The reply's fields, for observers.
+    pub fn fields(&self) -> ReplyFields {
+        match self {
+            Reply::Vote(v) => ReplyFields::Vote {
+                term: v.vote.leader_id.term,
+                granted: v.vote_granted,
+                last_log: v.last_log_id.as_ref().map(pos),
+            },
+            Reply::AppendEntries(a) => ReplyFields::Append(match a {
+                AppendEntriesResponse::Success => AppendAnswer::Success,
+                AppendEntriesResponse::PartialSuccess(m) => AppendAnswer::Partial {
+                    matched: m.as_ref().map(pos),
+                },
+                AppendEntriesResponse::Conflict => AppendAnswer::Conflict,
+                AppendEntriesResponse::HigherVote(v) => AppendAnswer::HigherTerm {
+                    term: v.leader_id.term,
+                },
+            }),
+            Reply::InstallSnapshot(s) => ReplyFields::Snapshot {
+                term: s.vote.leader_id.term,
+            },
+            Reply::Failed(why) => ReplyFields::Other { text: why.clone() },
+            Reply::TransferLeader(_) => ReplyFields::Other {
+                text: "transfer accepted".into(),
+            },
+            Reply::Write(o) => ReplyFields::Other {
+                text: format!("{o:?}"),
+            },
+            Reply::ReadIndex(o) => ReplyFields::Other {
+                text: format!("{o:?}"),
+            },
+            Reply::Member(o) => ReplyFields::Other {
+                text: format!("{o:?}"),
+            },
+        }
+    }
+
     /// For a vote reply, whether the vote was granted.
     pub fn granted(&self) -> Option<bool> {
         match self {

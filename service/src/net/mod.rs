@@ -56,6 +56,8 @@ impl NetEnv {
             term,
             entries,
             fate: Fate::Dropped,
+            fields: Some(request.fields()),
+            reply: None,
         };
         if !self.faults.pass(from, to).await {
             self.observer.emit(event);
@@ -71,6 +73,7 @@ impl NetEnv {
             },
             Err(_) => Fate::Failed,
         };
+        event.reply = result.as_ref().ok().map(Reply::fields);
         self.observer.emit(event);
         result
     }
