@@ -172,6 +172,12 @@ impl Observer {
         let _ = self.tx.send(event);
     }
 
+    /// Whether anyone listens. Senders skip describing a message's fields when nobody does (a
+    /// per-process node never has an observer).
+    pub fn watched(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }

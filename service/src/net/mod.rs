@@ -49,6 +49,8 @@ impl NetEnv {
         F: std::future::Future<Output = io::Result<Reply>>,
     {
         let (rpc, term, entries) = request.describe();
+        // Describing the fields costs a little per RPC: only when someone watches (the lab).
+        let watched = self.observer.watched();
         let mut event = Event {
             from,
             to,
@@ -56,7 +58,7 @@ impl NetEnv {
             term,
             entries,
             fate: Fate::Dropped,
-            fields: Some(request.fields()),
+            fields: watched.then(|| request.fields()),
             reply: None,
         };
         if !self.faults.pass(from, to).await {
@@ -73,7 +75,7 @@ impl NetEnv {
             },
             Err(_) => Fate::Failed,
         };
-        event.reply = result.as_ref().ok().map(Reply::fields);
+        event.reply = result.as_ref().ok().filter(|_| watched).map(Reply::fields);
         self.observer.emit(event);
         result
     }
