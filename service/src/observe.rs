@@ -94,11 +94,16 @@ pub enum Fields {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ReplyFields {
-    /// The voter's term after handling the request, whether it granted its vote, and its own
-    /// last log entry.
+    /// The voter's term after handling the request, whether it granted its vote, the vote it
+    /// holds in that term (openraft's: the candidate it voted for, or the leader it follows once
+    /// `vote_committed`; None before any), and its own last log entry.
     Vote {
         term: u64,
         granted: bool,
+        #[serde(default)]
+        vote_for: Option<u64>,
+        #[serde(default)]
+        vote_committed: bool,
         last_log: Option<LogPos>,
     },
     /// The follower's answer to AppendEntries.

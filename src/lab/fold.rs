@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::message::MessageView;
 use super::state::{LinkView, TimelineEntry};
-use crate::observe::{Event, Fate, Rpc};
+use crate::observe::{Event, Rpc};
 use crate::raft::status::{Role, Status};
 
 /// How many timeline entries are kept.
@@ -48,11 +48,11 @@ impl Memory {
             Input::Message(event) => {
                 self.recent
                     .push_back((at_ms, event.from, event.to, event.rpc));
-                if let Some(text) = decision(&event) {
-                    self.note(at_ms, text);
-                }
                 self.seen += 1;
                 let mut message = MessageView::new(self.seen, at_ms, event);
+                if let Some(text) = message.decision() {
+                    self.note(at_ms, text);
+                }
                 // A routine message joins the line it repeats among the routine lines since the
                 // last message that decided something; that line moves down to the newest place.
                 let run = self.messages.iter().rev();
@@ -125,22 +125,6 @@ impl Memory {
             }
         }
         links
-    }
-}
-
-/// The decision a message carries, in words, if it is one worth a timeline line (a vote).
-fn decision(event: &Event) -> Option<String> {
-    let (from, to, term) = (event.from, event.to, event.term);
-    let Fate::Answered { granted: Some(g) } = event.fate else {
-        return None;
-    };
-    match (event.rpc, g) {
-        (Rpc::Vote, true) => Some(format!("n{to} voted for n{from} in term {term}")),
-        (Rpc::PreVote, true) => Some(format!(
-            "n{to} would vote for n{from} (pre-vote, term {term})"
-        )),
-        (Rpc::Vote, false) => Some(format!("n{to} refused its vote to n{from} (term {term})")),
-        _ => None,
     }
 }
 

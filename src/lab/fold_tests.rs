@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use super::{Input, Memory, TIMELINE, groups};
-use crate::observe::{AppendAnswer, Event, Fate, Fields, ReplyFields, Rpc};
+use crate::lab::message::MessageView;
+use crate::observe::{AppendAnswer, Event, Fate, Fields, LogPos, ReplyFields, Rpc};
 use crate::raft::status::{Role, Status};
 
 fn vote(from: u64, to: u64, term: u64, rpc: Rpc, granted: Option<bool>) -> Input {
@@ -28,6 +29,9 @@ fn vote(from: u64, to: u64, term: u64, rpc: Rpc, granted: Option<bool>) -> Input
             Some(granted) => ReplyFields::Vote {
                 term,
                 granted,
+                // A refusing voter has voted for another (n9 here).
+                vote_for: Some(if granted { from } else { 9 }),
+                vote_committed: false,
                 last_log: None,
             },
             None => ReplyFields::Append(AppendAnswer::Success),
@@ -80,7 +84,7 @@ fn an_election_reads_as_the_paper_tells_it() {
             "n0 would vote for n1 (pre-vote, term 2)",
             "n1 starts an election for term 2",
             "n0 voted for n1 in term 2",
-            "n2 refused its vote to n1 (term 2)",
+            "n2 refused its vote to n1 (term 2): it already voted for n9 in term 2 (one vote per term, §5.2)",
             "n0 moves to term 2",
             "n1 is leader for term 2",
             "n2 moves to term 2",
@@ -165,4 +169,110 @@ fn groups_follow_two_way_reachability() {
     );
     // A one-way cut splits nobody: the two still reach each other through a third.
     assert_eq!(groups(3, &BTreeSet::from([(0, 1)])), vec![None; 3]);
+}
+
+/// A message from n1 (term 5) to n2 with these fields and reply, as the lab shows it.
+fn message(rpc: Rpc, fields: Fields, reply: ReplyFields) -> MessageView {
+    let granted = match &reply {
+        ReplyFields::Vote { granted, .. } => Some(*granted),
+        _ => None,
+    };
+    let event = Event {
+        from: 1,
+        to: 2,
+        rpc,
+        term: 5,
+        entries: 0,
+        fate: Fate::Answered { granted },
+        fields: Some(fields),
+        reply: Some(reply),
+    };
+    MessageView::new(1, 0, event)
+}
+
+fn refused(
+    rpc: Rpc,
+    theirs: (u64, u64),
+    term: u64,
+    vote: Option<(u64, bool)>,
+    ours: (u64, u64),
+) -> String {
+    let pos = |(term, index)| Some(LogPos { index, term });
+    let m = message(
+        rpc,
+        Fields::Vote {
+            last_log: pos(theirs),
+        },
+        ReplyFields::Vote {
+            term,
+            granted: false,
+            vote_for: vote.map(|v| v.0),
+            vote_committed: vote.is_some_and(|v| v.1),
+            last_log: pos(ours),
+        },
+    );
+    m.decision().unwrap()
+}
+
+#[test]
+fn refused_votes_and_rejected_entries_say_why_in_the_papers_terms() {
+    // (term, index) of the candidate's and the voter's last entries.
+    assert_eq!(
+        refused(Rpc::Vote, (2, 9), 5, None, (3, 5)),
+        "n2 refused its vote to n1 (term 5): the candidate's log (term 2, index 9) is behind \
+         its own (term 3, index 5) (§5.4.1)"
+    );
+    assert_eq!(
+        refused(Rpc::Vote, (3, 5), 5, Some((0, false)), (3, 5)),
+        "n2 refused its vote to n1 (term 5): it already voted for n0 in term 5 (one vote per \
+         term, §5.2)"
+    );
+    assert_eq!(
+        refused(Rpc::Vote, (3, 5), 5, Some((0, true)), (3, 4)),
+        "n2 refused its vote to n1 (term 5): it already follows n0, leader of term 5"
+    );
+    assert_eq!(
+        refused(Rpc::Vote, (3, 5), 6, Some((0, true)), (3, 5)),
+        "n2 refused its vote to n1 (term 5): it is already in term 6"
+    );
+    assert_eq!(
+        refused(Rpc::PreVote, (3, 5), 4, Some((0, true)), (3, 5)),
+        "n2 would not vote for n1 (pre-vote, term 5): it still hears from a leader (its leader \
+         lease has not expired)"
+    );
+    let pos = |index, term| Some(LogPos { index, term });
+    let append = Fields::Append {
+        prev_log: pos(9, 3),
+        first: pos(10, 5),
+        last: pos(10, 5),
+        leader_commit: Some(8),
+    };
+    let conflict = message(
+        Rpc::Append,
+        append.clone(),
+        ReplyFields::Append(AppendAnswer::Conflict),
+    );
+    assert_eq!(
+        conflict.decision().unwrap(),
+        "n2 rejected AppendEntries from n1: no entry at index 9 with term 3 (the entry before \
+         the new ones): the leader backs up and sends earlier entries (§5.3)"
+    );
+    let stale = message(
+        Rpc::Append,
+        append.clone(),
+        ReplyFields::Append(AppendAnswer::HigherTerm { term: 7 }),
+    );
+    assert!(
+        stale
+            .why
+            .as_deref()
+            .unwrap()
+            .starts_with("it is in term 7, above the sender's 5")
+    );
+    let ok = message(
+        Rpc::Append,
+        append,
+        ReplyFields::Append(AppendAnswer::Success),
+    );
+    assert_eq!((ok.why.clone(), ok.decision()), (None, None));
 }

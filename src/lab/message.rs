@@ -21,8 +21,11 @@ pub struct MessageView {
     pub fields: Option<Fields>,
     pub fate: Fate,
     pub reply: Option<ReplyFields>,
-    /// How many heartbeats this line stands for (1 for every other message).
+    /// How many repeats this line stands for (1 for a message that decides something).
     pub count: u32,
+    /// Why the receiver decided as it did, in the paper's terms, when it refused or rejected.
+    #[serde(default)]
+    pub why: Option<String>,
 }
 
 /// Which messages a reader wants (`GET /lab/messages?kind=…&node=…`).
@@ -53,6 +56,127 @@ impl MessageView {
             fate: event.fate,
             reply: event.reply,
             count: 1,
+            why: None,
+        }
+        .with_reason()
+    }
+
+    fn with_reason(mut self) -> MessageView {
+        self.why = self.reason();
+        self
+    }
+
+    /// Why a vote was refused or an AppendEntries rejected, derived from the message's and the
+    /// reply's fields (None when it was granted, succeeded or is not known).
+    fn reason(&self) -> Option<String> {
+        match (&self.fields, &self.reply) {
+            (
+                Some(Fields::Vote { last_log: theirs }),
+                Some(ReplyFields::Vote {
+                    term,
+                    granted: false,
+                    vote_for,
+                    vote_committed,
+                    last_log: ours,
+                }),
+            ) => {
+                // Up-to-date as §5.4.1 says: the later last term wins, then the longer log.
+                let key = |p: &Option<LogPos>| p.map(|p| (p.term, p.index));
+                Some(if key(ours) > key(theirs) {
+                    format!(
+                        "the candidate's log ({}) is behind its own ({}) (§5.4.1)",
+                        describe(theirs),
+                        describe(ours)
+                    )
+                } else {
+                    self.other_reason(*term, *vote_for, *vote_committed)
+                })
+            }
+            (Some(Fields::Append { prev_log, .. }), Some(ReplyFields::Append(answer))) => {
+                match answer {
+                    AppendAnswer::Conflict => Some(match prev_log {
+                        Some(p) => format!(
+                            "no entry at index {} with term {} (the entry before the new ones): \
+                             the leader backs up and sends earlier entries (§5.3)",
+                            p.index, p.term
+                        ),
+                        None => "its log does not match from the start".into(),
+                    }),
+                    AppendAnswer::HigherTerm { term } => Some(format!(
+                        "it is in term {term}, above the sender's {}: the sender is no longer \
+                         leader (§5.1)",
+                        self.term
+                    )),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// A refused vote whose candidate's log was not behind: the term, the vote already given, or
+    /// a leader the voter still hears.
+    fn other_reason(&self, term: u64, vote_for: Option<u64>, committed: bool) -> String {
+        let pre = self.kind == Rpc::PreVote;
+        match vote_for {
+            _ if term > self.term || (pre && term >= self.term) => {
+                format!("it is already in term {term}")
+            }
+            Some(v) if v != self.from && term == self.term && committed => {
+                format!("it already follows n{v}, leader of term {term}")
+            }
+            Some(v) if v != self.from && term == self.term => {
+                format!("it already voted for n{v} in term {term} (one vote per term, §5.2)")
+            }
+            _ => "it still hears from a leader (its leader lease has not expired)".into(),
+        }
+    }
+
+    /// The decision this message carries, as a timeline line, if it is one worth a line.
+    pub fn decision(&self) -> Option<String> {
+        let (from, to, term) = (self.from, self.to, self.term);
+        let why = self.why.as_deref().unwrap_or("reason unknown");
+        match (self.kind, &self.fate, &self.reply) {
+            (
+                Rpc::Vote,
+                Fate::Answered {
+                    granted: Some(true),
+                },
+                _,
+            ) => Some(format!("n{to} voted for n{from} in term {term}")),
+            (
+                Rpc::PreVote,
+                Fate::Answered {
+                    granted: Some(true),
+                },
+                _,
+            ) => Some(format!(
+                "n{to} would vote for n{from} (pre-vote, term {term})"
+            )),
+            (
+                Rpc::Vote,
+                Fate::Answered {
+                    granted: Some(false),
+                },
+                _,
+            ) => Some(format!(
+                "n{to} refused its vote to n{from} (term {term}): {why}"
+            )),
+            (
+                Rpc::PreVote,
+                Fate::Answered {
+                    granted: Some(false),
+                },
+                _,
+            ) => Some(format!(
+                "n{to} would not vote for n{from} (pre-vote, term {term}): {why}"
+            )),
+            (Rpc::Append | Rpc::Heartbeat, _, Some(ReplyFields::Append(a)))
+                if matches!(a, AppendAnswer::Conflict | AppendAnswer::HigherTerm { .. }) =>
+            {
+                Some(format!("n{to} rejected AppendEntries from n{from}: {why}"))
+            }
+            _ => None,
         }
     }
 
@@ -121,6 +245,12 @@ impl MessageView {
         };
         format!("{what} → {fate}{times}")
     }
+}
+
+fn describe(pos: &Option<LogPos>) -> String {
+    pos.map_or("empty".into(), |p| {
+        format!("term {}, index {}", p.term, p.index)
+    })
 }
 
 fn reply_summary(reply: &ReplyFields) -> String {

@@ -118,6 +118,7 @@ fn messages() -> Vec<MessageView> {
         fate: Fate::Answered { granted: None },
         reply: Some(reply),
         count: 1,
+        why: None,
     };
     let append = |first, last| Fields::Append {
         prev_log: pos(3, 2),
@@ -160,6 +161,8 @@ fn messages() -> Vec<MessageView> {
                 ReplyFields::Vote {
                     term: 3,
                     granted: true,
+                    vote_for: Some(2),
+                    vote_committed: false,
                     last_log: pos(3, 2),
                 },
             )

@@ -136,6 +136,9 @@ impl Reply {
             Reply::Vote(v) => ReplyFields::Vote {
                 term: v.vote.leader_id.term,
                 granted: v.vote_granted,
+                // Term 0 is before any election: openraft fills the vote with a default id then.
+                vote_for: (v.vote.leader_id.term > 0).then_some(v.vote.leader_id.voted_for),
+                vote_committed: v.vote.committed,
                 last_log: v.last_log_id.as_ref().map(pos),
             },
             Reply::AppendEntries(a) => ReplyFields::Append(match a {
