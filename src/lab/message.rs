@@ -171,11 +171,11 @@ impl MessageView {
             ) => Some(format!(
                 "n{to} would not vote for n{from} (pre-vote, term {term}): {why}"
             )),
-            (Rpc::Append | Rpc::Heartbeat, _, Some(ReplyFields::Append(a)))
-                if matches!(a, AppendAnswer::Conflict | AppendAnswer::HigherTerm { .. }) =>
-            {
-                Some(format!("n{to} rejected AppendEntries from n{from}: {why}"))
-            }
+            (
+                Rpc::Append | Rpc::Heartbeat,
+                _,
+                Some(ReplyFields::Append(AppendAnswer::Conflict | AppendAnswer::HigherTerm { .. })),
+            ) => Some(format!("n{to} rejected AppendEntries from n{from}: {why}")),
             _ => None,
         }
     }
