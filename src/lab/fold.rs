@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use super::logs::{self, Matched};
 use super::message::MessageView;
 use super::state::{LinkView, TimelineEntry};
 use crate::observe::{Event, Rpc};
@@ -39,6 +40,8 @@ pub struct Memory {
     messages: VecDeque<MessageView>,
     /// Messages seen so far (the next message's id).
     seen: u64,
+    /// What each follower acknowledged to each leader, from AppendEntries replies.
+    matched: Matched,
 }
 
 impl Memory {
@@ -50,6 +53,9 @@ impl Memory {
                     .push_back((at_ms, event.from, event.to, event.rpc));
                 self.seen += 1;
                 let mut message = MessageView::new(self.seen, at_ms, event);
+                if let Some(index) = message.matched() {
+                    self.matched.insert((message.from, message.to), index);
+                }
                 if let Some(text) = message.decision() {
                     self.note(at_ms, text);
                 }
@@ -72,9 +78,15 @@ impl Memory {
                 let last = std::mem::replace(&mut self.last, now.clone());
                 for (id, status) in now.iter().enumerate() {
                     let before = last.get(id).and_then(Option::as_ref);
-                    if let (Some(b), Some(s)) = (before, status)
-                        && let Some(text) = change(id, b, s)
-                    {
+                    let (Some(b), Some(s)) = (before, status) else {
+                        continue;
+                    };
+                    let said = [
+                        change(id, b, s),
+                        logs::dropped(b, s),
+                        logs::committed(b, s, &self.matched),
+                    ];
+                    for text in said.into_iter().flatten() {
                         self.note(at_ms, text);
                     }
                 }

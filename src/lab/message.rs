@@ -180,6 +180,21 @@ impl MessageView {
         }
     }
 
+    /// For an AppendEntries the follower accepted, the index up to which its log now matches the
+    /// leader's (the last entry sent, or for a heartbeat the previous entry).
+    pub fn matched(&self) -> Option<u64> {
+        let Some(Fields::Append { prev_log, last, .. }) = &self.fields else {
+            return None;
+        };
+        match &self.reply {
+            Some(ReplyFields::Append(AppendAnswer::Success)) => last.or(*prev_log).map(|p| p.index),
+            Some(ReplyFields::Append(AppendAnswer::Partial { matched })) => {
+                matched.map(|p| p.index)
+            }
+            _ => None,
+        }
+    }
+
     /// A message that only repeats: a heartbeat, or a message that got no answer (the leader
     /// retries those to a dead or cut-off follower every few milliseconds).
     pub fn routine(&self) -> bool {

@@ -6,6 +6,7 @@ pub mod command;
 pub mod control;
 pub mod engine;
 pub mod fold;
+pub mod logs;
 pub mod message;
 pub mod state;
 pub mod theme;
