@@ -89,14 +89,13 @@ pub fn dropped(before: &Status, now: &Status) -> Option<String> {
     } else {
         format!("entries {first}–{last}")
     };
-    let id = now.id;
+    let (id, they) = (now.id, if first == last { "it" } else { "they" });
+    let why = format!(
+        "n{id} dropped {range} of term {old_term}: {they} conflicted with the leader's log"
+    );
     Some(match new_term {
-        Some(t) => format!(
-            "n{id} dropped {range} of term {old_term}: they conflicted with the leader's log (replaced by term {t})"
-        ),
-        None => format!(
-            "n{id} dropped {range} of term {old_term}: they conflicted with the leader's log"
-        ),
+        Some(t) => format!("{why} (replaced by term {t})"),
+        None => why,
     })
 }
 
