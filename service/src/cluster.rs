@@ -283,7 +283,9 @@ impl Cluster {
     }
 
     /// Freezes the whole cluster: every node's timers stop and messages in flight are held (not
-    /// dropped) until [`Cluster::resume`].
+    /// dropped) until [`Cluster::resume`]. One exception, openraft's: a candidate abandons a vote
+    /// request after the election timeout minimum, so a vote request held longer is never sent
+    /// (README, "What a pause cannot hold").
     pub fn pause(&self) {
         self.env.faults.pause(true);
         self.up().for_each(|n| n.set_timers(false));

@@ -199,7 +199,7 @@ pub const ACTIONS: &[Action] = &[
     Action {
         key: ' ',
         label: "pause",
-        help: "pause / resume the whole cluster: timers stop, messages in flight are held",
+        help: "pause / resume: timers stop, messages are held (a candidate drops votes held long)",
         action: KeyAction::Command(|c| {
             if c.paused {
                 LabCommand::Resume

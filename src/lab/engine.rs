@@ -13,7 +13,7 @@ use super::state::{LabState, NodeView, TimingPreset};
 use crate::cluster::Cluster;
 use crate::config::Timing;
 use crate::observe::Event;
-use crate::raft::status::leader_of;
+use crate::raft::status::{Role, leader_of};
 
 /// How often statuses are refreshed and the state republished.
 const REFRESH: Duration = Duration::from_millis(100);
@@ -136,11 +136,24 @@ impl Engine {
                 .await
                 .map(|_| format!("restarted n{id} from its data"))
                 .map_err(|e| e.to_string()),
-            LabCommand::TimeOut { id } => c
-                .time_out(id)
-                .await
-                .map(|_| format!("n{id} timed out: it starts an election"))
-                .map_err(|e| e.to_string()),
+            LabCommand::TimeOut { id } => {
+                // With pre-vote, openraft does not campaign while the node still hears a leader
+                // (its leader lease): the timer fires and nothing is sent. Say so, and why.
+                let before = c.statuses().await.get(id).cloned().flatten();
+                let outcome = c.time_out(id).await.map_err(|e| e.to_string());
+                outcome.map(|_| match before {
+                    Some(s) if c.timing().pre_vote && s.role == Role::Follower && s.has_quorum => {
+                        let leader = s.leader_id.map_or("a leader".into(), |l| format!("n{l}"));
+                        let ago = s.quorum_contact_ms.unwrap_or(0);
+                        format!(
+                            "n{id} timed out but does not campaign: with pre-vote it first needs \
+                             its leader lease to run out, and it heard from {leader} {ago} ms ago \
+                             (cut it off from the leader first, or turn pre-vote off)"
+                        )
+                    }
+                    _ => format!("n{id} timed out: it starts an election"),
+                })
+            }
             LabCommand::Transfer { id } => c
                 .transfer(id)
                 .await
