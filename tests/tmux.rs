@@ -37,6 +37,11 @@ impl Tmux {
         );
     }
 
+    /// A named key (tmux's names: Enter, Escape, Left, …).
+    fn key(&self, name: &str) {
+        assert!(self.run(&["send-keys", "-t", "lab", name]).status.success());
+    }
+
     async fn wait_for(&self, what: &str, probe: impl Fn(&str) -> bool) -> String {
         wait_until(WAIT, what, || async {
             let screen = self.screen();
@@ -143,6 +148,16 @@ async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits
     .await;
     tmux.keys("m");
     tmux.wait_for("the timeline is back", |s| s.contains(" timeline "))
+        .await;
+
+    // Enter opens the selected node's detail pane (the old leader, down), Enter closes it.
+    tmux.key("Enter");
+    tmux.wait_for("the detail pane says the node is down", |s| {
+        s.contains(&format!("n{leader} in detail")) && s.contains("is down: restart it with r")
+    })
+    .await;
+    tmux.key("Enter");
+    tmux.wait_for("the detail pane closes", |s| s.contains(" timeline "))
         .await;
 
     tmux.keys("?");

@@ -106,6 +106,8 @@ pub enum KeyAction {
     SelectPrev,
     /// Show the messages pane instead of the timeline, or back.
     Messages,
+    /// Open the selected node's detail pane, or close it.
+    Detail,
     Help,
     Quit,
 }
@@ -253,6 +255,12 @@ pub const ACTIONS: &[Action] = &[
         }),
     },
     Action {
+        key: '⏎',
+        label: "detail",
+        help: "the selected node in detail: its whole status, its messages, curl lines",
+        action: KeyAction::Detail,
+    },
+    Action {
         key: 'm',
         label: "messages",
         help: "messages between nodes (fields and fates) instead of the timeline / back",
@@ -277,6 +285,7 @@ impl Action {
     pub fn key_name(&self) -> String {
         match self.key {
             ' ' => "space".into(),
+            '⏎' => "Enter".into(),
             key => key.to_string(),
         }
     }

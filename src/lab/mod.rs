@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod control;
+pub mod detail;
 pub mod engine;
 pub mod fold;
 pub mod logs;

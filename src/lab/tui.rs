@@ -35,6 +35,7 @@ pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
         Some(KeyAction::SelectPrev) => view.selected = (view.selected + n - 1) % n,
         Some(KeyAction::Help) => view.help = !view.help,
         Some(KeyAction::Messages) => view.messages = !view.messages,
+        Some(KeyAction::Detail) => view.detail = !view.detail,
         Some(KeyAction::Quit) => return Effect::Quit,
         Some(KeyAction::Command(make)) => {
             let context = Context {
@@ -81,7 +82,9 @@ async fn run_on<B: Backend>(terminal: &mut Terminal<B>, lab: Lab) -> io::Result<
                     KeyCode::Char(c) => c,
                     KeyCode::Left => '←',
                     KeyCode::Right | KeyCode::Tab => '→',
+                    KeyCode::Enter => '⏎',
                     KeyCode::Esc if view.help => '?',
+                    KeyCode::Esc if view.detail => '⏎',
                     _ => continue,
                 };
                 match on_key(&mut view, &state, c) {

@@ -8,6 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::command::ACTIONS;
+use super::message::MessageView;
 use super::state::{LabState, NodeView};
 use super::theme;
 use crate::observe::{AppendAnswer, Fate, ReplyFields, Rpc};
@@ -20,6 +21,8 @@ pub struct View {
     pub help: bool,
     /// The messages pane is shown where the timeline is.
     pub messages: bool,
+    /// The selected node's detail pane is shown in place of the bottom row.
+    pub detail: bool,
     /// The last command's outcome, shown in the title bar.
     pub message: String,
 }
@@ -41,6 +44,14 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
     .areas(area);
     render_title(frame, title, state, view);
     render_nodes(frame, nodes, state, view);
+    render_keys(frame, keys);
+    if view.detail {
+        super::detail::render(frame, bottom, state, view.selected);
+        if view.help {
+            render_help(frame, area, state);
+        }
+        return;
+    }
     // The messages pane takes the key/value pane's room too: its lines are long.
     let kv_share = if view.messages { 0 } else { 25 };
     let [links, timeline, kv] = Layout::horizontal([
@@ -58,7 +69,6 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
     if !view.messages {
         render_kv(frame, kv, state);
     }
-    render_keys(frame, keys);
     if view.help {
         render_help(frame, area, state);
     }
@@ -267,6 +277,26 @@ fn render_links(frame: &mut Frame, area: Rect, state: &LabState) {
     );
 }
 
+/// One message: when, who to whom, kind and term (red if lost or in conflict, yellow for votes,
+/// dim for heartbeats), then its fields and fate.
+pub(super) fn message_line(m: &MessageView) -> Line<'static> {
+    let style = match (&m.fate, &m.reply) {
+        (Fate::Dropped | Fate::Failed, _) => theme::STALE,
+        (_, Some(ReplyFields::Append(AppendAnswer::Conflict))) => theme::STALE,
+        _ if m.kind == Rpc::Heartbeat => theme::HINT,
+        _ if matches!(m.kind, Rpc::Vote | Rpc::PreVote) => theme::NOTICE,
+        _ => Style::new(),
+    };
+    Line::from(vec![
+        Span::styled(format!("{:>6.1}s ", m.at_ms as f64 / 1000.0), theme::HINT),
+        Span::styled(
+            format!("n{}→n{} {:?} t{} ", m.from, m.to, m.kind, m.term),
+            style,
+        ),
+        Span::raw(m.summary()),
+    ])
+}
+
 /// The newest messages that fit, newest at the bottom like the timeline: when, who to whom, kind,
 /// term, the fields and what became of the message.
 fn render_messages(frame: &mut Frame, area: Rect, state: &LabState) {
@@ -276,23 +306,7 @@ fn render_messages(frame: &mut Frame, area: Rect, state: &LabState) {
         .iter()
         .take(rows)
         .rev()
-        .map(|m| {
-            let style = match (&m.fate, &m.reply) {
-                (Fate::Dropped | Fate::Failed, _) => theme::STALE,
-                (_, Some(ReplyFields::Append(AppendAnswer::Conflict))) => theme::STALE,
-                _ if m.kind == Rpc::Heartbeat => theme::HINT,
-                _ if matches!(m.kind, Rpc::Vote | Rpc::PreVote) => theme::NOTICE,
-                _ => Style::new(),
-            };
-            Line::from(vec![
-                Span::styled(format!("{:>6.1}s ", m.at_ms as f64 / 1000.0), theme::HINT),
-                Span::styled(
-                    format!("n{}→n{} {:?} t{} ", m.from, m.to, m.kind, m.term),
-                    style,
-                ),
-                Span::raw(m.summary()),
-            ])
-        })
+        .map(message_line)
         .collect();
     frame.render_widget(
         Paragraph::new(lines).block(

@@ -251,6 +251,35 @@ fn the_messages_pane_shows_each_message_with_its_fields_and_fate() {
 }
 
 #[test]
+fn the_detail_pane_shows_a_nodes_whole_status_its_messages_and_curl_lines() {
+    let view = View {
+        detail: true,
+        selected: 2,
+        ..View::default()
+    };
+    let buffer = draw(&healthy(), &view, 120, 40);
+    let screen = text(&buffer);
+    for line in [
+        "n2 in detail (Enter: close)",
+        "role leader in term 3",
+        "last log index 4 term 3",
+        "commit index 3  applied 3",
+        "→ n0 matchIndex 3",
+        "curl -s 127.0.0.1:8082/admin/status",
+        // n2's messages, newest at the bottom.
+        "n2→n0 Vote t3 lastLog 3@2 → granted (term 3)",
+    ] {
+        assert!(screen.contains(line), "missing {line:?}:\n{screen}");
+    }
+    assert!(!screen.contains(" timeline "), "the bottom row is replaced");
+    // A node that is down says so.
+    let mut state = healthy();
+    state.nodes[2].up = false;
+    let screen = text(&draw(&state, &view, 120, 40));
+    assert!(screen.contains("n2 is down: restart it with r"), "{screen}");
+}
+
+#[test]
 fn a_killed_node_is_shown_down_in_red() {
     let mut state = healthy();
     state.nodes[4].up = false;
