@@ -138,8 +138,8 @@ async fn killing_the_leader_through_the_control_api_elects_a_new_leader_in_a_hig
         .state()
         .await
         .timeline
-        .into_iter()
-        .map(|e| e.text)
+        .iter()
+        .map(|e| e.text.clone())
         .collect();
     assert!(
         timeline.iter().any(|t| t == &format!("killed n{leader}")),

@@ -159,6 +159,14 @@ async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits
     tmux.key("Enter");
     tmux.wait_for("the detail pane closes", |s| s.contains(" timeline "))
         .await;
+    // f keeps only the timeline lines about the selected node (the killed leader).
+    tmux.keys("f");
+    tmux.wait_for("the timeline is filtered", |s| {
+        s.contains(&format!("timeline of n{leader} (f: all)"))
+            && s.contains(&format!("killed n{leader}"))
+    })
+    .await;
+    tmux.keys("f");
 
     tmux.keys("?");
     tmux.wait_for("the help overlay opens", |s| {

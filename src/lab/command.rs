@@ -108,6 +108,10 @@ pub enum KeyAction {
     Messages,
     /// Open the selected node's detail pane, or close it.
     Detail,
+    /// Scroll the timeline a page back (PgDn, Home and End do the rest).
+    ScrollBack,
+    /// Show only the timeline lines about the selected node, or all.
+    OnlySelected,
     Help,
     Quit,
 }
@@ -261,6 +265,18 @@ pub const ACTIONS: &[Action] = &[
         action: KeyAction::Detail,
     },
     Action {
+        key: '⇞',
+        label: "",
+        help: "timeline a page back; PgDn forward, Home the oldest, End follow the newest",
+        action: KeyAction::ScrollBack,
+    },
+    Action {
+        key: 'f',
+        label: "filter",
+        help: "timeline: only the lines about the selected node / all lines",
+        action: KeyAction::OnlySelected,
+    },
+    Action {
         key: 'm',
         label: "messages",
         help: "messages between nodes (fields and fates) instead of the timeline / back",
@@ -286,6 +302,7 @@ impl Action {
         match self.key {
             ' ' => "space".into(),
             '⏎' => "Enter".into(),
+            '⇞' => "PgUp".into(),
             key => key.to_string(),
         }
     }

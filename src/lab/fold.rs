@@ -4,6 +4,7 @@
 //! clock, no I/O, no cluster: the engine feeds it what happened, and tests feed it made-up inputs.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use super::logs::{self, Matched};
 use super::message::MessageView;
@@ -12,7 +13,7 @@ use crate::observe::{Event, Rpc};
 use crate::raft::status::{Role, Status};
 
 /// How many timeline entries are kept.
-pub const TIMELINE: usize = 200;
+pub const TIMELINE: usize = 10_000;
 /// How many message lines are kept (heartbeat runs count as one).
 pub const MESSAGES: usize = 1_000;
 /// Link rates count the messages of this last window.
@@ -42,6 +43,8 @@ pub struct Memory {
     seen: u64,
     /// What each follower acknowledged to each leader, from AppendEntries replies.
     matched: Matched,
+    /// The timeline as last handed out; None once a line was added since.
+    shared: Option<Arc<Vec<TimelineEntry>>>,
 }
 
 impl Memory {
@@ -99,8 +102,20 @@ impl Memory {
         }
     }
 
+    /// Adds a line; the same line again right after only counts up (and takes the later time).
     fn note(&mut self, at_ms: u64, text: String) {
-        self.timeline.push_back(TimelineEntry { at_ms, text });
+        self.shared = None;
+        match self.timeline.back_mut() {
+            Some(last) if last.text == text => {
+                last.count += 1;
+                last.at_ms = at_ms;
+            }
+            _ => self.timeline.push_back(TimelineEntry {
+                at_ms,
+                text,
+                count: 1,
+            }),
+        }
         while self.timeline.len() > TIMELINE {
             self.timeline.pop_front();
         }
@@ -111,9 +126,12 @@ impl Memory {
         self.messages.iter().rev().cloned().collect()
     }
 
-    /// The timeline, oldest first.
-    pub fn timeline(&self) -> Vec<TimelineEntry> {
-        self.timeline.iter().cloned().collect()
+    /// The timeline, oldest first, shared until the next line is added.
+    pub fn timeline(&mut self) -> Arc<Vec<TimelineEntry>> {
+        let timeline = &self.timeline;
+        self.shared
+            .get_or_insert_with(|| Arc::new(timeline.iter().cloned().collect()))
+            .clone()
     }
 
     /// Every directed link between `n` nodes, with its messages per kind over the last window and

@@ -51,8 +51,8 @@ fn status(id: u64, role: Role, term: u64) -> Option<Status> {
     Some(serde_json::from_value(json).unwrap())
 }
 
-fn texts(m: &Memory) -> Vec<String> {
-    m.timeline().into_iter().map(|e| e.text).collect()
+fn texts(m: &mut Memory) -> Vec<String> {
+    m.timeline().iter().map(|e| e.text.clone()).collect()
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn an_election_reads_as_the_paper_tells_it() {
     m.fold(32, vote(1, 2, 2, Rpc::Heartbeat, None));
     m.fold(40, refresh([follower(2), (Role::Leader, 2), follower(2)]));
     assert_eq!(
-        texts(&m),
+        texts(&mut m),
         [
             "n0 would vote for n1 (pre-vote, term 2)",
             "n1 starts an election for term 2",
@@ -99,7 +99,7 @@ fn a_node_that_goes_down_and_comes_back_is_not_a_change_of_role() {
     m.fold(0, Input::Statuses(vec![status(0, Role::Leader, 3)]));
     m.fold(100, Input::Statuses(vec![None]));
     m.fold(200, Input::Statuses(vec![status(0, Role::Follower, 3)]));
-    assert!(texts(&m).is_empty(), "{:?}", texts(&m));
+    assert!(texts(&mut m).is_empty(), "{:?}", texts(&mut m));
 }
 
 #[test]
@@ -139,6 +139,23 @@ fn heartbeats_fold_into_one_line_per_link_until_another_message_comes() {
     assert_eq!(lines.len(), 4);
     assert_eq!((lines[0].kind, lines[0].count), (Rpc::Heartbeat, 1));
     assert_eq!(lines[1].kind, Rpc::Vote);
+}
+
+#[test]
+fn a_line_noted_again_right_after_counts_up_instead_of_repeating() {
+    let mut m = Memory::default();
+    for at in [10, 20, 30] {
+        m.fold(
+            at,
+            Input::Note("(dashboard fell behind: 3 messages not counted)".into()),
+        );
+    }
+    m.fold(40, Input::Note("healed the network".into()));
+    let t = m.timeline();
+    assert_eq!(t.len(), 2);
+    assert_eq!((t[0].count, t[0].at_ms, t[1].count), (3, 30, 1));
+    // The shared timeline is handed out again until a line is added.
+    assert!(std::sync::Arc::ptr_eq(&t, &m.timeline()));
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! it. Built by the engine from node statuses, the fault table and the transport's events.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,8 +79,9 @@ pub struct LabState {
     pub nodes: Vec<NodeView>,
     /// Directed links between distinct nodes.
     pub links: Vec<LinkView>,
-    /// Newest last.
-    pub timeline: Vec<TimelineEntry>,
+    /// Newest last; up to `fold::TIMELINE` entries, shared (the engine rebuilds it only when a
+    /// line is added, so publishing the state ten times a second does not copy it).
+    pub timeline: Arc<Vec<TimelineEntry>>,
     /// Messages between nodes with their fields and fates, newest first (runs of heartbeats
     /// folded into one line with a count).
     pub messages: Vec<MessageView>,
@@ -121,9 +123,16 @@ pub struct LinkView {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
-    /// Milliseconds since the lab started.
+    /// Milliseconds since the lab started (of the latest, when the line repeats).
     pub at_ms: u64,
     pub text: String,
+    /// How many times this line was noted in a row (1: once).
+    #[serde(default = "once")]
+    pub count: u32,
+}
+
+fn once() -> u32 {
+    1
 }
 
 impl LabState {

@@ -30,12 +30,22 @@ pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
         view.selected = digit as usize;
         return Effect::None;
     }
+    // Timeline navigation: PgUp is in ACTIONS (and so in the help); its siblings are here.
+    let page = 10;
+    match key {
+        '⇟' => view.scroll = view.scroll.saturating_sub(page),
+        '⇤' => view.scroll = state.timeline.len(),
+        '⇥' => view.scroll = 0,
+        _ => {}
+    }
     match command::action_for(key) {
         Some(KeyAction::SelectNext) => view.selected = (view.selected + 1) % n,
         Some(KeyAction::SelectPrev) => view.selected = (view.selected + n - 1) % n,
         Some(KeyAction::Help) => view.help = !view.help,
         Some(KeyAction::Messages) => view.messages = !view.messages,
         Some(KeyAction::Detail) => view.detail = !view.detail,
+        Some(KeyAction::ScrollBack) => view.scroll = (view.scroll + page).min(state.timeline.len()),
+        Some(KeyAction::OnlySelected) => view.only_selected = !view.only_selected,
         Some(KeyAction::Quit) => return Effect::Quit,
         Some(KeyAction::Command(make)) => {
             let context = Context {
@@ -83,6 +93,10 @@ async fn run_on<B: Backend>(terminal: &mut Terminal<B>, lab: Lab) -> io::Result<
                     KeyCode::Left => '←',
                     KeyCode::Right | KeyCode::Tab => '→',
                     KeyCode::Enter => '⏎',
+                    KeyCode::PageUp => '⇞',
+                    KeyCode::PageDown => '⇟',
+                    KeyCode::Home => '⇤',
+                    KeyCode::End => '⇥',
                     KeyCode::Esc if view.help => '?',
                     KeyCode::Esc if view.detail => '⏎',
                     _ => continue,

@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::command::ACTIONS;
 use super::message::MessageView;
-use super::state::{LabState, NodeView};
+use super::state::{LabState, NodeView, TimelineEntry};
 use super::theme;
 use crate::observe::{AppendAnswer, Fate, ReplyFields, Rpc};
 use crate::raft::status::{Role, Status};
@@ -23,6 +23,10 @@ pub struct View {
     pub messages: bool,
     /// The selected node's detail pane is shown in place of the bottom row.
     pub detail: bool,
+    /// Timeline lines scrolled back from the newest (0: follow the newest).
+    pub scroll: usize,
+    /// The timeline shows only lines that name the selected node.
+    pub only_selected: bool,
     /// The last command's outcome, shown in the title bar.
     pub message: String,
 }
@@ -64,7 +68,7 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
     if view.messages {
         render_messages(frame, timeline, state);
     } else {
-        render_timeline(frame, timeline, state);
+        render_timeline(frame, timeline, state, view);
     }
     if !view.messages {
         render_kv(frame, kv, state);
@@ -318,23 +322,50 @@ fn render_messages(frame: &mut Frame, area: Rect, state: &LabState) {
     );
 }
 
-fn render_timeline(frame: &mut Frame, area: Rect, state: &LabState) {
+/// Whether a timeline line is about node `id` (names it as a word: n2, not n21).
+pub(super) fn names_node(text: &str, id: usize) -> bool {
+    let name = format!("n{id}");
+    text.match_indices(&name).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + name.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+/// The timeline from `view.scroll` lines back, newest at the bottom; repeated lines show their
+/// count; with `only_selected`, only the lines that name the selected node.
+fn render_timeline(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
     let rows = area.height.saturating_sub(2) as usize;
-    let lines: Vec<Line> = state
+    let shown: Vec<&TimelineEntry> = state
         .timeline
         .iter()
-        .rev()
-        .take(rows)
-        .rev()
+        .filter(|e| !view.only_selected || names_node(&e.text, view.selected))
+        .collect();
+    let scroll = view.scroll.min(shown.len().saturating_sub(rows));
+    let end = shown.len() - scroll;
+    let lines: Vec<Line> = shown[end.saturating_sub(rows)..end]
+        .iter()
         .map(|e| {
+            let times = if e.count > 1 {
+                format!(" ×{}", e.count)
+            } else {
+                String::new()
+            };
             Line::from(vec![
                 Span::styled(format!("{:>6.1}s ", e.at_ms as f64 / 1000.0), theme::HINT),
-                Span::raw(e.text.clone()),
+                Span::raw(format!("{}{times}", e.text)),
             ])
         })
         .collect();
+    let mut title = String::from(" timeline ");
+    if view.only_selected {
+        title += &format!("of n{} (f: all) ", view.selected);
+    }
+    if scroll > 0 {
+        title += &format!("— {scroll} newer lines below (End: follow) ");
+    }
     frame.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" timeline ")),
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title)),
         area,
     );
 }
@@ -374,23 +405,43 @@ fn render_keys(frame: &mut Frame, area: Rect) {
     );
 }
 
+/// The help overlay: every key with its help. When the terminal is too short for one column, two
+/// columns, each help cut to its column (the first words stay readable at 80×24).
 fn render_help(frame: &mut Frame, area: Rect, state: &LabState) {
-    let width = area.width.min(90);
-    let height = (ACTIONS.len() as u16 + 6).min(area.height);
+    let one_column = ACTIONS.len() as u16 + 6 <= area.height;
+    let rows = if one_column {
+        ACTIONS.len()
+    } else {
+        ACTIONS.len().div_ceil(2)
+    };
+    let width = if one_column {
+        area.width.min(90)
+    } else {
+        area.width
+    };
+    let height = (rows as u16 + 6).min(area.height);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + (area.height - height) / 2,
         width,
         height,
     };
-    let mut lines: Vec<Line> = ACTIONS
-        .iter()
-        .map(|a| {
-            let key = a.key_name();
-            Line::from(vec![
-                Span::styled(format!("{key:>6}  "), theme::TITLE),
-                Span::raw(a.help),
-            ])
+    let column = (width.saturating_sub(2) / if one_column { 1 } else { 2 }) as usize;
+    let entry = |a: &super::command::Action| {
+        let key = format!("{:>6}  ", a.key_name());
+        let help: String = a.help.chars().take(column.saturating_sub(9)).collect();
+        vec![
+            Span::styled(key, theme::TITLE),
+            Span::raw(format!("{help:<w$} ", w = column.saturating_sub(9))),
+        ]
+    };
+    let mut lines: Vec<Line> = (0..rows)
+        .map(|r| {
+            let mut spans = entry(&ACTIONS[r]);
+            if let Some(right) = ACTIONS.get(r + rows).filter(|_| !one_column) {
+                spans.extend(entry(right));
+            }
+            Line::from(spans)
         })
         .collect();
     lines.push(Line::from(""));

@@ -91,7 +91,9 @@ fn healthy() -> LabState {
         timeline: vec![TimelineEntry {
             at_ms: 700,
             text: "n2 is leader for term 3".into(),
-        }],
+            count: 1,
+        }]
+        .into(),
         messages: messages(),
         kv: vec![("a".into(), vec!["cat".into(), "dog".into()])],
         paused: false,
@@ -277,6 +279,70 @@ fn the_detail_pane_shows_a_nodes_whole_status_its_messages_and_curl_lines() {
     state.nodes[2].up = false;
     let screen = text(&draw(&state, &view, 120, 40));
     assert!(screen.contains("n2 is down: restart it with r"), "{screen}");
+}
+
+/// A timeline of 100 lines, every tenth about n3.
+fn long_timeline() -> LabState {
+    let lines = (0..100u64).map(|i| TimelineEntry {
+        at_ms: i * 100,
+        text: if i % 10 == 0 {
+            format!("line {i} about n3")
+        } else {
+            format!("line {i} about n1")
+        },
+        count: if i == 99 { 4 } else { 1 },
+    });
+    LabState {
+        timeline: lines.collect::<Vec<_>>().into(),
+        ..healthy()
+    }
+}
+
+#[test]
+fn the_timeline_scrolls_back_filters_by_node_and_counts_repeats() {
+    let state = long_timeline();
+    let screen = text(&draw(&state, &View::default(), 120, 40));
+    assert!(screen.contains("line 99 about n1 ×4"), "{screen}");
+    assert!(!screen.contains("line 50 "), "{screen}");
+    let back = View {
+        scroll: 45,
+        ..View::default()
+    };
+    let screen = text(&draw(&state, &back, 120, 40));
+    assert!(
+        screen.contains("line 54 about n1") && !screen.contains("line 99"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("45 newer lines below (End: follow)"),
+        "{screen}"
+    );
+    // Scrolling past the oldest stops at the oldest.
+    let oldest = View {
+        scroll: 10_000,
+        ..View::default()
+    };
+    let screen = text(&draw(&state, &oldest, 120, 40));
+    assert!(screen.contains("line 0 about n3"), "{screen}");
+    let only = View {
+        selected: 3,
+        only_selected: true,
+        ..View::default()
+    };
+    let screen = text(&draw(&state, &only, 120, 40));
+    assert!(screen.contains("timeline of n3 (f: all)"), "{screen}");
+    assert!(
+        screen.contains("line 90 about n3") && !screen.contains("about n1"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_node_is_named_as_a_word() {
+    assert!(super::ui::names_node("n2 voted for n1 in term 3", 1));
+    assert!(super::ui::names_node("client→n1: APPEND", 1));
+    assert!(!super::ui::names_node("n12 voted for n0", 1));
+    assert!(!super::ui::names_node("an1 n0", 1));
 }
 
 #[test]
