@@ -366,6 +366,7 @@ pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         request_timeout: Duration::from_millis(args.request_timeout),
         snapshot_every: args.snapshot_every.max(1),
         max_in_flight: args.max_in_flight.max(1),
+        log_bytes_limit: raftkv::config::LOG_BYTES_LIMIT,
         secret: secret(args.cluster_secret_file.as_deref())?,
     })
 }

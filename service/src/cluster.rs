@@ -67,6 +67,7 @@ pub fn loopback_configs(
                 request_timeout: Duration::from_secs(5),
                 snapshot_every: crate::raft::SNAPSHOT_EVERY,
                 max_in_flight: crate::config::MAX_IN_FLIGHT,
+                log_bytes_limit: crate::config::LOG_BYTES_LIMIT,
                 secret: None,
             }
         })

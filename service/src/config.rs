@@ -66,11 +66,18 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Snapshot after this many log entries (see `raft::SNAPSHOT_EVERY`).
     pub snapshot_every: u64,
+    /// Also snapshot, and purge the log it covers, once the log takes this many bytes on disk
+    /// (see `node::compact`): entry counts alone let a log of big values grow to gigabytes.
+    pub log_bytes_limit: u64,
     /// HTTP requests served at once; more are refused at once with 503 (see `api::router`).
     pub max_in_flight: usize,
     /// With a cluster secret, peers authenticate each other and encrypt Raft traffic.
     pub secret: Option<Secret>,
 }
+
+/// Default for [`NodeConfig::log_bytes_limit`]: 256 MiB of log per node at most between
+/// compactions, whatever the size of the values.
+pub const LOG_BYTES_LIMIT: u64 = 256 << 20;
 
 /// Default for [`NodeConfig::max_in_flight`]: far above what a node needs to saturate its disk
 /// (the benchmark peaks below 256 connections), low enough to bound memory under a flood.

@@ -2,6 +2,7 @@
 //! HTTP, in that order, and is the only place that creates an openraft `Raft`. Per-process mode
 //! (`raftkv node …`) starts one; the lab and the tests start several in one process.
 
+mod compact;
 pub mod identity;
 mod join;
 mod watch;
@@ -108,6 +109,11 @@ impl Node {
             raft.clone(),
             id,
             metrics.clone(),
+        )));
+        tasks.push(tokio::spawn(compact::by_bytes(
+            raft.clone(),
+            log.clone(),
+            config.log_bytes_limit,
         )));
         let members = raft.clone();
         let addresses: AddressBook = Arc::new(move |peer| {

@@ -56,8 +56,8 @@
 //! - A node whose data directory is wiped must not rejoin under its old id (`node::identity`
 //!   refuses); it may join again as a new node (`members`; ids are never reused).
 //! - A snapshot travels as one frame of at most `net::MAX_FRAME` (256 MiB) and is built by
-//!   cloning the map on the apply path; snapshots are taken by entry count, not by bytes, so a
-//!   log of big entries uses gigabytes of disk before it is compacted (issue 18).
+//!   cloning the map on the apply path (issue 18). Snapshots come every `SNAPSHOT_EVERY` entries
+//!   and, for big values, whenever the log passes its size limit (`node::compact`).
 //! - A removed server is not told: it keeps its old view until restarted, and admin changes
 //!   over HTTP are not authenticated (issue 19).
 //! - Only the leader serves linearizable reads (followers forward); no follower reads with a
