@@ -292,6 +292,7 @@ impl Engine {
             links,
             timeline: self.memory.timeline(),
             messages: self.memory.messages(),
+            next_index: self.memory.next_index(),
             kv: source
                 .map(|id| self.cluster.contents(id))
                 .unwrap_or_default(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::logs::{self, Matched};
 use super::message::MessageView;
-use super::state::{LinkView, TimelineEntry};
+use super::state::{LinkView, NextIndex, TimelineEntry};
 use crate::observe::{Event, Rpc};
 use crate::raft::status::{Role, Status};
 
@@ -43,6 +43,8 @@ pub struct Memory {
     seen: u64,
     /// What each follower acknowledged to each leader, from AppendEntries replies.
     matched: Matched,
+    /// Each leader's nextIndex for each follower: (leader, follower) → index.
+    next: BTreeMap<(u64, u64), u64>,
     /// The timeline as last handed out; None once a line was added since.
     shared: Option<Arc<Vec<TimelineEntry>>>,
 }
@@ -58,6 +60,9 @@ impl Memory {
                 let mut message = MessageView::new(self.seen, at_ms, event);
                 if let Some(index) = message.matched() {
                     self.matched.insert((message.from, message.to), index);
+                }
+                if let Some(next) = message.next_index() {
+                    self.next.insert((message.from, message.to), next);
                 }
                 if let Some(text) = message.decision() {
                     self.note(at_ms, text);
@@ -119,6 +124,17 @@ impl Memory {
         while self.timeline.len() > TIMELINE {
             self.timeline.pop_front();
         }
+    }
+
+    /// Each leader's nextIndex for each follower, as the AppendEntries showed it.
+    pub fn next_index(&self) -> Vec<NextIndex> {
+        let n = self.next.iter();
+        n.map(|((leader, follower), next)| NextIndex {
+            leader: *leader,
+            follower: *follower,
+            next: *next,
+        })
+        .collect()
     }
 
     /// The message lines, newest first.

@@ -142,6 +142,38 @@ fn heartbeats_fold_into_one_line_per_link_until_another_message_comes() {
 }
 
 #[test]
+fn next_index_follows_the_append_entries_and_backs_up_on_a_conflict() {
+    let pos = |index, term| Some(LogPos { index, term });
+    let append = |prev, last| Fields::Append {
+        prev_log: prev,
+        first: last,
+        last,
+        leader_commit: None,
+    };
+    let mut m = Memory::default();
+    let ok = ReplyFields::Append(AppendAnswer::Success);
+    m.fold(
+        0,
+        Input::Message(event(Rpc::Append, append(pos(4, 2), pos(5, 5)), ok.clone())),
+    );
+    assert_eq!(m.next_index()[0].next, 6);
+    let conflict = ReplyFields::Append(AppendAnswer::Conflict);
+    m.fold(
+        1,
+        Input::Message(event(Rpc::Append, append(pos(9, 5), pos(10, 5)), conflict)),
+    );
+    assert_eq!(
+        m.next_index()[0].next,
+        9,
+        "the leader backs up to the previous index"
+    );
+    let heartbeat = append(pos(6, 5), None);
+    m.fold(2, Input::Message(event(Rpc::Heartbeat, heartbeat, ok)));
+    let n = m.next_index()[0];
+    assert_eq!((n.leader, n.follower, n.next), (1, 2, 7));
+}
+
+#[test]
 fn a_line_noted_again_right_after_counts_up_instead_of_repeating() {
     let mut m = Memory::default();
     for at in [10, 20, 30] {
@@ -190,11 +222,16 @@ fn groups_follow_two_way_reachability() {
 
 /// A message from n1 (term 5) to n2 with these fields and reply, as the lab shows it.
 fn message(rpc: Rpc, fields: Fields, reply: ReplyFields) -> MessageView {
+    MessageView::new(1, 0, event(rpc, fields, reply))
+}
+
+/// An answered message from n1 (term 5) to n2.
+fn event(rpc: Rpc, fields: Fields, reply: ReplyFields) -> Event {
     let granted = match &reply {
         ReplyFields::Vote { granted, .. } => Some(*granted),
         _ => None,
     };
-    let event = Event {
+    Event {
         from: 1,
         to: 2,
         rpc,
@@ -203,8 +240,7 @@ fn message(rpc: Rpc, fields: Fields, reply: ReplyFields) -> MessageView {
         fate: Fate::Answered { granted },
         fields: Some(fields),
         reply: Some(reply),
-    };
-    MessageView::new(1, 0, event)
+    }
 }
 
 fn refused(

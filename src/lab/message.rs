@@ -195,6 +195,21 @@ impl MessageView {
         }
     }
 
+    /// For an answered AppendEntries, the leader's nextIndex for the follower after it: one past
+    /// what now matches, or on a conflict the previous index, where the leader backs up to (§5.3).
+    pub fn next_index(&self) -> Option<u64> {
+        let Some(Fields::Append { prev_log, .. }) = &self.fields else {
+            return None;
+        };
+        match &self.reply {
+            Some(ReplyFields::Append(AppendAnswer::Conflict)) => {
+                Some(prev_log.map_or(0, |p| p.index))
+            }
+            Some(ReplyFields::Append(_)) => self.matched().map(|m| m + 1),
+            _ => None,
+        }
+    }
+
     /// A message that only repeats: a heartbeat, or a message that got no answer (the leader
     /// retries those to a dead or cut-off follower every few milliseconds).
     pub fn routine(&self) -> bool {

@@ -98,6 +98,18 @@ pub struct LabState {
     pub uptime_ms: u64,
     /// Client requests sent from the lab so far.
     pub requests: u64,
+    /// Each leader's nextIndex for each follower, as its AppendEntries show it.
+    #[serde(default)]
+    pub next_index: Vec<NextIndex>,
+}
+
+/// The paper's nextIndex: the index of the next entry `leader` will send `follower` (openraft does
+/// not publish it; the lab reads it off the AppendEntries and their replies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextIndex {
+    pub leader: u64,
+    pub follower: u64,
+    pub next: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -139,6 +151,12 @@ impl LabState {
     /// The leader with a quorum, highest term first (an isolated old leader may still say leader).
     pub fn leader(&self) -> Option<&Status> {
         leader_of(self.nodes.iter().filter_map(|n| n.status.as_ref()))
+    }
+
+    /// `leader`'s nextIndex for `follower`, if the lab has seen an AppendEntries between them.
+    pub fn next_index(&self, leader: u64, follower: u64) -> Option<u64> {
+        let same = |n: &&NextIndex| (n.leader, n.follower) == (leader, follower);
+        self.next_index.iter().find(same).map(|n| n.next)
     }
 
     pub fn link(&self, from: u64, to: u64) -> Option<&LinkView> {

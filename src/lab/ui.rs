@@ -231,8 +231,10 @@ fn log_line(node: &NodeView, state: &LabState, leader: Option<u64>, width: u16) 
             .and_then(|n| n.status.as_ref())
             && let Some(p) = l.followers.as_ref().and_then(|f| f.get(&s.id))
         {
+            let next = state.next_index(leader, s.id);
+            let next = next.map_or(String::new(), |n| format!("  nextIndex {n}"));
             spans.push(Span::styled(
-                format!("  matched {}", opt(p.matched_index)),
+                format!("  matchIndex {}{next}", opt(p.matched_index)),
                 theme::HINT,
             ));
         } else if s.id == leader {

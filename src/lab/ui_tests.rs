@@ -7,7 +7,7 @@ use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 
 use super::message::MessageView;
-use super::state::{LabState, LinkView, NodeView, TimelineEntry, TimingPreset};
+use super::state::{LabState, LinkView, NextIndex, NodeView, TimelineEntry, TimingPreset};
 use super::theme::term_colour;
 use super::ui::{View, render};
 use crate::observe::{AppendAnswer, Fate, Fields, LogPos, ReplyFields, Rpc};
@@ -103,6 +103,11 @@ fn healthy() -> LabState {
         election_deadline_ms: (1500, 2000),
         uptime_ms: 5000,
         requests: 0,
+        next_index: vec![NextIndex {
+            leader: 2,
+            follower: 1,
+            next: 3,
+        }],
     }
 }
 
@@ -214,6 +219,11 @@ fn a_healthy_cluster_shows_one_green_leader_terms_and_a_log_coloured_by_term() {
     // The log as the paper draws it: from index 0, each entry's term as a number in its term's
     // colour, the commit marker after index 3; index 4 (not committed) dim.
     let (lx, ly) = find(&buffer, "log #0   0 1 1 3┃3").expect(&screen);
+    // The leader's view of each follower: matchIndex, and nextIndex where the lab saw one.
+    assert!(
+        screen.contains("0 1 1 3┃3   matchIndex 3  nextIndex 3"),
+        "{screen}"
+    );
     let first = lx + 9;
     assert_eq!(buffer[(first, ly)].fg, term_colour(0));
     assert_eq!(buffer[(first + 2, ly)].fg, term_colour(1));
