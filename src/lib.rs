@@ -19,6 +19,7 @@
 //! - [`client`]: the command-line client, an HTTP client of any node; knows nothing inside.
 //! - [`node`]: one replicated node, wired together; used by per-process mode and the lab alike.
 //! - [`cluster`]: N nodes in one process on loopback (the lab's engine, also used by tests).
+//! - [`harness`]: clusters for tests and scripts: HTTP verbs against any cluster, and `raftkv node` processes.
 //! - [`check`]: Jepsen-style histories, their checkers, and the nemesis that makes them.
 //! - [`scenario`]: replays the report's questions against real clusters and writes the evidence.
 //! - [`lab`]: the dashboard and control API over a `cluster`; never touches openraft.
@@ -29,6 +30,7 @@
 pub use raftkv_service::{
     config, error, observe, metrics, kv, store, raft, net, api, client, node, cluster,
 };
+pub mod harness;
 pub mod check;
 pub mod scenario;
 pub mod lab;

@@ -6,7 +6,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -15,7 +14,8 @@ use tokio::time::{Instant, sleep};
 
 use crate::cluster::{Cluster, loopback_configs};
 use crate::config::Timing;
-use crate::raft::status::{Status, leader_of};
+use crate::harness::{NodeClient, Processes};
+use crate::raft::status::Status;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -80,26 +80,14 @@ impl Evidence {
     }
 }
 
-/// Talks HTTP to nodes by id.
+/// Talks HTTP to nodes by id, through the shared harness, and renders what it saw.
 struct Client {
-    http: reqwest::Client,
-    ports: Vec<u16>,
+    nodes: NodeClient,
 }
 
 impl Client {
-    fn url(&self, id: usize, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.ports[id])
-    }
-
     async fn status(&self, id: usize) -> Option<Status> {
-        let resp = self
-            .http
-            .get(self.url(id, "/admin/status"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        resp.json().await.ok()
+        self.nodes.status(id).await
     }
 
     /// One line per node: its trimmed status, or "down".
@@ -117,10 +105,10 @@ impl Client {
 
     /// Sends a request and renders it with its answer as a curl user would see them.
     async fn call(&self, id: usize, method: &str, path: &str, body: Option<Value>) -> String {
-        let url = self.url(id, path);
+        let url = self.nodes.url(id, path);
         let request = match &body {
-            Some(b) => self.http.post(&url).json(b),
-            None => self.http.get(&url),
+            Some(b) => self.nodes.http.post(&url).json(b),
+            None => self.nodes.http.get(&url),
         };
         let shown = body.as_ref().map_or(String::new(), |b| format!(" {b}"));
         match request.timeout(Duration::from_secs(15)).send().await {
@@ -140,12 +128,8 @@ impl Client {
     async fn leader(&self, ids: &[usize], above_term: u64) -> Result<usize> {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
-            let mut statuses = Vec::new();
-            for id in ids {
-                statuses.extend(self.status(*id).await);
-            }
-            if let Some(l) = leader_of(&statuses).filter(|l| l.term > above_term) {
-                return Ok(l.id as usize);
+            if let Some(leader) = self.nodes.leader_among(ids, above_term).await {
+                return Ok(leader);
             }
             sleep(Duration::from_millis(50)).await;
         }
@@ -169,61 +153,6 @@ impl Client {
 }
 
 /// Five `raftkv node` processes, as `bin/create_serverN.sh` starts them.
-struct Processes {
-    exe: PathBuf,
-    dir: PathBuf,
-    raft: Vec<u16>,
-    http: Vec<u16>,
-    children: Vec<Option<Child>>,
-}
-
-impl Processes {
-    fn start(&mut self, id: usize) -> Result<()> {
-        let addr = |p: &u16| format!("127.0.0.1:{p}");
-        let peers: Vec<String> = self
-            .raft
-            .iter()
-            .filter(|p| **p != self.raft[id])
-            .map(addr)
-            .collect();
-        let child = Command::new(&self.exe)
-            .arg("node")
-            .arg(self.http[id].to_string())
-            .arg(addr(&self.raft[id]))
-            .args(peers)
-            .arg("--data-dir")
-            .arg(self.dir.join(format!("server{id}")))
-            .arg("--heartbeat")
-            .arg(REPORT_TIMING.heartbeat_ms.to_string())
-            .arg("--election-timeout")
-            .arg(format!(
-                "{}..{}",
-                REPORT_TIMING.election_min_ms, REPORT_TIMING.election_max_ms
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start raftkv node")?;
-        self.children[id] = Some(child);
-        Ok(())
-    }
-
-    /// kill -9: the process gets no chance to clean up.
-    fn kill(&mut self, id: usize) {
-        if let Some(mut child) = self.children[id].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        (0..self.children.len()).for_each(|id| self.kill(id));
-    }
-}
-
 pub struct Options {
     pub out: PathBuf,
     pub raft_port: u16,
@@ -235,9 +164,14 @@ pub async fn run(name: &str, options: &Options) -> Result<PathBuf> {
     let work = tempfile::tempdir()?;
     let raft = crate::cluster::port_block(options.raft_port, 5, "--raft-port")?;
     let http = crate::cluster::port_block(options.http_port, 5, "--http-port")?;
+    let procs = Processes::new(
+        &std::env::current_exe()?,
+        work.path(),
+        raft.clone(),
+        http.clone(),
+    );
     let client = Client {
-        http: reqwest::Client::new(),
-        ports: http.clone(),
+        nodes: procs.client(),
     };
     let mut ev = Evidence {
         text: format!(
@@ -246,15 +180,19 @@ pub async fn run(name: &str, options: &Options) -> Result<PathBuf> {
     };
     match name {
         "task2" | "task3" => {
-            let mut procs = Processes {
-                exe: std::env::current_exe()?,
-                dir: work.path().to_path_buf(),
-                raft,
-                http,
-                children: (0..5).map(|_| None).collect(),
-            };
+            let mut procs = procs;
+            // The timing Report.md's evidence was taken with.
+            procs.extra = vec![
+                "--heartbeat".into(),
+                REPORT_TIMING.heartbeat_ms.to_string(),
+                "--election-timeout".into(),
+                format!(
+                    "{}..{}",
+                    REPORT_TIMING.election_min_ms, REPORT_TIMING.election_max_ms
+                ),
+            ];
             for id in 0..5 {
-                procs.start(id)?;
+                procs.start(id).context("cannot start raftkv node")?;
             }
             if name == "task2" {
                 task2(&client, &mut ev).await?
@@ -315,7 +253,7 @@ async fn task3(c: &Client, procs: &mut Processes, ev: &mut Evidence) -> Result<(
     let term = c.status(leader).await.map_or(0, |s| s.term);
     ev.step("Q1. Shut down the leader");
     ev.block("Statuses before:", &c.statuses(&ALL).await);
-    procs.kill(leader);
+    procs.kill9(leader);
     ev.note(&format!("Killed node {leader} (the leader) with SIGKILL."));
     let rest: Vec<usize> = ALL.iter().copied().filter(|i| *i != leader).collect();
     ev.block(
@@ -339,7 +277,7 @@ async fn task3(c: &Client, procs: &mut Processes, ev: &mut Evidence) -> Result<(
         )
         .await,
     );
-    procs.start(leader)?;
+    procs.start(leader).context("cannot start raftkv node")?;
     c.settled(&ALL).await;
     ev.block(
         "Statuses after the old leader restarted and caught up:",
@@ -353,11 +291,11 @@ async fn task3(c: &Client, procs: &mut Processes, ev: &mut Evidence) -> Result<(
     ev.step("Q4. Shut down a follower, then the leader");
     let leader = c.leader(&ALL, 0).await?;
     let follower = (leader + 1) % 5;
-    procs.kill(follower);
+    procs.kill9(follower);
     ev.note(&format!(
         "Killed node {follower} (a follower), then node {leader} (the leader)."
     ));
-    procs.kill(leader);
+    procs.kill9(leader);
     let rest: Vec<usize> = ALL
         .iter()
         .copied()
@@ -388,8 +326,8 @@ async fn task3(c: &Client, procs: &mut Processes, ev: &mut Evidence) -> Result<(
         ev.block("", &c.call(other, what, path, body).await);
     }
     ev.step("Q6. Restart the two servers");
-    procs.start(follower)?;
-    procs.start(leader)?;
+    procs.start(follower).context("cannot start raftkv node")?;
+    procs.start(leader).context("cannot start raftkv node")?;
     c.leader(&ALL, 0).await?;
     c.settled(&ALL).await;
     ev.block("Statuses after both restarted:", &c.statuses(&ALL).await);

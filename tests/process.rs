@@ -5,132 +5,61 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{free_ports, wait_until};
-use raftkv::raft::status::{Role, Status, leader_of};
+use raftkv::harness::{NodeClient, Processes};
+use raftkv::raft::status::{Role, Status};
 use tempfile::TempDir;
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_raftkv");
 const WAIT: Duration = Duration::from_secs(20);
 
+/// Per-process nodes in a temporary directory, through the shared harness.
 struct Procs {
     dir: TempDir,
-    raft: Vec<u16>,
-    http: Vec<u16>,
-    children: Vec<Option<Child>>,
-    client: reqwest::Client,
-    /// Extra `raftkv node` options for every node.
-    extra: Vec<String>,
+    nodes: Processes,
+    client: NodeClient,
 }
 
 impl Procs {
     fn new(n: usize) -> Procs {
-        Procs {
-            dir: TempDir::new().unwrap(),
-            raft: free_ports(n),
-            http: free_ports(n),
-            children: (0..n).map(|_| None).collect(),
-            client: reqwest::Client::new(),
-            extra: Vec::new(),
-        }
-    }
-
-    fn data_dir(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("server{i}"))
-    }
-
-    fn command(&self, i: usize, peers: &[u16]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("node")
-            .arg(self.http[i].to_string())
-            .arg(format!("127.0.0.1:{}", self.raft[i]));
-        cmd.args(peers.iter().map(|p| format!("127.0.0.1:{p}")));
-        cmd.arg("--data-dir").arg(self.data_dir(i));
-        cmd.args(&self.extra);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        cmd
+        let dir = TempDir::new().unwrap();
+        let nodes = Processes::new(Path::new(BIN), dir.path(), free_ports(n), free_ports(n));
+        let client = nodes.client();
+        Procs { dir, nodes, client }
     }
 
     fn start(&mut self, i: usize) {
-        let peers: Vec<u16> = self
-            .raft
-            .iter()
-            .copied()
-            .filter(|p| *p != self.raft[i])
-            .collect();
-        // Logs go to a file: a pipe nobody reads would block the node once it is full.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log(i))
-            .unwrap();
-        let mut cmd = self.command(i, &peers);
-        cmd.stderr(log);
-        self.children[i] = Some(cmd.spawn().expect("spawn raftkv"));
+        self.nodes.start(i).expect("spawn raftkv");
     }
 
-    fn log(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("server{i}.log"))
-    }
-
-    /// SIGKILL: no chance to flush anything that was not already fsynced.
     fn kill9(&mut self, i: usize) {
-        if let Some(mut child) = self.children[i].take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
+        self.nodes.kill9(i);
     }
 
     async fn status(&self, i: usize) -> Option<Status> {
-        let url = format!("http://127.0.0.1:{}/admin/status", self.http[i]);
-        self.client
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()
+        self.client.status(i).await
     }
 
     /// A linearizable read of `key` through node `i`; panics unless the node answers a list.
     async fn read(&self, i: usize, key: &str) -> Vec<String> {
-        let url = format!("http://127.0.0.1:{}/keys/{key}", self.http[i]);
-        self.client
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        match self.client.get(i, key, "").await {
+            Ok((200, Some(list))) => list,
+            other => panic!("read {key} on node {i}: {other:?}"),
+        }
     }
 
     async fn leader(&self) -> usize {
-        wait_until(WAIT, "a leader with a quorum", || async {
-            let mut statuses = Vec::new();
-            for i in 0..self.http.len() {
-                statuses.extend(self.status(i).await);
-            }
-            leader_of(&statuses).map(|s| s.id as usize)
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        wait_until(WAIT, "a leader with a quorum", || {
+            self.client.leader_among(&all, 0)
         })
         .await
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for i in 0..self.children.len() {
-            self.kill9(i);
-        }
     }
 }
 
@@ -147,7 +76,11 @@ async fn kill_dash_nine_of_all_five_loses_no_acknowledged_write() {
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut clients = Vec::new();
     for c in 0..8usize {
-        let (acked, client, http) = (acked.clone(), procs.client.clone(), procs.http.clone());
+        let (acked, client, http) = (
+            acked.clone(),
+            procs.client.http.clone(),
+            procs.nodes.http.clone(),
+        );
         clients.push(tokio::spawn(async move {
             for n in 0..10_000usize {
                 if Instant::now() >= deadline {
@@ -210,7 +143,7 @@ async fn a_data_dir_refuses_another_identity_or_a_lost_log() {
     // command line as a user would.
     let secret = procs.dir.path().join("cluster.secret");
     std::fs::write(&secret, "a secret for this test only\n").unwrap();
-    procs.extra = vec!["--cluster-secret-file".into(), secret.display().to_string()];
+    procs.nodes.extra = vec!["--cluster-secret-file".into(), secret.display().to_string()];
     for i in 0..3 {
         procs.start(i);
     }
@@ -229,15 +162,20 @@ async fn a_data_dir_refuses_another_identity_or_a_lost_log() {
         procs.kill9(i);
     }
     // Same data dir, different peer list: ids would change meaning.
-    let out = exit_within(procs.command(0, &[procs.raft[1], procs.raft[2] + 1000]));
+    let raft = procs.nodes.raft.clone();
+    let out = exit_within(
+        procs
+            .nodes
+            .command_with_peers(0, &[raft[1], raft[2] + 1000]),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("belongs to node 0"),
         "{stderr}"
     );
     // The Raft log is gone but the identity remains: rejoining under the same id is refused.
-    std::fs::remove_dir_all(procs.data_dir(2).join("raft-log")).unwrap();
-    let out = exit_within(procs.command(2, &[procs.raft[0], procs.raft[1]]));
+    std::fs::remove_dir_all(procs.nodes.data_dir(2).join("raft-log")).unwrap();
+    let out = exit_within(procs.nodes.command_with_peers(2, &[raft[0], raft[1]]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("log and vote are gone"),
@@ -248,7 +186,7 @@ async fn a_data_dir_refuses_another_identity_or_a_lost_log() {
 /// Runs a node that must refuse to start; if it runs instead, kills it after `WAIT` and fails
 /// rather than waiting forever.
 fn exit_within(mut cmd: Command) -> Output {
-    let child = cmd.spawn().expect("spawn raftkv");
+    let child = cmd.stderr(Stdio::piped()).spawn().expect("spawn raftkv");
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output()));
@@ -275,11 +213,11 @@ fn signal(child: &Child, sig: &str) {
 /// before and after (once the resumed follower follows a leader with a quorum again).
 async fn freeze_a_follower(pre_vote: bool) -> (u64, u64, usize, usize) {
     let mut procs = Procs::new(5);
-    procs.extra = ["--heartbeat", "50", "--election-timeout", "300..600"]
+    procs.nodes.extra = ["--heartbeat", "50", "--election-timeout", "300..600"]
         .map(String::from)
         .to_vec();
     if !pre_vote {
-        procs.extra.push("--no-pre-vote".into());
+        procs.nodes.extra.push("--no-pre-vote".into());
     }
     for i in 0..5 {
         procs.start(i);
@@ -287,11 +225,11 @@ async fn freeze_a_follower(pre_vote: bool) -> (u64, u64, usize, usize) {
     let leader = procs.leader().await;
     let before = procs.status(leader).await.unwrap().term;
     let follower = (leader + 1) % 5;
-    signal(procs.children[follower].as_ref().unwrap(), "STOP");
+    signal(procs.nodes.child(follower).unwrap(), "STOP");
     // The fault itself lasts a fixed time: long enough for the frozen node's election timer
     // (lease 600 ms + up to 600 ms) to expire several times over.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    signal(procs.children[follower].as_ref().unwrap(), "CONT");
+    signal(procs.nodes.child(follower).unwrap(), "CONT");
     let after = wait_until(
         WAIT,
         "the resumed follower follows a leader with a quorum",
@@ -322,7 +260,7 @@ async fn with_pre_vote_a_frozen_follower_returns_without_disturbing_the_leader()
 
 /// SIGTERM, then waits (bounded) for the process to exit; true if it exited cleanly.
 async fn terminate(procs: &mut Procs, i: usize) -> bool {
-    let Some(mut child) = procs.children[i].take() else {
+    let Some(mut child) = procs.nodes.take(i) else {
         return false;
     };
     signal(&child, "TERM");
@@ -344,7 +282,7 @@ async fn a_rolling_restart_with_sigterm_fails_no_write() {
     let mut procs = Procs::new(5);
     // No longer than a leader's lease plus an election timeout (1 s + 0.5..1 s): a leader that
     // just vanished would make writes fail; one that hands over first must not.
-    procs.extra = ["--request-timeout", "1500", "--log-format", "json"]
+    procs.nodes.extra = ["--request-timeout", "1500", "--log-format", "json"]
         .map(String::from)
         .to_vec();
     for i in 0..5 {
@@ -360,8 +298,8 @@ async fn a_rolling_restart_with_sigterm_fails_no_write() {
     let mut writers = Vec::new();
     for w in 0..4usize {
         let (restarting, in_flight, stop) = (restarting.clone(), in_flight.clone(), stop.clone());
-        let (acked, failed, http) = (acked.clone(), failed.clone(), procs.http.clone());
-        let client = procs.client.clone();
+        let (acked, failed, http) = (acked.clone(), failed.clone(), procs.nodes.http.clone());
+        let client = procs.client.http.clone();
         writers.push(tokio::spawn(async move {
             for n in 0..100_000usize {
                 if stop.load(Ordering::SeqCst) {
@@ -441,7 +379,7 @@ async fn a_rolling_restart_with_sigterm_fails_no_write() {
         assert!(list.contains(v), "acknowledged {v} is missing");
     }
     // Leader changes are logged at info, one JSON object per line.
-    let log = std::fs::read_to_string(procs.log(leader)).unwrap();
+    let log = std::fs::read_to_string(procs.nodes.log(leader)).unwrap();
     let elected = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -464,11 +402,7 @@ async fn the_bench_times_a_catch_up_and_a_failover_of_real_processes() {
     procs.leader().await;
     let config = Config {
         system: System::Raftkv,
-        endpoints: procs
-            .http
-            .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect(),
+        endpoints: procs.client.bases.clone(),
         workload: Workload::Put,
         connections: 4,
         warmup: Duration::from_millis(200),
@@ -477,7 +411,10 @@ async fn the_bench_times_a_catch_up_and_a_failover_of_real_processes() {
         keys: 20,
         value_bytes: 16,
         fault: Some(Fault::CatchUp),
-        pids: procs.children.iter().flatten().map(Child::id).collect(),
+        pids: (0..3)
+            .filter_map(|i| procs.nodes.child(i))
+            .map(Child::id)
+            .collect(),
         behind: 300,
     };
     let report = run(config.clone()).await.unwrap();

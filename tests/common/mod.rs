@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use raftkv::cluster::{Cluster, loopback_configs};
 use raftkv::config::{NodeConfig, Timing};
-use raftkv::raft::status::{Status, leader_of};
+use raftkv::harness::NodeClient;
+use raftkv::raft::status::Status;
 use tempfile::TempDir;
 use tokio::time::Instant;
 
@@ -128,6 +129,7 @@ pub fn sample(text: &str, prefix: &str) -> Option<f64> {
 pub struct TestCluster {
     pub dir: TempDir,
     pub cluster: Cluster,
+    /// The HTTP client every request of this harness goes through.
     pub http: reqwest::Client,
 }
 
@@ -142,6 +144,17 @@ impl TestCluster {
             dir,
             cluster,
             http: reqwest::Client::new(),
+        }
+    }
+
+    /// The shared harness's client of every node this cluster has now (servers added at runtime
+    /// included): statuses, the leader, writes, reads.
+    pub fn client(&self) -> NodeClient {
+        NodeClient {
+            http: self.http.clone(),
+            bases: (0..self.cluster.len())
+                .map(|i| format!("http://{}", self.config(i).http_addr))
+                .collect(),
         }
     }
 
@@ -164,30 +177,16 @@ impl TestCluster {
     }
 
     pub fn url(&self, i: usize, path: &str) -> String {
-        format!("http://{}{path}", self.config(i).http_addr)
+        self.client().url(i, path)
     }
 
     pub async fn status(&self, i: usize) -> Option<Status> {
-        let resp = self
-            .http
-            .get(self.url(i, "/admin/status"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        resp.json().await.ok()
+        self.client().status(i).await
     }
 
-    /// The leader with a quorum among `ids`, as [`leader_of`] picks it, if its term is above
-    /// `above_term`. Nodes that do not answer are left out.
+    /// The leader with a quorum among `ids` whose term is above `above_term` (the harness's).
     pub async fn leader_among(&self, ids: &[usize], above_term: u64) -> Option<usize> {
-        let mut statuses = Vec::new();
-        for i in ids {
-            statuses.extend(self.status(*i).await);
-        }
-        leader_of(&statuses)
-            .filter(|s| s.term > above_term)
-            .map(|s| s.id as usize)
+        self.client().leader_among(ids, above_term).await
     }
 
     /// Waits until the live nodes agree on one leader that has a quorum: the node in role leader
@@ -196,23 +195,16 @@ impl TestCluster {
         wait_until(
             timeout,
             "the live nodes agree on a leader with a quorum",
-            || async {
-                let mut statuses = Vec::new();
-                for i in self.live() {
-                    statuses.push(self.status(i).await?);
-                }
-                let leader = leader_of(&statuses)?;
-                let agreed = statuses
-                    .iter()
-                    .all(|s| s.leader_id == Some(leader.id) && s.term == leader.term);
-                agreed.then_some((leader.id as usize, leader.term))
-            },
+            || async { self.client().agreed_leader(&self.live()).await },
         )
         .await
     }
 
     pub async fn post(&self, i: usize, key: &str, body: &str) -> (u16, String) {
-        post_json(&self.http, self.url(i, &format!("/keys/{key}")), body).await
+        self.client()
+            .post(i, key, body)
+            .await
+            .expect("HTTP request")
     }
 
     pub async fn append(&self, i: usize, key: &str, value: &str) -> u16 {
@@ -237,22 +229,10 @@ impl TestCluster {
 
     /// GET with the given query string; returns (status, list if 200).
     pub async fn get(&self, i: usize, key: &str, query: &str) -> (u16, Option<Vec<String>>) {
-        let resp = self
-            .http
-            .get(self.url(i, &format!("/keys/{key}{query}")))
-            .timeout(Duration::from_secs(15))
-            .send()
+        self.client()
+            .get(i, key, query)
             .await
-            .expect("HTTP request");
-        let code = resp.status().as_u16();
-        (
-            code,
-            if code == 200 {
-                resp.json().await.ok()
-            } else {
-                None
-            },
-        )
+            .expect("HTTP request")
     }
 
     pub async fn shutdown(mut self) {
