@@ -1,12 +1,13 @@
-//! Clusters for tests and scripts. Two halves, shared by tests/common, tests/process.rs and
-//! `scenario`:
-//! - [`NodeClient`]: what a client asks any cluster, in-process or one process per node, over
-//!   the nodes' HTTP ports: a status, the leader with a quorum among some nodes (always through
-//!   `raft::status::leader_of`), writes and reads. Nothing here panics: callers decide how to wait.
-//! - [`Processes`]: one `raftkv node` process per node on loopback, started, killed with SIGKILL
-//!   and restarted from its data directory, as the assignment's scripts run them.
+//! Clusters for tests and scripts, shared by tests/common, tests/process.rs and `scenario`:
+//! - [`Nodes`]: the verbs every cluster has, whoever runs its nodes: how many, which are up, kill
+//!   one (crash: its data stays), restart it from its data, and a [`NodeClient`] of them all.
+//!   Two backends: `cluster::Cluster` (all nodes in this process) and [`Processes`] (one
+//!   `raftkv node` process per node on loopback, killed with SIGKILL, as the assignment's
+//!   scripts run them).
+//! - [`NodeClient`]: what a client asks any cluster over the nodes' HTTP ports: a status, the
+//!   leader with a quorum among some nodes (always through `raft::status::leader_of`), writes and
+//!   reads. Nothing here panics: callers decide how to wait.
 //!
-//! An in-process cluster is `cluster::Cluster` itself (kill, restart, partition, pause).
 //! tests/netns.rs keeps its own: its nodes live in network namespaces and answer only through
 //! `ip netns exec`.
 
@@ -14,7 +15,76 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::cluster::Cluster;
 use crate::raft::status::{Status, leader_of};
+
+/// A running cluster's nodes, in-process or one process each, behind the same verbs.
+pub trait Nodes {
+    /// Nodes ever started (ids `0..len`).
+    fn len(&self) -> usize;
+    fn is_up(&self, i: usize) -> bool;
+    fn http_addr(&self, i: usize) -> std::net::SocketAddr;
+    /// Crashes node `i`: it stops at once, its data directory stays.
+    fn kill(&mut self, i: usize) -> impl Future<Output = ()> + Send;
+    /// Starts node `i` again from its data directory.
+    fn restart(&mut self, i: usize) -> impl Future<Output = Result<(), String>> + Send;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The nodes that are up.
+    fn live(&self) -> Vec<usize> {
+        (0..self.len()).filter(|i| self.is_up(*i)).collect()
+    }
+
+    /// A client of every node's HTTP port, as the cluster is now.
+    fn client(&self, http: &reqwest::Client) -> NodeClient {
+        NodeClient {
+            http: http.clone(),
+            bases: (0..self.len())
+                .map(|i| format!("http://{}", self.http_addr(i)))
+                .collect(),
+        }
+    }
+}
+
+impl Nodes for Cluster {
+    fn len(&self) -> usize {
+        Cluster::len(self)
+    }
+    fn is_up(&self, i: usize) -> bool {
+        Cluster::is_up(self, i)
+    }
+    fn http_addr(&self, i: usize) -> std::net::SocketAddr {
+        self.config(i).http_addr
+    }
+    async fn kill(&mut self, i: usize) {
+        Cluster::kill(self, i).await
+    }
+    async fn restart(&mut self, i: usize) -> Result<(), String> {
+        Cluster::restart(self, i).await.map_err(|e| e.to_string())
+    }
+}
+
+impl Nodes for Processes {
+    fn len(&self) -> usize {
+        self.raft.len()
+    }
+    fn is_up(&self, i: usize) -> bool {
+        self.children[i].is_some()
+    }
+    fn http_addr(&self, i: usize) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.http[i]))
+    }
+    async fn kill(&mut self, i: usize) {
+        self.kill9(i)
+    }
+    async fn restart(&mut self, i: usize) -> Result<(), String> {
+        self.start(i)
+            .map_err(|e| format!("cannot start raftkv node {i}: {e}"))
+    }
+}
 
 /// How long one status request may take: a node that does not answer in this time counts as down.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -31,16 +101,6 @@ pub struct NodeClient {
 }
 
 impl NodeClient {
-    pub fn new(http_addrs: impl IntoIterator<Item = std::net::SocketAddr>) -> NodeClient {
-        NodeClient {
-            http: reqwest::Client::new(),
-            bases: http_addrs
-                .into_iter()
-                .map(|a| format!("http://{a}"))
-                .collect(),
-        }
-    }
-
     pub fn url(&self, i: usize, path: &str) -> String {
         format!("{}{path}", self.bases[i])
     }
@@ -154,29 +214,12 @@ impl Processes {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.raft.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.raft.is_empty()
-    }
-
     pub fn data_dir(&self, i: usize) -> PathBuf {
         self.dir.join(format!("server{i}"))
     }
 
     pub fn log(&self, i: usize) -> PathBuf {
         self.dir.join(format!("server{i}.log"))
-    }
-
-    /// A client of these nodes' HTTP ports.
-    pub fn client(&self) -> NodeClient {
-        NodeClient::new(
-            self.http
-                .iter()
-                .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], *p))),
-        )
     }
 
     /// Node `i`'s command line, as `bin/create_serverN.sh` writes it, with no output attached.
@@ -228,10 +271,6 @@ impl Processes {
     /// Takes node `i`'s process handle (the caller stops it its own way).
     pub fn take(&mut self, i: usize) -> Option<Child> {
         self.children[i].take()
-    }
-
-    pub fn is_up(&self, i: usize) -> bool {
-        self.children[i].is_some()
     }
 
     /// SIGKILL: no chance to flush anything that was not already fsynced.

@@ -8,13 +8,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
 use crate::cluster::{Cluster, loopback_configs};
 use crate::config::Timing;
-use crate::harness::{NodeClient, Processes};
+use crate::harness::{NodeClient, Nodes, Processes};
 use crate::raft::status::Status;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -171,7 +171,7 @@ pub async fn run(name: &str, options: &Options) -> Result<PathBuf> {
         http.clone(),
     );
     let client = Client {
-        nodes: procs.client(),
+        nodes: procs.client(&reqwest::Client::new()),
     };
     let mut ev = Evidence {
         text: format!(
@@ -192,7 +192,7 @@ pub async fn run(name: &str, options: &Options) -> Result<PathBuf> {
                 ),
             ];
             for id in 0..5 {
-                procs.start(id).context("cannot start raftkv node")?;
+                procs.restart(id).await.map_err(anyhow::Error::msg)?;
             }
             if name == "task2" {
                 task2(&client, &mut ev).await?
@@ -253,7 +253,7 @@ async fn task3(c: &Client, procs: &mut Processes, ev: &mut Evidence) -> Result<(
     let term = c.status(leader).await.map_or(0, |s| s.term);
     ev.step("Q1. Shut down the leader");
     ev.block("Statuses before:", &c.statuses(&ALL).await);
-    procs.kill9(leader);
+    procs.kill(leader).await;
     ev.note(&format!("Killed node {leader} (the leader) with SIGKILL."));
     let rest: Vec<usize> = ALL.iter().copied().filter(|i| *i != leader).collect();
     ev.block(
@@ -277,7 +277,7 @@ async fn task3(c: &Client, procs: &mut Processes, ev: &mut Evidence) -> Result<(
         )
         .await,
     );
-    procs.start(leader).context("cannot start raftkv node")?;
+    procs.restart(leader).await.map_err(anyhow::Error::msg)?;
     c.settled(&ALL).await;
     ev.block(
         "Statuses after the old leader restarted and caught up:",
@@ -291,11 +291,11 @@ async fn task3(c: &Client, procs: &mut Processes, ev: &mut Evidence) -> Result<(
     ev.step("Q4. Shut down a follower, then the leader");
     let leader = c.leader(&ALL, 0).await?;
     let follower = (leader + 1) % 5;
-    procs.kill9(follower);
+    procs.kill(follower).await;
     ev.note(&format!(
         "Killed node {follower} (a follower), then node {leader} (the leader)."
     ));
-    procs.kill9(leader);
+    procs.kill(leader).await;
     let rest: Vec<usize> = ALL
         .iter()
         .copied()
@@ -326,8 +326,8 @@ async fn task3(c: &Client, procs: &mut Processes, ev: &mut Evidence) -> Result<(
         ev.block("", &c.call(other, what, path, body).await);
     }
     ev.step("Q6. Restart the two servers");
-    procs.start(follower).context("cannot start raftkv node")?;
-    procs.start(leader).context("cannot start raftkv node")?;
+    procs.restart(follower).await.map_err(anyhow::Error::msg)?;
+    procs.restart(leader).await.map_err(anyhow::Error::msg)?;
     c.leader(&ALL, 0).await?;
     c.settled(&ALL).await;
     ev.block("Statuses after both restarted:", &c.statuses(&ALL).await);

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{free_ports, wait_until};
-use raftkv::harness::{NodeClient, Processes};
+use raftkv::harness::{NodeClient, Nodes, Processes};
 use raftkv::raft::status::{Role, Status};
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -30,7 +30,7 @@ impl Procs {
     fn new(n: usize) -> Procs {
         let dir = TempDir::new().unwrap();
         let nodes = Processes::new(Path::new(BIN), dir.path(), free_ports(n), free_ports(n));
-        let client = nodes.client();
+        let client = nodes.client(&reqwest::Client::new());
         Procs { dir, nodes, client }
     }
 
@@ -38,8 +38,9 @@ impl Procs {
         self.nodes.start(i).expect("spawn raftkv");
     }
 
-    fn kill9(&mut self, i: usize) {
-        self.nodes.kill9(i);
+    /// SIGKILL (the harness's kill of a per-process node).
+    async fn kill9(&mut self, i: usize) {
+        self.nodes.kill(i).await;
     }
 
     async fn status(&self, i: usize) -> Option<Status> {
@@ -55,7 +56,7 @@ impl Procs {
     }
 
     async fn leader(&self) -> usize {
-        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        let all: Vec<usize> = (0..Nodes::len(&self.nodes)).collect();
         wait_until(WAIT, "a leader with a quorum", || {
             self.client.leader_among(&all, 0)
         })
@@ -113,7 +114,7 @@ async fn kill_dash_nine_of_all_five_loses_no_acknowledged_write() {
     );
 
     for i in 0..5 {
-        procs.kill9(i);
+        procs.kill9(i).await;
     }
     for i in 0..5 {
         procs.start(i);
@@ -159,7 +160,7 @@ async fn a_data_dir_refuses_another_identity_or_a_lost_log() {
     })
     .await;
     for i in 0..3 {
-        procs.kill9(i);
+        procs.kill9(i).await;
     }
     // Same data dir, different peer list: ids would change meaning.
     let raft = procs.nodes.raft.clone();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use raftkv::cluster::{Cluster, loopback_configs};
 use raftkv::config::{NodeConfig, Timing};
-use raftkv::harness::NodeClient;
+use raftkv::harness::{NodeClient, Nodes};
 use raftkv::raft::status::Status;
 use tempfile::TempDir;
 use tokio::time::Instant;
@@ -150,12 +150,7 @@ impl TestCluster {
     /// The shared harness's client of every node this cluster has now (servers added at runtime
     /// included): statuses, the leader, writes, reads.
     pub fn client(&self) -> NodeClient {
-        NodeClient {
-            http: self.http.clone(),
-            bases: (0..self.cluster.len())
-                .map(|i| format!("http://{}", self.config(i).http_addr))
-                .collect(),
-        }
+        Nodes::client(&self.cluster, &self.http)
     }
 
     pub fn config(&self, i: usize) -> &NodeConfig {
@@ -163,17 +158,17 @@ impl TestCluster {
     }
 
     pub async fn restart(&mut self, i: usize) {
-        self.cluster.restart(i).await.expect("node restarts");
+        Nodes::restart(&mut self.cluster, i)
+            .await
+            .expect("node restarts");
     }
 
     pub async fn kill(&mut self, i: usize) {
-        self.cluster.kill(i).await;
+        Nodes::kill(&mut self.cluster, i).await;
     }
 
     pub fn live(&self) -> Vec<usize> {
-        (0..self.cluster.len())
-            .filter(|i| self.cluster.is_up(*i))
-            .collect()
+        Nodes::live(&self.cluster)
     }
 
     pub fn url(&self, i: usize, path: &str) -> String {
