@@ -31,26 +31,6 @@ pub fn router(lab: Lab) -> Router {
         .with_state(lab)
 }
 
-/// The URL path that runs `command`, and the body it takes (None: no body). The inverse of what
-/// the routes above accept; the README's control-API list is checked against it.
-pub fn path_and_body(command: &LabCommand) -> (String, Option<Value>) {
-    let Value::Object(mut fields) = serde_json::to_value(command).unwrap_or_default() else {
-        unreachable!("a LabCommand serializes as an object")
-    };
-    let verb = fields
-        .remove("verb")
-        .and_then(|v| v.as_str().map(String::from));
-    let verb = verb.unwrap_or_default();
-    if *command == LabCommand::AddNode {
-        return ("/lab/nodes".into(), None);
-    }
-    if let Some(id) = command.node() {
-        return (format!("/lab/nodes/{id}/{verb}"), None);
-    }
-    let body = (!fields.is_empty()).then_some(Value::Object(fields));
-    (format!("/lab/{verb}"), body)
-}
-
 async fn state(State(lab): State<Lab>) -> Json<LabState> {
     Json(lab.state())
 }
@@ -141,6 +121,26 @@ async fn verb(State(lab): State<Lab>, Path(verb): Path<String>, body: Bytes) -> 
 mod tests {
     use super::*;
     use crate::lab::TimingPreset;
+
+    /// The URL path that runs `command`, and the body it takes (None: no body). The inverse of what
+    /// the routes above accept; the README's control-API list is checked against it.
+    fn path_and_body(command: &LabCommand) -> (String, Option<Value>) {
+        let Value::Object(mut fields) = serde_json::to_value(command).unwrap_or_default() else {
+            unreachable!("a LabCommand serializes as an object")
+        };
+        let verb = fields
+            .remove("verb")
+            .and_then(|v| v.as_str().map(String::from));
+        let verb = verb.unwrap_or_default();
+        if *command == LabCommand::AddNode {
+            return ("/lab/nodes".into(), None);
+        }
+        if let Some(id) = command.node() {
+            return (format!("/lab/nodes/{id}/{verb}"), None);
+        }
+        let body = (!fields.is_empty()).then_some(Value::Object(fields));
+        (format!("/lab/{verb}"), body)
+    }
 
     /// One of every verb; a new verb fails this until it has an example (and so a README line).
     fn examples() -> Vec<LabCommand> {

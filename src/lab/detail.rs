@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use super::state::LabState;
 use super::theme;
-use super::ui::message_line;
+use super::ui::{message_line, opt};
 use crate::raft::status::Status;
 
 pub fn render(frame: &mut Frame, area: Rect, state: &LabState, id: usize) {
@@ -51,7 +51,6 @@ pub fn render(frame: &mut Frame, area: Rect, state: &LabState, id: usize) {
 
 /// The node's status, one fact per line, in the paper's words, then curl lines for its HTTP port.
 fn fact_lines(s: &Status) -> Vec<Line<'static>> {
-    let opt = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
     let node = |v: Option<u64>| v.map_or("-".into(), |v| format!("n{v}"));
     let voters: Vec<String> = s
         .members

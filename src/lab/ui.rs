@@ -31,7 +31,7 @@ pub struct View {
     pub message: String,
 }
 
-fn opt(v: Option<u64>) -> String {
+pub(super) fn opt(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
