@@ -322,6 +322,22 @@ fn refused_votes_and_rejected_entries_say_why_in_the_papers_terms() {
             .unwrap()
             .starts_with("it is in term 7, above the sender's 5")
     );
+    // A refusal seen without fields (sent before the lab watched) says only what happened.
+    let mut bare = message(
+        Rpc::Vote,
+        Fields::Vote { last_log: None },
+        ReplyFields::Other {
+            text: String::new(),
+        },
+    );
+    bare.fate = Fate::Answered {
+        granted: Some(false),
+    };
+    bare.why = None;
+    assert_eq!(
+        bare.decision().unwrap(),
+        "n2 refused its vote to n1 (term 5)"
+    );
     let ok = message(
         Rpc::Append,
         append,

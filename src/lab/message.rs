@@ -135,7 +135,12 @@ impl MessageView {
     /// The decision this message carries, as a timeline line, if it is one worth a line.
     pub fn decision(&self) -> Option<String> {
         let (from, to, term) = (self.from, self.to, self.term);
-        let why = self.why.as_deref().unwrap_or("reason unknown");
+        // A message sent before anyone watched carries no fields to derive a reason from (the
+        // lab's first election can start before it subscribes): then say only what happened.
+        let why = self
+            .why
+            .as_ref()
+            .map_or(String::new(), |w| format!(": {w}"));
         match (self.kind, &self.fate, &self.reply) {
             (
                 Rpc::Vote,
@@ -160,7 +165,7 @@ impl MessageView {
                 },
                 _,
             ) => Some(format!(
-                "n{to} refused its vote to n{from} (term {term}): {why}"
+                "n{to} refused its vote to n{from} (term {term}){why}"
             )),
             (
                 Rpc::PreVote,
@@ -169,13 +174,13 @@ impl MessageView {
                 },
                 _,
             ) => Some(format!(
-                "n{to} would not vote for n{from} (pre-vote, term {term}): {why}"
+                "n{to} would not vote for n{from} (pre-vote, term {term}){why}"
             )),
             (
                 Rpc::Append | Rpc::Heartbeat,
                 _,
                 Some(ReplyFields::Append(AppendAnswer::Conflict | AppendAnswer::HigherTerm { .. })),
-            ) => Some(format!("n{to} rejected AppendEntries from n{from}: {why}")),
+            ) => Some(format!("n{to} rejected AppendEntries from n{from}{why}")),
             _ => None,
         }
     }
