@@ -9,6 +9,7 @@
 //! checks every `crate::` path against this list, and that README's Design table is the same):
 //! - [`config`]: what a node is told at start (addresses → ids, timing, cluster secret).
 //! - [`error`]: the one error type, by what the caller can do.
+//! - [`clock`]: the time Raft runs on: real time, or a lab's clock that slows, freezes and advances.
 //! - [`observe`]: what the transport saw, as plain data for observers; never blocks consensus.
 //! - [`metrics`]: the node's Prometheus counters and gauges (filled by raft, net, api and node).
 //! - [`kv`]: the replicated data and its deterministic `apply`; no Raft, no IO.
@@ -28,7 +29,7 @@
 // The service's modules, in layer order (rustfmt would sort them alphabetically).
 #[rustfmt::skip]
 pub use raftkv_service::{
-    config, error, observe, metrics, kv, store, raft, net, api, client, node, cluster,
+    config, error, clock, observe, metrics, kv, store, raft, net, api, client, node, cluster,
 };
 pub mod harness;
 pub mod check;

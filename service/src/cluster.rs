@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::config::{self, NodeConfig, Start, Timing};
 use crate::error::{Error, Result};
 use crate::net::NetEnv;
-use crate::net::fault::Faults;
+use crate::net::fault::{Faults, Held};
 use crate::node::Node;
 use crate::observe::Event;
 use crate::raft::members::MemberChange;
@@ -89,12 +90,26 @@ pub struct Cluster {
 impl Cluster {
     /// Starts every node. Fails (stopping those already started) if any node cannot start.
     pub async fn start(configs: Vec<NodeConfig>) -> Result<Cluster> {
+        Self::start_with(configs, false).await
+    }
+
+    /// Starts every node paused, before any election: every node a follower in term 0 with its
+    /// timers off and its clock frozen, so that a learner (or a golden script) takes the very first
+    /// step ([`Cluster::time_out`]).
+    pub async fn start_paused(configs: Vec<NodeConfig>) -> Result<Cluster> {
+        Self::start_with(configs, true).await
+    }
+
+    async fn start_with(configs: Vec<NodeConfig>, paused: bool) -> Result<Cluster> {
         let mut cluster = Cluster {
             nodes: configs.iter().map(|_| None).collect(),
             configs,
-            env: NetEnv::default(),
+            env: NetEnv::lab(),
             retired: BTreeSet::new(),
         };
+        if paused {
+            cluster.pause();
+        }
         for id in 0..cluster.configs.len() {
             if let Err(e) = cluster.restart(id).await {
                 cluster.shutdown().await;
@@ -152,7 +167,7 @@ impl Cluster {
         {
             let node = Node::start(self.configs[id].clone(), self.env.clone()).await?;
             // A node restarted during a pause joins the freeze.
-            node.set_timers(!self.env.faults.snapshot().paused);
+            node.set_timers(!self.env.faults.is_paused());
             *slot = Some(node);
         }
         Ok(())
@@ -283,47 +298,109 @@ impl Cluster {
         }
     }
 
-    /// Freezes the whole cluster: every node's timers stop and messages in flight are held (not
-    /// dropped) until [`Cluster::resume`]. One exception, openraft's: a candidate abandons a vote
-    /// request after the election timeout minimum, so a vote request held longer is never sent
-    /// (README, "What a pause cannot hold").
+    /// Freezes the whole cluster: the lab's clock stops (no timer fires, no lease ages, no RPC
+    /// deadline runs), every node's timers are off, and every message, request or reply, is held
+    /// where a learner can deliver or drop it one at a time ([`Cluster::release`]) until
+    /// [`Cluster::resume`].
     pub fn pause(&self) {
+        self.clock().freeze(true);
         self.env.faults.pause(true);
         self.up().for_each(|n| n.set_timers(false));
     }
 
-    /// Ends a pause. Leaders resume first and heartbeat, so that followers, whose last contact
-    /// with the leader is as old as the pause, hear from it before their election timers run
-    /// again; otherwise every resume would look like a dead leader and start an election.
+    /// Ends a pause: everything still held is delivered in the order it was held, and the clock
+    /// and timers run again where they stopped (leases did not age during the pause, so a
+    /// resumed follower does not mistake the pause for a dead leader).
     pub async fn resume(&self) {
         self.env.faults.pause(false);
-        let statuses = self.statuses().await;
-        let is_leader = |id: usize| {
-            statuses[id]
-                .as_ref()
-                .is_some_and(|s| s.role == Role::Leader)
-        };
-        for (id, node) in self.nodes.iter().enumerate() {
-            if let Some(node) = node.as_ref().filter(|_| is_leader(id)) {
-                node.set_timers(true);
-                node.heartbeat().await;
-            }
-        }
-        let heartbeat = Duration::from_millis(self.timing().heartbeat_ms);
-        let deadline = tokio::time::Instant::now() + heartbeat * 10;
-        while tokio::time::Instant::now() < deadline {
-            let fresh = self.statuses().await.into_iter().flatten().all(|s| {
-                s.role == Role::Leader
-                    || s.leader_id.is_none()
-                    || s.quorum_contact_ms
-                        .is_some_and(|ms| ms < 2 * heartbeat.as_millis() as u64)
-            });
-            if fresh {
-                break;
-            }
-            tokio::time::sleep(heartbeat / 4).await;
-        }
+        self.clock().freeze(false);
         self.up().for_each(|n| n.set_timers(true));
+    }
+
+    /// Delivers (or, with `deliver` false, loses) held message `id`; only while paused.
+    pub fn release(&self, id: u64, deliver: bool) -> Result<Held> {
+        self.env
+            .faults
+            .release(id, deliver)
+            .map_err(Error::InvalidInput)
+    }
+
+    /// The oldest held message's id, if any.
+    pub fn oldest_held(&self) -> Option<u64> {
+        self.env.faults.oldest()
+    }
+
+    /// Held messages whose senders gave up on them since the last call.
+    pub fn abandoned(&self) -> Vec<Held> {
+        self.env.faults.take_abandoned()
+    }
+
+    /// The lab's clock, shared by every node of this cluster.
+    pub fn clock(&self) -> &Clock {
+        self.env
+            .clock
+            .as_deref()
+            .expect("a cluster's nodes run on the lab's clock")
+    }
+
+    /// Runs the cluster `slowdown` times slower than real time (1 to `clock::MAX_SLOWDOWN`):
+    /// timers, heartbeats, leases and deadlines stretch together, at once, with no restart.
+    pub fn set_slowdown(&self, slowdown: f64) -> Result<()> {
+        self.clock()
+            .set_slowdown(slowdown)
+            .map_err(Error::InvalidInput)
+    }
+
+    /// Waits until the paused cluster has nothing left to do by itself: no message between the
+    /// hold and its reply, and no held message, node state or event changing for `quiet`.
+    /// Gives up after `bound` (returns false). Golden scripts step with this in between.
+    pub async fn settle(&self, quiet: Duration, bound: Duration) -> bool {
+        let start = tokio::time::Instant::now();
+        let mut changes = self.env.faults.changes();
+        let mut events = self.events();
+        let mut last = self.fingerprint().await;
+        let mut calm_since = start;
+        loop {
+            let now = tokio::time::Instant::now();
+            if self.env.faults.moving() == 0 && now - calm_since >= quiet {
+                return true;
+            }
+            if now - start >= bound {
+                return false;
+            }
+            tokio::select! {
+                _ = changes.changed() => calm_since = tokio::time::Instant::now(),
+                _ = events.recv() => calm_since = tokio::time::Instant::now(),
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+            let now = self.fingerprint().await;
+            if now != last {
+                last = now;
+                calm_since = tokio::time::Instant::now();
+            }
+        }
+    }
+
+    /// What settling watches of each node: role, term, vote and log positions.
+    async fn fingerprint(&self) -> Vec<Option<[u64; 7]>> {
+        let role = |r: Role| r as u64;
+        self.statuses()
+            .await
+            .into_iter()
+            .map(|s| {
+                s.map(|s| {
+                    [
+                        role(s.role),
+                        s.term,
+                        s.voted_for.map_or(u64::MAX, |v| v),
+                        u64::from(s.vote_committed),
+                        s.last_log_index.map_or(u64::MAX, |i| i),
+                        s.commit_index.map_or(u64::MAX, |i| i),
+                        s.last_applied.map_or(u64::MAX, |i| i),
+                    ]
+                })
+            })
+            .collect()
     }
 
     /// Turns every running node's timers (election timeouts, heartbeats) off or on, without
@@ -341,14 +418,24 @@ impl Cluster {
     }
 
     pub fn is_paused(&self) -> bool {
-        self.env.faults.snapshot().paused
+        self.env.faults.is_paused()
     }
 
-    /// Makes node `id` start an election now.
-    pub async fn time_out(&self, id: usize) -> Result<()> {
-        self.node(id)?
-            .time_out(self.configs[id].timing.pre_vote)
-            .await
+    /// Makes node `id` start an election now, as if its election timer had fired. While paused,
+    /// time must have passed for that: the lab's clock first moves on until the node's leader
+    /// lease has run out, if it holds one (returned; zero otherwise). Other nodes' timers stay
+    /// off, but whatever else was due by then happens (a vote request older than the election
+    /// timeout is given up by its candidate, as openraft does).
+    pub async fn time_out(&self, id: usize) -> Result<Duration> {
+        let node = self.node(id)?;
+        let mut moved = Duration::ZERO;
+        if self.is_paused() {
+            let lease = Duration::from_millis(self.configs[id].timing.election_max_ms);
+            moved = node.lease_left(lease).await;
+            self.clock().advance(moved);
+        }
+        node.time_out(self.configs[id].timing.pre_vote).await?;
+        Ok(moved)
     }
 
     /// Hands leadership to node `to` (asks the current leader).

@@ -6,6 +6,7 @@
 //! checks every `crate::` path against this list):
 //! - [`config`]: what a node is told at start (addresses → ids, timing, cluster secret).
 //! - [`error`]: the one error type, by what the caller can do.
+//! - [`clock`]: the time Raft runs on: real time, or a lab's clock that slows, freezes and advances.
 //! - [`observe`]: what the transport saw, as plain data for observers; never blocks consensus.
 //! - [`metrics`]: the node's Prometheus counters and gauges (filled by raft, net, api and node).
 //! - [`kv`]: the replicated data and its deterministic `apply`; no Raft, no IO.
@@ -19,6 +20,7 @@
 
 pub mod config;
 pub mod error;
+pub mod clock;
 pub mod observe;
 pub mod metrics;
 pub mod kv;

@@ -5,8 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::state::TimingPreset;
-
 /// One lab verb. Its JSON form is what the control API takes: `{"verb": "partition", "groups":
 /// [[0,1,2],[3,4]]}`; `POST /lab/{verb}` with the other fields as the body (and
 /// `POST /lab/nodes/{id}/{verb}` for the verbs about one node) is that same object.
@@ -57,11 +55,21 @@ pub enum LabCommand {
     SetPreVote {
         enabled: bool,
     },
-    /// Restart every node with these timers.
-    #[serde(rename = "timing")]
-    SetTiming {
-        timing: TimingPreset,
+    /// Run the cluster `factor` times slower than real time (1 to 50): every timer, heartbeat,
+    /// lease and deadline stretches alike, at once, without a restart.
+    Speed {
+        factor: u32,
     },
+    /// While paused: deliver held message `message` (its reply is held in turn).
+    Deliver {
+        message: u64,
+    },
+    /// While paused: lose held message `message`, as a network may.
+    Drop {
+        message: u64,
+    },
+    /// While paused: deliver the oldest held message.
+    Step,
     /// Start a new server and add it to the cluster as a learner.
     AddNode,
     /// Make the learner a voter.
@@ -75,6 +83,14 @@ pub enum LabCommand {
 }
 
 impl LabCommand {
+    /// The held message a verb is about (`/lab/messages/{id}/{verb}`).
+    pub fn message(&self) -> Option<u64> {
+        match self {
+            LabCommand::Deliver { message } | LabCommand::Drop { message } => Some(*message),
+            _ => None,
+        }
+    }
+
     /// The node a verb is about, for the verbs about one node (`/lab/nodes/{id}/{verb}`).
     pub fn node(&self) -> Option<usize> {
         match self {
@@ -92,13 +108,16 @@ impl LabCommand {
             | LabCommand::Resume
             | LabCommand::Request { .. }
             | LabCommand::SetPreVote { .. }
-            | LabCommand::SetTiming { .. }
+            | LabCommand::Speed { .. }
+            | LabCommand::Deliver { .. }
+            | LabCommand::Drop { .. }
+            | LabCommand::Step
             | LabCommand::AddNode => None,
         }
     }
 }
 
-/// What a key does, given the selected node and the current pause/pre-vote/timing state.
+/// What a key does, given the selected node and the current pause/pre-vote/speed state.
 #[derive(Clone, Copy)]
 pub enum KeyAction {
     Command(fn(&Context) -> LabCommand),
@@ -112,6 +131,8 @@ pub enum KeyAction {
     ScrollBack,
     /// Show only the timeline lines about the selected node, or all.
     OnlySelected,
+    /// Choose the next held message (`[`: the previous one).
+    NextHeld,
     Help,
     Quit,
 }
@@ -122,7 +143,10 @@ pub struct Context {
     pub nodes: usize,
     pub paused: bool,
     pub pre_vote: bool,
-    pub timing: TimingPreset,
+    /// How many times slower than real time the cluster runs.
+    pub slowdown: u32,
+    /// The held message the learner has chosen (the held list's cursor), if any.
+    pub held: Option<u64>,
     /// A counter, so that successive client requests append distinct values.
     pub requests: u64,
 }
@@ -205,7 +229,7 @@ pub const ACTIONS: &[Action] = &[
     Action {
         key: ' ',
         label: "pause",
-        help: "pause / resume: timers stop, messages are held (a candidate drops votes held long)",
+        help: "pause / resume: the clock stops, every message is held until stepped (. d D) or resumed",
         action: KeyAction::Command(|c| {
             if c.paused {
                 LabCommand::Resume
@@ -251,11 +275,48 @@ pub const ACTIONS: &[Action] = &[
         }),
     },
     Action {
-        key: 'T',
-        label: "timing",
-        help: "switch timing: slow (elections over seconds) / normal (restarts the nodes)",
-        action: KeyAction::Command(|c| LabCommand::SetTiming {
-            timing: c.timing.other(),
+        key: '+',
+        label: "slower",
+        help: "run slower: ×1 → ×2 → ×5 → ×10 → ×20 → ×50 (timers, leases, deadlines alike)",
+        action: KeyAction::Command(|c| LabCommand::Speed {
+            factor: slower(c.slowdown),
+        }),
+    },
+    Action {
+        key: '-',
+        label: "faster",
+        help: "run faster, back towards real time (×1)",
+        action: KeyAction::Command(|c| LabCommand::Speed {
+            factor: faster(c.slowdown),
+        }),
+    },
+    Action {
+        key: '.',
+        label: "step",
+        help: "while paused: deliver the oldest held message (its reply is held in turn)",
+        action: KeyAction::Command(|_| LabCommand::Step),
+    },
+    Action {
+        key: ']',
+        label: "",
+        help: "while paused: choose the next held message ([ the previous one)",
+        action: KeyAction::NextHeld,
+    },
+    Action {
+        key: 'd',
+        label: "deliver",
+        help: "while paused: deliver the chosen held message",
+        action: KeyAction::Command(|c| match c.held {
+            Some(message) => LabCommand::Deliver { message },
+            None => LabCommand::Step,
+        }),
+    },
+    Action {
+        key: 'D',
+        label: "drop",
+        help: "while paused: drop the chosen held message (lost, as a network may lose it)",
+        action: KeyAction::Command(|c| LabCommand::Drop {
+            message: c.held.unwrap_or(0),
         }),
     },
     Action {
@@ -308,6 +369,17 @@ impl Action {
     }
 }
 
+/// The speed steps of `+` and `-`, as slowdown factors.
+const SPEEDS: [u32; 6] = [1, 2, 5, 10, 20, 50];
+
+fn slower(now: u32) -> u32 {
+    SPEEDS.into_iter().find(|s| *s > now).unwrap_or(50)
+}
+
+fn faster(now: u32) -> u32 {
+    SPEEDS.into_iter().rev().find(|s| *s < now).unwrap_or(1)
+}
+
 /// README's key table, made from [`ACTIONS`] (a unit test holds README to it).
 pub fn key_table_markdown() -> String {
     let mut table = String::from("| key | what it does |\n|---|---|\n");
@@ -315,6 +387,7 @@ pub fn key_table_markdown() -> String {
         let key = match a.key {
             '←' => "← (h)".into(),
             '→' => "→ (l), 0–9".into(),
+            ']' => "] [".into(),
             _ => a.key_name(),
         };
         let help = a.help.replace('|', "\\|");
@@ -362,7 +435,8 @@ mod tests {
             nodes: 5,
             paused: true,
             pre_vote: true,
-            timing: TimingPreset::Normal,
+            slowdown: 1,
+            held: None,
             requests: 4,
         };
         let run = |k| match action_for(k) {
@@ -388,5 +462,12 @@ mod tests {
         );
         assert_eq!(run('p'), LabCommand::SetPreVote { enabled: false });
         assert!(matches!(action_for('h'), Some(KeyAction::SelectPrev)));
+        assert_eq!(run('+'), LabCommand::Speed { factor: 2 });
+        assert_eq!(run('-'), LabCommand::Speed { factor: 1 });
+        assert_eq!(run('d'), LabCommand::Step, "nothing chosen: the oldest");
+        assert_eq!(
+            (slower(10), slower(50), faster(10), faster(3)),
+            (20, 50, 5, 2)
+        );
     }
 }

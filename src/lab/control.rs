@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::message::{MessageFilter, MessageView};
 use super::{Lab, LabCommand, LabState};
+use crate::net::fault::Held;
 
 pub fn router(lab: Lab) -> Router {
     Router::new()
@@ -27,6 +28,7 @@ pub fn router(lab: Lab) -> Router {
             post(|State(lab): State<Lab>| run(lab, LabCommand::AddNode)),
         )
         .route("/lab/nodes/{id}/{verb}", post(node_verb))
+        .route("/lab/messages/{id}/{verb}", post(message_verb))
         .route("/lab/{verb}", post(verb))
         .with_state(lab)
 }
@@ -36,10 +38,32 @@ async fn state(State(lab): State<Lab>) -> Json<LabState> {
 }
 
 /// `GET /lab/messages[?kind=Vote][&node=2]`: the messages pane's lines, newest first, with every
-/// field. A kind that does not exist is a 400 naming the kinds.
-async fn messages(State(lab): State<Lab>, filter: Query<MessageFilter>) -> Json<Vec<MessageView>> {
-    let all = lab.state().messages;
-    Json(all.into_iter().filter(|m| filter.matches(m)).collect())
+/// field; `?held=true`: the messages a pause holds, oldest first (each with the id to deliver or
+/// drop it by). A kind that does not exist is a 400 naming the kinds.
+async fn messages(State(lab): State<Lab>, Query(q): Query<MessagesQuery>) -> Response {
+    let state = lab.state();
+    let filter = MessageFilter {
+        kind: q.kind,
+        node: q.node,
+    };
+    if q.held {
+        let node = |h: &&Held| filter.node.is_none_or(|n| n == h.from || n == h.to);
+        let kind = |h: &&Held| filter.kind.is_none_or(|k| k == h.rpc);
+        let held: Vec<&Held> = state.held.iter().filter(node).filter(kind).collect();
+        return Json(held).into_response();
+    }
+    let all = state.messages;
+    let shown: Vec<MessageView> = all.into_iter().filter(|m| filter.matches(m)).collect();
+    Json(shown).into_response()
+}
+
+/// The query of `GET /lab/messages` (no `serde(flatten)`: it loses the types of query strings).
+#[derive(serde::Deserialize)]
+struct MessagesQuery {
+    #[serde(default)]
+    held: bool,
+    kind: Option<crate::observe::Rpc>,
+    node: Option<u64>,
 }
 
 async fn run(lab: Lab, command: LabCommand) -> Response {
@@ -87,11 +111,31 @@ async fn node_verb(
     }
 }
 
+/// `POST /lab/messages/{id}/deliver` or `…/drop`: a held message, by its id.
+async fn message_verb(
+    State(lab): State<Lab>,
+    Path((id, verb)): Path<(u64, String)>,
+    body: Bytes,
+) -> Response {
+    match command(&verb, &body, Some(("message", id.into()))) {
+        Ok(c) if c.message() == Some(id) => run(lab, c).await,
+        Ok(_) => bad(format!(
+            "{verb:?} is not a verb about a held message: deliver or drop"
+        )),
+        Err(why) => bad(why),
+    }
+}
+
 async fn verb(State(lab): State<Lab>, Path(verb): Path<String>, body: Bytes) -> Response {
     let c = match command(&verb, &body, None) {
         Ok(c) if c.node().is_some() => {
             return bad(format!(
                 "{verb} is about one node: POST /lab/nodes/{{id}}/{verb}"
+            ));
+        }
+        Ok(c) if c.message().is_some() => {
+            return bad(format!(
+                "{verb} is about a held message: POST /lab/messages/{{id}}/{verb}"
             ));
         }
         Ok(c) => c,
@@ -120,7 +164,6 @@ async fn verb(State(lab): State<Lab>, Path(verb): Path<String>, body: Bytes) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::TimingPreset;
 
     /// The URL path that runs `command`, and the body it takes (None: no body). The inverse of what
     /// the routes above accept; the README's control-API list is checked against it.
@@ -137,6 +180,9 @@ mod tests {
         }
         if let Some(id) = command.node() {
             return (format!("/lab/nodes/{id}/{verb}"), None);
+        }
+        if let Some(id) = command.message() {
+            return (format!("/lab/messages/{id}/{verb}"), None);
         }
         let body = (!fields.is_empty()).then_some(Value::Object(fields));
         (format!("/lab/{verb}"), body)
@@ -166,9 +212,10 @@ mod tests {
                 value: "x".into(),
             },
             LabCommand::SetPreVote { enabled: false },
-            LabCommand::SetTiming {
-                timing: TimingPreset::Slow,
-            },
+            LabCommand::Speed { factor: 10 },
+            LabCommand::Step,
+            LabCommand::Deliver { message: 7 },
+            LabCommand::Drop { message: 7 },
         ];
         // serde names every verb in its error for an unknown one: each must have an example.
         let err = command("?", &Bytes::new(), None).unwrap_err();
@@ -206,6 +253,11 @@ mod tests {
                     verb,
                     &body,
                     Some(("id", id.parse::<usize>().unwrap().into())),
+                ),
+                ["messages", id, verb] => command(
+                    verb,
+                    &body,
+                    Some(("message", id.parse::<u64>().unwrap().into())),
                 ),
                 [verb] => command(verb, &body, None),
                 _ => panic!("unexpected path {path}"),

@@ -9,14 +9,19 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::command::LabCommand;
 use super::fold::{Input, Memory, groups};
+use super::message::held_line;
 use super::state::{LabState, NodeView, TimingPreset};
 use crate::cluster::Cluster;
-use crate::config::Timing;
 use crate::observe::Event;
 use crate::raft::status::{Role, leader_of};
 
 /// How often statuses are refreshed and the state republished.
 const REFRESH: Duration = Duration::from_millis(100);
+
+/// While paused, a step is done when nothing has changed for this long…
+const SETTLE_QUIET: Duration = Duration::from_millis(150);
+/// …or after this long at most.
+const SETTLE_BOUND: Duration = Duration::from_secs(5);
 
 type Reply = oneshot::Sender<Result<String, String>>;
 
@@ -141,8 +146,18 @@ impl Engine {
                 // (its leader lease): the timer fires and nothing is sent. Say so, and why.
                 let before = c.statuses().await.get(id).cloned().flatten();
                 let outcome = c.time_out(id).await.map_err(|e| e.to_string());
-                outcome.map(|_| match before {
-                    Some(s) if c.timing().pre_vote && s.role == Role::Follower && s.has_quorum => {
+                outcome.map(|moved| match before {
+                    _ if !moved.is_zero() => format!(
+                        "n{id} timed out: it starts an election (the lab's clock moved on {} ms, \
+                         past its leader lease)",
+                        moved.as_millis()
+                    ),
+                    Some(s)
+                        if c.timing().pre_vote
+                            && s.role == Role::Follower
+                            && s.has_quorum
+                            && !c.is_paused() =>
+                    {
                         let leader = s.leader_id.map_or("a leader".into(), |l| format!("n{l}"));
                         let ago = s.quorum_contact_ms.unwrap_or(0);
                         format!(
@@ -214,22 +229,39 @@ impl Engine {
                 c.set_pre_vote(on);
                 Ok(format!("pre-vote {}", if on { "on" } else { "off" }))
             }
-            LabCommand::SetTiming { timing: preset } => {
-                let timing = Timing {
-                    pre_vote: c.timing().pre_vote,
-                    ..preset.timing()
-                };
-                c.set_timing(timing)
-                    .await
-                    .map(|_| format!("timing {preset}: nodes restarted"))
-                    .map_err(|e| e.to_string())
-            }
+            LabCommand::Speed { factor } => c
+                .set_slowdown(f64::from(factor))
+                .map(|_| match factor {
+                    1 => "speed ×1: real time".to_string(),
+                    f => format!("speed: {f}× slower than real time (timers, leases, deadlines)"),
+                })
+                .map_err(|e| e.to_string()),
+            LabCommand::Deliver { message } => Self::release(c, message, true),
+            LabCommand::Drop { message } => Self::release(c, message, false),
+            LabCommand::Step => match c.oldest_held() {
+                Some(message) => Self::release(c, message, true),
+                None if c.is_paused() => Err("nothing is held: no message is in flight".into()),
+                None => Err("nothing is held: messages are held only while paused".into()),
+            },
         };
         self.note(match &outcome {
             Ok(text) => text.clone(),
             Err(e) => format!("{command:?} refused: {e}"),
         });
+        // While paused, the cluster reacts only to what the learner does: let it finish
+        // reacting (replies held, entries written) before answering, so the next step starts
+        // from a settled state.
+        if outcome.is_ok() && self.cluster.is_paused() {
+            self.cluster.settle(SETTLE_QUIET, SETTLE_BOUND).await;
+        }
         outcome
+    }
+
+    /// Delivers or drops held message `id`, in words.
+    fn release(c: &Cluster, id: u64, deliver: bool) -> Result<String, String> {
+        let held = c.release(id, deliver).map_err(|e| e.to_string())?;
+        let verb = if deliver { "delivered" } else { "dropped" };
+        Ok(format!("{verb} {}", held_line(&held)))
     }
 
     /// Sends a client request through node `via` without blocking the engine: a task waits for the
@@ -266,6 +298,13 @@ impl Engine {
     }
 
     async fn snapshot(&mut self) -> LabState {
+        for gave_up in self.cluster.abandoned() {
+            self.note(format!(
+                "n{} gave up on held {}: its deadline passed",
+                gave_up.from,
+                held_line(&gave_up)
+            ));
+        }
         let statuses = self.cluster.statuses().await;
         self.fold(Input::Statuses(statuses.clone()));
         let faults = self.cluster.faults();
@@ -297,6 +336,8 @@ impl Engine {
                 .map(|id| self.cluster.contents(id))
                 .unwrap_or_default(),
             paused: faults.paused,
+            held: faults.held,
+            slowdown: self.cluster.clock().slowdown().round() as u32,
             pre_vote: timing.pre_vote,
             timing: TimingPreset::of(&timing),
             heartbeat_ms: timing.heartbeat_ms,

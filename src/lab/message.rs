@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::fault::{Held, Leg};
 use crate::observe::{AppendAnswer, Event, Fate, Fields, LogPos, ReplyFields, Rpc};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,11 +231,27 @@ impl MessageView {
             && (&self.fields, &self.fate, &self.reply) == (&next.fields, &next.fate, &next.reply)
     }
 
-    /// The message's fields in one line, the paper's names first.
+    /// The message's fields in one line, the paper's names first, then its fate.
     pub fn summary(&self) -> String {
+        let fate = match (&self.fate, &self.reply) {
+            (Fate::Dropped, _) => "dropped (link cut, or by hand while paused)".into(),
+            (Fate::Failed, _) => "failed (no answer)".into(),
+            (Fate::Answered { .. }, Some(reply)) => reply_summary(reply),
+            (Fate::Answered { .. }, None) => "answered".into(),
+        };
+        let times = if self.count > 1 {
+            format!(" ×{}", self.count)
+        } else {
+            String::new()
+        };
+        format!("{} → {fate}{times}", self.what())
+    }
+
+    /// The message's own fields in one line (not its fate).
+    pub fn what(&self) -> String {
         let pos =
             |p: &Option<LogPos>| p.map_or("none".into(), |p| format!("{}@{}", p.index, p.term));
-        let what = match &self.fields {
+        match &self.fields {
             Some(Fields::Vote { last_log }) => format!("lastLog {}", pos(last_log)),
             Some(Fields::Append {
                 prev_log,
@@ -266,19 +283,44 @@ impl MessageView {
             }
             Some(Fields::Forward { what }) => what.clone(),
             None => String::new(),
-        };
-        let fate = match (&self.fate, &self.reply) {
-            (Fate::Dropped, _) => "dropped (link cut)".into(),
-            (Fate::Failed, _) => "failed (no answer)".into(),
-            (Fate::Answered { .. }, Some(reply)) => reply_summary(reply),
-            (Fate::Answered { .. }, None) => "answered".into(),
-        };
-        let times = if self.count > 1 {
-            format!(" ×{}", self.count)
-        } else {
-            String::new()
-        };
-        format!("{what} → {fate}{times}")
+        }
+    }
+}
+
+/// A held message in one line: its number, link, kind and term, then its fields, or for a reply
+/// the answer and, when it refuses, why.
+pub fn held_line(h: &Held) -> String {
+    // Reasons are derived from the exchange as the request's sender sees it.
+    let (from, to) = match h.leg {
+        Leg::Request => (h.from, h.to),
+        Leg::Reply => (h.to, h.from),
+    };
+    let view = MessageView::new(
+        h.id,
+        0,
+        Event {
+            from,
+            to,
+            rpc: h.rpc,
+            term: h.term,
+            entries: h.entries,
+            fate: Fate::Answered { granted: None },
+            fields: h.fields.clone(),
+            reply: h.reply.clone(),
+        },
+    );
+    let head = format!("#{} n{} → n{}", h.id, h.from, h.to);
+    match (&h.leg, &h.reply) {
+        (Leg::Reply, Some(reply)) => {
+            let why = view.why.map(|w| format!(": {w}")).unwrap_or_default();
+            format!(
+                "{head} reply to {:?} (term {}): {}{why}",
+                h.rpc,
+                h.term,
+                reply_summary(reply)
+            )
+        }
+        _ => format!("{head} {:?} term {}: {}", h.rpc, h.term, view.what()),
     }
 }
 

@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::message::MessageView;
 use crate::cluster;
 use crate::config::Timing;
+use crate::net::fault::Held;
 use crate::raft::status::{Status, leader_of};
 
 /// The lab's two timings: the service's defaults, or slow enough to follow an election by eye.
-/// Serialized as `"normal"` / `"slow"` (the `--timing` flag, `POST /lab/timing`, `GET /lab/state`).
+/// Serialized as `"normal"` / `"slow"` (the `--timing` flag, `GET /lab/state`). Slowing down
+/// while the lab runs is the speed control's job (the lab's clock), which needs no restart.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TimingPreset {
@@ -43,14 +45,6 @@ impl TimingPreset {
             TimingPreset::Slow
         } else {
             TimingPreset::Normal
-        }
-    }
-
-    /// The other preset (the dashboard's `T` key switches between them).
-    pub fn other(self) -> TimingPreset {
-        match self {
-            TimingPreset::Normal => TimingPreset::Slow,
-            TimingPreset::Slow => TimingPreset::Normal,
         }
     }
 }
@@ -88,8 +82,15 @@ pub struct LabState {
     /// The key/value contents as applied by the leader (or, without one, the most advanced node).
     pub kv: Vec<(String, Vec<String>)>,
     pub paused: bool,
+    /// Messages held by the pause, oldest first; a learner delivers or drops them one by one.
+    #[serde(default)]
+    pub held: Vec<Held>,
     pub pre_vote: bool,
+    /// The timers the lab started with (`--timing`).
     pub timing: TimingPreset,
+    /// How many times slower than real time the cluster runs (`+`/`-`, `POST /lab/speed`).
+    #[serde(default = "real_time")]
+    pub slowdown: u32,
     pub heartbeat_ms: u64,
     /// A follower starts an election at most this long after it last heard from a leader
     /// (openraft: leader lease = election timeout max, plus a random timeout in [min, max)).
@@ -144,6 +145,10 @@ pub struct TimelineEntry {
 }
 
 fn once() -> u32 {
+    1
+}
+
+fn real_time() -> u32 {
     1
 }
 

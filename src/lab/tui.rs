@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::command::{self, Context, KeyAction, LabCommand};
 use super::ui::{self, View};
 use super::{Lab, LabState};
+use crate::net::fault::Held;
 
 /// What a key press asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,6 +39,10 @@ pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
         '⇥' => view.scroll = 0,
         _ => {}
     }
+    if key == '[' {
+        view.held = next_held(&state.held, view.held, -1);
+        return Effect::None;
+    }
     match command::action_for(key) {
         Some(KeyAction::SelectNext) => view.selected = (view.selected + 1) % n,
         Some(KeyAction::SelectPrev) => view.selected = (view.selected + n - 1) % n,
@@ -46,6 +51,7 @@ pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
         Some(KeyAction::Detail) => view.detail = !view.detail,
         Some(KeyAction::ScrollBack) => view.scroll = (view.scroll + page).min(state.timeline.len()),
         Some(KeyAction::OnlySelected) => view.only_selected = !view.only_selected,
+        Some(KeyAction::NextHeld) => view.held = next_held(&state.held, view.held, 1),
         Some(KeyAction::Quit) => return Effect::Quit,
         Some(KeyAction::Command(make)) => {
             let context = Context {
@@ -53,7 +59,10 @@ pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
                 nodes: n,
                 paused: state.paused,
                 pre_vote: state.pre_vote,
-                timing: state.timing,
+                slowdown: state.slowdown,
+                held: view
+                    .held
+                    .filter(|id| state.held.iter().any(|h| h.id == *id)),
                 requests: state.requests,
             };
             return Effect::Run(make(&context));
@@ -61,6 +70,18 @@ pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
         None => {}
     }
     Effect::None
+}
+
+/// The held message `by` places after (or before, when negative) `chosen`, wrapping around;
+/// the oldest when nothing valid is chosen.
+fn next_held(held: &[Held], chosen: Option<u64>, by: isize) -> Option<u64> {
+    let n = held.len() as isize;
+    let at = chosen.and_then(|id| held.iter().position(|h| h.id == id));
+    let next = match at {
+        Some(i) => (i as isize + by).rem_euclid(n.max(1)),
+        None => 0,
+    };
+    held.get(next as usize).map(|h| h.id)
 }
 
 /// Runs the dashboard on a real terminal until `q`; restores the terminal also on panic.

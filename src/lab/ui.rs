@@ -27,6 +27,8 @@ pub struct View {
     pub scroll: usize,
     /// The timeline shows only lines that name the selected node.
     pub only_selected: bool,
+    /// The held message chosen with `]`/`[` (while paused), shown in the inspector.
+    pub held: Option<u64>,
     /// The last command's outcome, shown in the title bar.
     pub message: String,
 }

@@ -99,6 +99,8 @@ fn healthy() -> LabState {
         paused: false,
         pre_vote: true,
         timing: TimingPreset::Normal,
+        held: Vec::new(),
+        slowdown: 1,
         heartbeat_ms: 100,
         election_deadline_ms: (1500, 2000),
         uptime_ms: 5000,

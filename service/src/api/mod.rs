@@ -48,6 +48,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// This node's log, for its fsync count in `/metrics`.
     pub log: LogStore,
+    /// The lab's clock the node runs on, if any: ages in the status are read on it.
+    pub clock: Option<Arc<crate::clock::Clock>>,
 }
 
 impl AppState {
@@ -60,7 +62,11 @@ impl AppState {
             uptime_secs: self.started.elapsed().as_secs(),
             lease_ms: self.lease_ms,
         };
-        status::status(&self.gateway.raft, facts).await
+        let status = status::status(&self.gateway.raft, facts);
+        match &self.clock {
+            Some(clock) => clock.scope(status).await,
+            None => status.await,
+        }
     }
 }
 

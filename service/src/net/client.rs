@@ -143,6 +143,7 @@ pub struct PeerNetwork {
 }
 
 impl PeerNetwork {
+    /// `timeout` is openraft's, on the nodes' clock.
     async fn call(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
         let (me, target) = (self.me.clone(), self.target);
         me.deliver(target, request, self.call_unchecked(request, timeout))
@@ -150,6 +151,9 @@ impl PeerNetwork {
     }
 
     async fn call_unchecked(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
+        // Converted when the message leaves, not when it was queued: a message a learner
+        // delivers by hand leaves with the frozen clock's generous deadline.
+        let timeout = self.me.env.real_deadline(timeout);
         let result = async {
             if self.conn.is_none() {
                 let addr = *self

@@ -24,20 +24,37 @@ use tokio::net::TcpStream;
 use frame::{Hello, HelloReply, Reply, Request};
 pub use secure::{Channel, MAX_FRAME, Secret};
 
+use crate::clock::Clock;
 use crate::observe::{Event, Fate, Observer};
-use fault::FaultTable;
+use fault::{FaultTable, Held, Leg, Passage};
 
-/// What the transport of every node in one process shares: the injected faults and the event
-/// stream. Per-process mode gets its own, never faulted.
+/// What the transport of every node in one process shares: the injected faults, the event
+/// stream, and the lab's clock. Per-process mode gets its own, never faulted, on real time.
 #[derive(Clone, Default)]
 pub struct NetEnv {
     pub faults: std::sync::Arc<FaultTable>,
     pub observer: Observer,
+    /// The clock a lab's nodes run on (None: real time).
+    pub clock: Option<std::sync::Arc<Clock>>,
 }
 
 impl NetEnv {
+    /// The shared environment of a lab's nodes: faults, events and one clock.
+    pub fn lab() -> Self {
+        NetEnv {
+            clock: Some(Default::default()),
+            ..Default::default()
+        }
+    }
+
+    /// How long a transport deadline of `ttl` (openraft's, on the nodes' clock) lasts in real time.
+    pub fn real_deadline(&self, ttl: Duration) -> Duration {
+        self.clock.as_ref().map_or(ttl, |c| c.real_deadline(ttl))
+    }
+
     /// Delivers `request` from `from` to `to` through `call` unless the link is cut (then it is
-    /// dropped with a `ConnectionRefused` error), waiting while paused, and reports what happened.
+    /// dropped with a `ConnectionRefused` error), holding the request and then its reply while
+    /// paused, and reports what happened.
     pub async fn deliver<F>(
         &self,
         from: u64,
@@ -61,14 +78,42 @@ impl NetEnv {
             fields: watched.then(|| request.fields()),
             reply: None,
         };
-        if !self.faults.pass(from, to).await {
+        let held = |leg, from, to, reply| Held {
+            id: 0,
+            from,
+            to,
+            rpc,
+            leg,
+            term,
+            entries,
+            fields: Some(request.fields()),
+            reply,
+        };
+        let passage = self
+            .faults
+            .pass(from, to, || held(Leg::Request, from, to, None))
+            .await;
+        if passage != Passage::Go {
             self.observer.emit(event);
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionRefused,
-                format!("link n{from} → n{to} is cut"),
-            ));
+            return Err(lost(passage, from, to));
         }
+        let moving = self.faults.start_moving();
         let result = call.await;
+        drop(moving);
+        if let Ok(reply) = &result {
+            // The reply travels back over the link to → from, and is held like any message.
+            let passage = self
+                .faults
+                .pass(to, from, || {
+                    held(Leg::Reply, to, from, Some(reply.fields()))
+                })
+                .await;
+            if passage != Passage::Go {
+                event.reply = watched.then(|| reply.fields());
+                self.observer.emit(event);
+                return Err(lost(passage, to, from));
+            }
+        }
         event.fate = match &result {
             Ok(reply) => Fate::Answered {
                 granted: reply.granted(),
@@ -79,6 +124,15 @@ impl NetEnv {
         self.observer.emit(event);
         result
     }
+}
+
+/// The error a sender sees for a message the fault table did not let through.
+fn lost(passage: Passage, from: u64, to: u64) -> io::Error {
+    let why = match passage {
+        Passage::Dropped => format!("the lab dropped the message n{from} → n{to}"),
+        _ => format!("link n{from} → n{to} is cut"),
+    };
+    io::Error::new(io::ErrorKind::ConnectionRefused, why)
 }
 
 /// The slowest rate at which we expect a peer to take in a large request (receive, decode and

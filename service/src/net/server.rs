@@ -85,12 +85,13 @@ async fn serve_connection(
         let request: Request = frame::decode(&bytes)?;
         me.metrics.rpc(peer, request.describe().0, "received");
         // An injected cut drops the message here as a real network would: the connection goes
-        // silent and the sender times out or reconnects. A pause holds it until resume.
-        if !me.env.faults.pass(peer, me.id).await {
+        // silent and the sender times out or reconnects. (A pause holds messages on the sending
+        // side, where the learner sees them: `NetEnv::deliver`.)
+        if me.env.faults.is_cut(peer, me.id) {
             return Ok(());
         }
         let reply = handle(raft, proposer, request).await;
-        if !me.env.faults.pass(me.id, peer).await {
+        if me.env.faults.is_cut(me.id, peer) {
             return Ok(());
         }
         channel.send(frame::encode(&reply)?).await?;

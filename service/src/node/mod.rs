@@ -92,11 +92,16 @@ impl Node {
             metrics: metrics.clone(),
             failures: Default::default(),
         };
+        let clock = me.env.clock.clone();
         let network = NetworkFactory { me: me.clone() };
         let raft_config = raftmod::openraft_config(&config.timing, config.snapshot_every)?;
-        let raft = Raft::new(id, raft_config, network, log.clone(), sm)
-            .await
-            .map_err(|e| Error::Stopped(format!("Raft failed to start: {e}")))?;
+        let raft = Raft::new(id, raft_config, network, log.clone(), sm);
+        // In a lab, every task openraft spawns from here runs on the lab's clock.
+        let raft = match &clock {
+            Some(clock) => clock.scope(raft).await,
+            None => raft.await,
+        }
+        .map_err(|e| Error::Stopped(format!("Raft failed to start: {e}")))?;
 
         let proposer = Proposer::start(raft.clone(), metrics.clone());
         let mut tasks = vec![tokio::spawn(server::serve(
@@ -137,6 +142,7 @@ impl Node {
             started: Instant::now(),
             metrics,
             log,
+            clock,
         });
         let http = api::router(app.clone(), config.max_in_flight);
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -206,6 +212,33 @@ impl Node {
             .elect(pre_vote)
             .await
             .map_err(|e| Error::Stopped(e.to_string()))
+    }
+
+    /// How far the lab's clock must move for this node's leader lease to have run out (it holds
+    /// one for `lease` after it last heard from a leader it follows): zero if it holds none or
+    /// the node runs on real time. With pre-vote, openraft refuses to campaign inside the lease,
+    /// and so do voters asked for their vote.
+    pub async fn lease_left(&self, lease: Duration) -> Duration {
+        let Some(clock) = &self.app.clock else {
+            return Duration::ZERO;
+        };
+        let vote = self.raft.metrics().borrow_watched().vote;
+        // Before the first election the vote is the founding one (term 0), which holds no lease.
+        let lease = if vote.committed && vote.leader_id.term > 0 {
+            lease
+        } else {
+            Duration::ZERO
+        };
+        let last = self
+            .raft
+            .with_raft_state(|s| s.vote_last_modified())
+            .await
+            .ok()
+            .flatten();
+        // openraft's lease runs out strictly after its end: one millisecond past it.
+        last.map_or(Duration::ZERO, |t| {
+            (t.tokio() + lease + Duration::from_millis(1)).saturating_duration_since(clock.now())
+        })
     }
 
     /// Asks this node, if it leads, to hand leadership to `to`.

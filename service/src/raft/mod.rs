@@ -68,6 +68,7 @@
 pub mod batch;
 pub mod leader;
 pub mod members;
+pub mod runtime;
 pub mod state_machine;
 pub mod status;
 
@@ -87,6 +88,8 @@ openraft::declare_raft_types!(
         // Standard Raft: one leader per term. openraft's default (leader_id_adv) lets several
         // candidates lead in one term, which the Raft paper and our users do not expect.
         LeaderId = openraft::impls::leader_id_std::LeaderId<Self::Term, Self::NodeId>,
+        // tokio, on the lab's clock when a node runs in the lab (`runtime`, `crate::clock`).
+        AsyncRuntime = runtime::ClockRuntime,
 );
 
 /// Aliases of the openraft types we use, pinned once.
