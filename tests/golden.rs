@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use raftkv::cluster::{Cluster, loopback_configs};
 use raftkv::lab::{self, Lab, LabCommand};
-use raftkv::net::fault::Held;
+use raftkv::observe::Held;
 use raftkv::raft::status::Status;
 use tempfile::TempDir;
 

@@ -154,6 +154,33 @@ impl fmt::Display for Event {
     }
 }
 
+/// Which half of an exchange a held message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Leg {
+    Request,
+    /// The answer to a request, travelling back from its receiver.
+    Reply,
+}
+
+/// A message a pause holds (the lab's fault table), waiting for a learner to deliver or drop it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// Numbered in the order messages were held, from 1; never reused within a cluster.
+    pub id: u64,
+    pub from: u64,
+    pub to: u64,
+    pub rpc: Rpc,
+    pub leg: Leg,
+    /// The term of the request (a reply carries its request's term here; its own is in `reply`).
+    pub term: u64,
+    pub entries: u64,
+    /// The request's fields (for a reply: the request it answers).
+    pub fields: Option<Fields>,
+    /// The reply's fields (replies only).
+    pub reply: Option<ReplyFields>,
+}
+
 /// Events kept for a slow receiver before the oldest are dropped.
 const CAPACITY: usize = 4096;
 

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::message::{MessageFilter, MessageView};
 use super::{Lab, LabCommand, LabState};
-use crate::net::fault::Held;
+use crate::observe::Held;
 
 pub fn router(lab: Lab) -> Router {
     Router::new()

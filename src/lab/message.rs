@@ -5,8 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::net::fault::{Held, Leg};
-use crate::observe::{AppendAnswer, Event, Fate, Fields, LogPos, ReplyFields, Rpc};
+use crate::observe::{AppendAnswer, Event, Fate, Fields, Held, Leg, LogPos, ReplyFields, Rpc};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::message::MessageView;
 use crate::cluster;
 use crate::config::Timing;
-use crate::net::fault::Held;
+use crate::observe::Held;
 use crate::raft::status::{Status, leader_of};
 
 /// The lab's two timings: the service's defaults, or slow enough to follow an election by eye.

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::command::{self, Context, KeyAction, LabCommand};
 use super::ui::{self, View};
 use super::{Lab, LabState};
-use crate::net::fault::Held;
+use crate::observe::Held;
 
 /// What a key press asks for.
 #[derive(Debug, PartialEq, Eq)]

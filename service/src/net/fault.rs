@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-use crate::observe::{Fields, ReplyFields, Rpc};
+#[cfg(test)]
+use crate::observe::Rpc;
+pub use crate::observe::{Held, Leg};
 
 /// A snapshot of the table, for display.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,33 +26,6 @@ pub struct Faults {
     /// Messages held by the pause, oldest first.
     #[serde(default)]
     pub held: Vec<Held>,
-}
-
-/// Which half of an exchange a held message is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Leg {
-    Request,
-    /// The answer to a request, travelling back from its receiver.
-    Reply,
-}
-
-/// A message held by a pause.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Held {
-    /// Numbered in the order messages were held, from 1; never reused within a cluster.
-    pub id: u64,
-    pub from: u64,
-    pub to: u64,
-    pub rpc: Rpc,
-    pub leg: Leg,
-    /// The term of the request (a reply carries its request's term here; its own is in `reply`).
-    pub term: u64,
-    pub entries: u64,
-    /// The request's fields (for a reply: the request it answers).
-    pub fields: Option<Fields>,
-    /// The reply's fields (replies only).
-    pub reply: Option<ReplyFields>,
 }
 
 /// What became of a message at the fault table.

@@ -124,7 +124,8 @@ impl AsyncRuntime for ClockRuntime {
         T::Output: OptionalSend + 'static,
     {
         // The spawned task runs on the spawner's clock (RaftCore, replication, the state
-        // machine worker, the tick task all start from `Raft::new`, which the node scopes).
+        // machine worker, the tick task are all spawned while the node creates its Raft, in the
+        // clock's scope).
         match clock::current() {
             Some(clock) => tokio::spawn(clock.scope(future)),
             None => tokio::spawn(future),
