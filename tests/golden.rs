@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raftkv::cluster::{Cluster, loopback_configs};
 use raftkv::lab::{self, Lab, LabCommand};
@@ -61,6 +61,29 @@ impl Runner {
             _dir: dir,
             requests: Vec::new(),
         }
+    }
+
+    /// Waits until the lab's published state (held messages, nodes) has not changed for 400 ms
+    /// (the engine publishes every 100 ms), for at most 10 s: a client request is not a lab
+    /// step, so the engine does not settle the cluster around it.
+    fn until_quiet(&self) {
+        let look = || {
+            let state = self.lab().state();
+            let held: Vec<u64> = state.held.iter().map(|h| h.id).collect();
+            (held, nodes(&state))
+        };
+        self.rt.block_on(async {
+            let (start, mut last, mut since) = (Instant::now(), look(), Instant::now());
+            while since.elapsed() < Duration::from_millis(400)
+                && start.elapsed() < Duration::from_secs(10)
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let now = look();
+                if now != last {
+                    (last, since) = (now, Instant::now());
+                }
+            }
+        });
     }
 
     fn lab(&self) -> &Lab {
@@ -222,17 +245,15 @@ impl goldenscript::Runner for Runner {
                     .rt
                     .spawn(async move { lab.run(LabCommand::Request { via, key, value }).await });
                 self.requests.push((what.clone(), sent));
-                // The request reaches the node at once; let the cluster settle around it.
-                self.rt
-                    .block_on(tokio::time::sleep(Duration::from_millis(300)));
+                self.until_quiet();
                 format!("sent {what}")
             }
             "requests" => {
                 let mut out = Vec::new();
                 for (what, task) in self.requests.drain(..) {
-                    let answer = self
-                        .rt
-                        .block_on(tokio::time::timeout(Duration::from_secs(10), task));
+                    let answer = self.rt.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(10), task).await
+                    });
                     out.push(match answer {
                         Ok(Ok(Ok(_))) => format!("{what}: committed"),
                         Ok(Ok(Err(why))) => format!("{what}: failed: {why}"),
@@ -256,6 +277,19 @@ impl goldenscript::Runner for Runner {
         let after = self.lab().state();
         let mut out = without_ids(&answer);
         out.push('\n');
+        // What the lab's timeline says happened (its reasons), besides the command itself.
+        let answers: Vec<String> = answer.lines().map(without_ids).collect();
+        let mut said: Vec<String> = after
+            .timeline
+            .iter()
+            .skip(before.timeline.len())
+            .map(|line| without_ids(&line.text))
+            .filter(|text| !answers.contains(text) && !text.starts_with("client→"))
+            .collect();
+        said.sort();
+        for line in said {
+            writeln!(out, "  says: {line}")?;
+        }
         let (was, now) = (nodes(&before), nodes(&after));
         for (id, line) in &now {
             if was.get(id) != Some(line) {
@@ -295,4 +329,24 @@ fn run(script: &str, pre_vote: bool) {
 #[test]
 fn election() {
     run("election", false);
+}
+
+#[test]
+fn commit() {
+    run("commit", false);
+}
+
+#[test]
+fn split_vote() {
+    run("split-vote", false);
+}
+
+#[test]
+fn stale_log() {
+    run("stale-log", false);
+}
+
+#[test]
+fn conflict() {
+    run("conflict", false);
 }

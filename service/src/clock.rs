@@ -38,6 +38,11 @@ impl Rate {
     }
 }
 
+/// A frozen clock still lets a task sleep this long or less, without moving: openraft batches
+/// storage completions with a 1 µs sleep (`io_completion_forwarder`), and a follower frozen in it
+/// never answered an AppendEntries a learner delivered by hand. No Raft timer is this short.
+const MICRO_SLEEP: Duration = Duration::from_millis(1);
+
 /// The slowest a lab clock may run: 50 real seconds per clock second.
 pub const MAX_SLOWDOWN: f64 = 50.0;
 
@@ -131,6 +136,9 @@ impl Clock {
             if left.is_zero() {
                 return;
             }
+            if now.frozen && left <= MICRO_SLEEP {
+                return;
+            }
             if now.frozen {
                 // The sender lives in `self`, so `changed` cannot fail while we hold it.
                 let _ = rate.changed().await;
@@ -177,6 +185,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert_eq!(clock.now(), t0, "frozen time does not move");
         assert!(!sleeper.is_finished(), "nothing wakes while frozen");
+        let micro = clock.clone().sleep_until(t0 + Duration::from_micros(1));
+        tokio::time::timeout(Duration::from_secs(5), micro)
+            .await
+            .expect("a micro-sleep passes even while frozen");
+        assert_eq!(clock.now(), t0, "and does not move the clock");
         clock.advance(Duration::from_millis(30));
         tokio::time::timeout(Duration::from_secs(5), sleeper)
             .await

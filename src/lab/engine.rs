@@ -12,7 +12,7 @@ use super::fold::{Input, Memory, groups};
 use super::message::held_line;
 use super::state::{LabState, NodeView, TimingPreset};
 use crate::cluster::Cluster;
-use crate::observe::Event;
+use crate::observe::{Event, Leg};
 use crate::raft::status::{Role, leader_of};
 
 /// How often statuses are refreshed and the state republished.
@@ -299,9 +299,14 @@ impl Engine {
 
     async fn snapshot(&mut self) -> LabState {
         for gave_up in self.cluster.abandoned() {
+            // The node waiting on a request is its sender; on a reply, the one it answers.
+            let waiting = match gave_up.leg {
+                Leg::Request => gave_up.from,
+                Leg::Reply => gave_up.to,
+            };
             self.note(format!(
-                "n{} gave up on held {}: its deadline passed",
-                gave_up.from,
+                "n{waiting} stopped waiting for held {} (a deadline passed, or it stopped \
+                 replicating: no longer leader)",
                 held_line(&gave_up)
             ));
         }

@@ -319,6 +319,8 @@ pub fn held_line(h: &Held) -> String {
                 reply_summary(reply)
             )
         }
+        // A forwarded client request carries no term.
+        _ if h.rpc == Rpc::Forward => format!("{head} {:?}: {}", h.rpc, view.what()),
         _ => format!("{head} {:?} term {}: {}", h.rpc, h.term, view.what()),
     }
 }
