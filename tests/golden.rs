@@ -95,21 +95,23 @@ impl Runner {
     }
 
     /// The ids of the held messages `args` name: `2-0` (the oldest on that link; several links
-    /// may follow), `from=2` (every one held from n2 now), `all` (every one held now).
+    /// may follow, delivered in the order given), `from=2` (every one held from n2 now), `all`
+    /// (every one held now); several go link by link.
     fn pick(&self, args: &mut goldenscript::ArgumentConsumer) -> Result<Vec<u64>, Box<dyn Error>> {
         let held = self.lab().state().held;
+        // Several messages go link by link (n0 → n1 before n0 → n2 …), not in the order they
+        // were held: concurrent sends are held in whatever order they raced.
+        let mut by_link: Vec<&Held> = held.iter().collect();
+        by_link.sort_by_key(|h| (h.from, h.to, h.id));
         if let Some(from) = args.take_key("from") {
             let from: u64 = from.parse()?;
-            return Ok(held
-                .iter()
-                .filter(|h| h.from == from)
-                .map(|h| h.id)
-                .collect());
+            let from_there = by_link.iter().filter(|h| h.from == from);
+            return Ok(from_there.map(|h| h.id).collect());
         }
         let mut ids = Vec::new();
         while let Some(link) = args.next_pos() {
             if link == "all" {
-                ids.extend(held.iter().map(|h| h.id));
+                ids.extend(by_link.iter().map(|h| h.id));
                 continue;
             }
             let (from, to) = link

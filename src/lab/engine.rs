@@ -55,6 +55,7 @@ pub async fn spawn(cluster: Cluster) -> (Lab, tokio::task::JoinHandle<()>) {
     let (done_tx, done_rx) = mpsc::channel(64);
     let events = cluster.events();
     let mut engine = Engine {
+        events,
         cluster,
         started: Instant::now(),
         memory: Memory::default(),
@@ -62,12 +63,14 @@ pub async fn spawn(cluster: Cluster) -> (Lab, tokio::task::JoinHandle<()>) {
         done_tx,
     };
     let (state_tx, state) = watch::channel(engine.snapshot().await);
-    let task = tokio::spawn(engine.run(command_rx, done_rx, events, state_tx));
+    let task = tokio::spawn(engine.run(command_rx, done_rx, state_tx));
     (Lab { commands, state }, task)
 }
 
 struct Engine {
     cluster: Cluster,
+    /// What the transport saw, folded into the memory.
+    events: broadcast::Receiver<Event>,
     started: Instant,
     /// Everything the lab learned (timeline, message rates), folded from what happened.
     memory: Memory,
@@ -81,7 +84,6 @@ impl Engine {
         mut self,
         mut commands: mpsc::Receiver<(LabCommand, Reply)>,
         mut done: mpsc::Receiver<String>,
-        mut events: broadcast::Receiver<Event>,
         state: watch::Sender<LabState>,
     ) {
         let mut refresh = tokio::time::interval(REFRESH);
@@ -98,11 +100,7 @@ impl Engine {
                     None => break,
                 },
                 Some(text) = done.recv() => self.note(text),
-                event = events.recv() => match event {
-                    Ok(event) => self.fold(Input::Message(event)),
-                    Err(broadcast::error::RecvError::Lagged(n)) => self.note(format!("(dashboard fell behind: {n} messages not counted)")),
-                    Err(broadcast::error::RecvError::Closed) => {}
-                },
+                event = self.events.recv() => self.take(event),
                 _ = refresh.tick() => {
                     let next = self.snapshot().await;
                     state.send_replace(next);
@@ -110,6 +108,17 @@ impl Engine {
             }
         }
         self.cluster.shutdown().await;
+    }
+
+    /// Folds one event from the transport (or notes how many a slow engine lost).
+    fn take(&mut self, event: Result<Event, broadcast::error::RecvError>) {
+        match event {
+            Ok(event) => self.fold(Input::Message(event)),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                self.note(format!("(dashboard fell behind: {n} messages not counted)"))
+            }
+            Err(broadcast::error::RecvError::Closed) => {}
+        }
     }
 
     /// Feeds the memory one input, stamped with the time since the lab started.
@@ -253,6 +262,16 @@ impl Engine {
         // from a settled state.
         if outcome.is_ok() && self.cluster.is_paused() {
             self.cluster.settle(SETTLE_QUIET, SETTLE_BOUND).await;
+            // What happened while settling is in the state this command publishes.
+            loop {
+                match self.events.try_recv() {
+                    Ok(event) => self.take(Ok(event)),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        self.take(Err(broadcast::error::RecvError::Lagged(n)))
+                    }
+                    Err(_) => break,
+                }
+            }
         }
         outcome
     }

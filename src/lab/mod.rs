@@ -7,6 +7,7 @@ pub mod control;
 pub mod detail;
 pub mod engine;
 pub mod fold;
+pub mod held;
 pub mod logs;
 pub mod message;
 pub mod state;

@@ -21,6 +21,8 @@ pub const HEALTHY: Style = Style::new().fg(Color::Green);
 /// Worth a look: votes on a link, a frozen or leaderless timer, a partition group.
 pub const NOTICE: Style = Style::new().fg(Color::Yellow);
 /// Hints and captions: axes, ages, "…".
+/// The held message the learner chose.
+pub const SELECTED: Style = Style::new().fg(Color::Black).bg(Color::Cyan);
 pub const HINT: Style = Style::new().fg(Color::DarkGray);
 /// The last command's outcome in the title bar.
 pub const MESSAGE: Style = Style::new().fg(Color::Gray);

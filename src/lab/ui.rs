@@ -59,7 +59,7 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
         return;
     }
     // The messages pane takes the key/value pane's room too: its lines are long.
-    let kv_share = if view.messages { 0 } else { 25 };
+    let kv_share = if view.messages || state.paused { 0 } else { 25 };
     let [links, timeline, kv] = Layout::horizontal([
         Constraint::Length(10 + 5 * state.nodes.len() as u16),
         Constraint::Min(30),
@@ -67,12 +67,24 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
     ])
     .areas(bottom);
     render_links(frame, links, state);
+    // While paused the held messages and the inspector take the upper half.
+    let timeline = if state.paused {
+        let [held, rest] = Layout::vertical([
+            Constraint::Length(super::held::height(state, view.held)),
+            Constraint::Min(4),
+        ])
+        .areas(timeline);
+        super::held::render(frame, held, state, view.held);
+        rest
+    } else {
+        timeline
+    };
     if view.messages {
         render_messages(frame, timeline, state);
     } else {
         render_timeline(frame, timeline, state, view);
     }
-    if !view.messages {
+    if kv_share > 0 {
         render_kv(frame, kv, state);
     }
     if view.help {
@@ -90,15 +102,24 @@ fn render_title(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
         Span::styled(" raftkv lab ", theme::TITLE),
         Span::styled(format!(" {run} "), run_style),
         Span::raw(format!(
-            "  pre-vote {}  timing {} (heartbeat {} ms)  t={:.1}s  ",
+            "  pre-vote {}  timing {} (heartbeat {} ms)  ",
             if state.pre_vote { "on" } else { "off" },
             state.timing,
             state.heartbeat_ms,
-            state.uptime_ms as f64 / 1000.0
         )),
+        Span::styled(speed(state.slowdown), theme::NOTICE),
+        Span::raw(format!("  t={:.1}s  ", state.uptime_ms as f64 / 1000.0)),
         Span::styled(view.message.clone(), theme::MESSAGE),
     ]);
     frame.render_widget(Paragraph::new(line), area);
+}
+
+/// The speed in the header: real time, or how many times slower (`+`/`-`).
+fn speed(slowdown: u32) -> String {
+    match slowdown {
+        1 => "speed ×1 (real time)".into(),
+        n => format!("speed: {n}× slower"),
+    }
 }
 
 fn render_nodes(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {

@@ -10,7 +10,7 @@ use super::message::MessageView;
 use super::state::{LabState, LinkView, NextIndex, NodeView, TimelineEntry, TimingPreset};
 use super::theme::term_colour;
 use super::ui::{View, render};
-use crate::observe::{AppendAnswer, Fate, Fields, LogPos, ReplyFields, Rpc};
+use crate::observe::{AppendAnswer, Fate, Fields, Held, Leg, LogPos, ReplyFields, Rpc};
 use crate::raft::status::{FollowerProgress, Role, Status};
 
 fn status(id: u64, role: Role, term: u64, leader: u64) -> Status {
@@ -459,5 +459,123 @@ fn at_80_by_24_every_node_shows_role_term_indexes_and_timer() {
             line.contains('s') && (line.contains("quorum") || line.contains('█')),
             "timer shown: {line}"
         );
+    }
+}
+
+/// A paused election: n2's vote requests to n0 and n1, and n0's granting reply.
+fn paused_election() -> LabState {
+    let mut state = healthy();
+    state.paused = true;
+    state.slowdown = 10;
+    let last_log = Some(LogPos { index: 4, term: 3 });
+    let request = |id, to| Held {
+        id,
+        from: 2,
+        to,
+        rpc: Rpc::Vote,
+        leg: Leg::Request,
+        term: 4,
+        entries: 0,
+        fields: Some(Fields::Vote { last_log }),
+        reply: None,
+    };
+    let reply = Held {
+        id: 9,
+        from: 0,
+        to: 2,
+        leg: Leg::Reply,
+        reply: Some(ReplyFields::Vote {
+            term: 4,
+            granted: false,
+            vote_for: Some(1),
+            vote_committed: false,
+            last_log,
+        }),
+        ..request(9, 0)
+    };
+    state.held = vec![request(7, 0), request(8, 1), reply];
+    state
+}
+
+#[test]
+fn a_pause_lists_held_messages_oldest_first_and_inspects_the_chosen_one() {
+    let state = paused_election();
+    let view = View {
+        held: Some(9),
+        ..View::default()
+    };
+    let buffer = draw(&state, &view, 160, 50);
+    let screen = text(&buffer);
+    assert!(screen.contains("held: 3, oldest first"), "{screen}");
+    assert!(screen.contains("speed: 10× slower"), "{screen}");
+    let first = find(&buffer, "#7 n2 → n0 Vote term 4: lastLog 4@3").expect("oldest listed");
+    let second = find(&buffer, "#8 n2 → n1 Vote").expect("second listed");
+    let chosen = find(&buffer, "#9 n0 → n2 reply to Vote (term 4): refused").expect("reply");
+    assert!(first.1 < second.1 && second.1 < chosen.1, "oldest first");
+    assert_eq!(
+        buffer[chosen].bg,
+        Color::Cyan,
+        "the chosen message is marked"
+    );
+    assert_eq!(buffer[first].fg, Color::Yellow, "votes in yellow");
+    // The inspector: every field of #9 in the paper's names, and why it was refused.
+    for field in [
+        "message  #9 (reply)",
+        "candidateId  n2",
+        "lastLogIndex  4",
+        "lastLogTerm  3",
+        "reply: voteGranted  false",
+        "reply: its vote  n1",
+        "why  it already voted for n1 in term 4 (one vote per term, §5.2)",
+    ] {
+        assert!(
+            screen.contains(field),
+            "inspector lacks {field:?}:\n{screen}"
+        );
+    }
+}
+
+#[test]
+fn without_a_choice_the_inspector_shows_the_oldest_held_message() {
+    let state = paused_election();
+    let screen = text(&draw(&state, &View::default(), 160, 50));
+    assert!(screen.contains("message  #7 (request)"), "{screen}");
+    let mut running = state.clone();
+    running.paused = false;
+    let screen = text(&draw(&running, &View::default(), 160, 50));
+    assert!(!screen.contains("inspector"), "no held pane while running");
+}
+
+#[test]
+fn an_append_entries_is_inspected_with_its_index_range_and_leader_commit() {
+    let held = Held {
+        id: 3,
+        from: 1,
+        to: 4,
+        rpc: Rpc::Append,
+        leg: Leg::Request,
+        term: 2,
+        entries: 2,
+        fields: Some(Fields::Append {
+            prev_log: Some(LogPos { index: 5, term: 1 }),
+            first: Some(LogPos { index: 6, term: 2 }),
+            last: Some(LogPos { index: 7, term: 2 }),
+            leader_commit: Some(5),
+        }),
+        reply: None,
+    };
+    let lines: Vec<String> = super::held::inspect(&held)
+        .iter()
+        .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+        .collect();
+    let all = lines.join("\n");
+    for field in [
+        "leaderId  n1",
+        "prevLogIndex  5",
+        "prevLogTerm  1",
+        "entries[]  2 (indexes 6..=7, terms 2..=2)",
+        "leaderCommit  5",
+    ] {
+        assert!(all.contains(field), "{field:?} in\n{all}");
     }
 }
