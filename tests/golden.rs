@@ -352,3 +352,8 @@ fn stale_log() {
 fn conflict() {
     run("conflict", false);
 }
+
+#[test]
+fn pre_vote() {
+    run("pre-vote", true);
+}

@@ -21,15 +21,24 @@ struct LabClient {
 
 impl LabClient {
     async fn start() -> LabClient {
+        Self::start_with(false, timing()).await
+    }
+
+    /// With `paused`, the cluster starts before any election: its clock frozen, its messages held.
+    async fn start_with(paused: bool, timing: raftkv::config::Timing) -> LabClient {
         let dir = TempDir::new().unwrap();
         // Like the real lab, contiguous ports with room for a sixth node: an added node listens
         // on node 0's ports + its id.
         let ports = free_port_block(12);
-        let mut configs = loopback_configs(&ports[..5], &ports[6..11], dir.path(), timing());
+        let mut configs = loopback_configs(&ports[..5], &ports[6..11], dir.path(), timing);
         configs
             .iter_mut()
             .for_each(|c| c.request_timeout = Duration::from_millis(1500));
-        let cluster = Cluster::start(configs).await.unwrap();
+        let cluster = if paused {
+            Cluster::start_paused(configs).await.unwrap()
+        } else {
+            Cluster::start(configs).await.unwrap()
+        };
         let (lab, _engine) = raftkv::lab::spawn(cluster).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -429,4 +438,178 @@ async fn the_messages_of_an_election_and_a_write_are_listed_with_their_raft_fiel
     let (code, body) = get("?kind=Gossip").await;
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("unknown variant"), "{body}");
+}
+
+/// The held messages, oldest first, as `GET /lab/messages?held=true` returns them.
+async fn held(lab: &LabClient) -> Vec<raftkv::observe::Held> {
+    let url = format!("{}/lab/messages?held=true", lab.base);
+    lab.http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn role_of(lab: &LabClient, id: usize) -> Role {
+    lab.state().await.nodes[id].status.as_ref().unwrap().role
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_election_walked_message_by_message_through_the_control_api() {
+    use raftkv::observe::{Leg, ReplyFields, Rpc};
+    let timing = raftkv::config::Timing {
+        pre_vote: false,
+        ..timing()
+    };
+    let lab = LabClient::start_with(true, timing).await;
+    // Every founding server campaigned on start (openraft); once all five have, lose their
+    // requests so that n2's election is the only one.
+    wait_until(
+        WAIT,
+        "five candidates in term 1, 20 requests held",
+        || async { (held(&lab).await.len() == 20).then_some(()) },
+    )
+    .await;
+    for h in held(&lab).await {
+        let (code, text) = lab
+            .post(
+                &format!("/lab/messages/{}/drop", h.id),
+                serde_json::json!(null),
+            )
+            .await;
+        assert_eq!(code, 200, "{text}");
+    }
+    let (code, text) = lab
+        .post("/lab/nodes/2/timeout", serde_json::json!(null))
+        .await;
+    assert_eq!(code, 200, "{text}");
+    let requests = held(&lab).await;
+    assert_eq!(requests.len(), 4, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|h| h.from == 2 && h.rpc == Rpc::Vote && h.term == 2)
+    );
+    // Bad input changes nothing: an unknown id, a verb that is not about a message.
+    let (code, text) = lab
+        .post("/lab/messages/999/deliver", serde_json::json!(null))
+        .await;
+    assert!(
+        code == 400 && text.contains("no held message 999"),
+        "{code} {text}"
+    );
+    let (code, _) = lab
+        .post("/lab/messages/3/kill", serde_json::json!(null))
+        .await;
+    assert_eq!(code, 400);
+    let (code, text) = lab
+        .post("/lab/speed", serde_json::json!({"factor": 99}))
+        .await;
+    assert!(
+        code == 400 && text.contains("out of range"),
+        "{code} {text}"
+    );
+    assert_eq!(held(&lab).await.len(), 4);
+    // Each request delivered alone: its voter grants, and the reply is held with its fields.
+    let mut grants = Vec::new();
+    for request in requests {
+        let (code, text) = lab
+            .post(
+                &format!("/lab/messages/{}/deliver", request.id),
+                serde_json::json!(null),
+            )
+            .await;
+        assert_eq!(code, 200, "{text}");
+        let reply = held(&lab)
+            .await
+            .into_iter()
+            .find(|h| h.leg == Leg::Reply && h.from == request.to)
+            .expect("the reply is held in turn");
+        match &reply.reply {
+            Some(ReplyFields::Vote {
+                term: 2,
+                granted: true,
+                ..
+            }) => grants.push(reply.id),
+            other => panic!("n{} did not grant: {other:?}", request.to),
+        }
+        assert_eq!(
+            role_of(&lab, 2).await,
+            Role::Candidate,
+            "no reply delivered yet"
+        );
+    }
+    // n2 holds its own vote: it leads exactly when the second grant, its third vote, arrives.
+    for (delivered, id) in grants.iter().enumerate() {
+        let (code, text) = lab
+            .post(
+                &format!("/lab/messages/{id}/deliver"),
+                serde_json::json!(null),
+            )
+            .await;
+        assert_eq!(code, 200, "{text}");
+        let expected = if delivered + 1 >= 2 {
+            Role::Leader
+        } else {
+            Role::Candidate
+        };
+        assert_eq!(
+            role_of(&lab, 2).await,
+            expected,
+            "after {} grants",
+            delivered + 1
+        );
+    }
+    // Stepping delivers the oldest held message; resume delivers the rest and time runs again.
+    let (code, text) = lab.post("/lab/step", serde_json::json!(null)).await;
+    assert!(
+        code == 200 && text.starts_with("delivered #"),
+        "{code} {text}"
+    );
+    assert_eq!(
+        lab.post("/lab/resume", serde_json::json!(null)).await.0,
+        200
+    );
+    let (code, text) = lab.post("/lab/step", serde_json::json!(null)).await;
+    assert!(
+        code == 400 && text.contains("only while paused"),
+        "{code} {text}"
+    );
+    assert_eq!(lab.append(2, "after").await, 200);
+    let (leader, term) = lab.leader_above(0).await;
+    assert_eq!((leader, term), (2, 2), "resuming keeps the stepped leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowed_cluster_keeps_its_leader_and_commits_and_speeds_up_again_without_a_restart() {
+    let lab = LabClient::start().await;
+    let (leader, term) = lab.leader_above(0).await;
+    let (code, text) = lab
+        .post("/lab/speed", serde_json::json!({"factor": 20}))
+        .await;
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(lab.state().await.slowdown, 20);
+    // 20× slower, heartbeats come every second of real time and leases last 8 s: no follower
+    // may mistake that for a dead leader, and a write still commits (just slower).
+    assert_eq!(lab.append(leader, "slow").await, 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (now, now_term) = lab.leader_above(0).await;
+    assert_eq!((now, now_term), (leader, term), "no election while slow");
+    let (code, _) = lab
+        .post("/lab/speed", serde_json::json!({"factor": 1}))
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(lab.append(leader, "fast").await, 200);
+    let (now, now_term) = lab.leader_above(0).await;
+    assert_eq!((now, now_term), (leader, term), "nothing restarted");
+    // Nothing was lost when the speed changed: both writes are there.
+    wait_until(WAIT, "the leader applied both writes", || async {
+        let s = lab.state().await;
+        let log = s.kv.iter().find(|(k, _)| k == "log")?;
+        (log.1 == ["slow", "fast"]).then_some(())
+    })
+    .await;
 }

@@ -31,7 +31,7 @@ impl Tmux {
 
     fn keys(&self, keys: &str) {
         assert!(
-            self.run(&["send-keys", "-t", "lab", "-l", keys])
+            self.run(&["send-keys", "-t", "lab", "-l", "--", keys])
                 .status
                 .success()
         );
@@ -42,12 +42,20 @@ impl Tmux {
         assert!(self.run(&["send-keys", "-t", "lab", name]).status.success());
     }
 
+    /// Waits until the screen satisfies `probe`; on timeout, fails showing the last screen.
     async fn wait_for(&self, what: &str, probe: impl Fn(&str) -> bool) -> String {
-        wait_until(WAIT, what, || async {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
             let screen = self.screen();
-            probe(&screen).then_some(screen)
-        })
-        .await
+            if probe(&screen) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting until {what}; the screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 }
 
@@ -59,9 +67,14 @@ impl Drop for Tmux {
 
 /// The id of the node whose line says LEADER (and not LEADER?).
 fn leader_on(screen: &str) -> Option<usize> {
+    role_on(screen, "LEADER ")
+}
+
+/// The first node the nodes pane shows in `role` (e.g. "FOLLOWER ").
+fn role_on(screen: &str, role: &str) -> Option<usize> {
     screen
         .lines()
-        .find(|l| l.contains("LEADER "))
+        .find(|l| l.contains(role))
         .and_then(|l| {
             l.split_whitespace()
                 .find(|w| w.trim_start_matches('▶').starts_with('n'))
@@ -167,6 +180,52 @@ async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits
     })
     .await;
     tmux.keys("f");
+
+    // Stepping: pause, time out a live node, walk its messages one by one, then resume.
+    let screen = tmux.screen();
+    let other = role_on(&screen, "FOLLOWER ").expect("a follower is shown");
+    tmux.keys(&other.to_string());
+    tmux.keys(" ");
+    tmux.wait_for("the pause shows the held pane", |s| {
+        s.contains("PAUSED") && s.contains(" held")
+    })
+    .await;
+    tmux.keys("t");
+    tmux.wait_for("its pre-vote requests are held and one is inspected", |s| {
+        s.contains(&format!("n{other} timed out"))
+            && s.contains("oldest first")
+            && s.contains("PreVote term")
+            && s.contains("inspector")
+    })
+    .await;
+    // ] chooses the next held message until a pre-vote request is in the inspector.
+    for _ in 0..6 {
+        tmux.keys("]");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if tmux.screen().contains("candidateId") {
+            break;
+        }
+    }
+    tmux.wait_for("a pre-vote request is inspected", |s| {
+        s.contains("candidateId")
+    })
+    .await;
+    tmux.keys(".");
+    tmux.wait_for("a step delivers the oldest held message", |s| {
+        s.contains("delivered #")
+    })
+    .await;
+    tmux.keys("d");
+    tmux.keys("+");
+    tmux.wait_for("the header shows the speed", |s| {
+        s.contains("speed: 2× slower")
+    })
+    .await;
+    tmux.keys("- ");
+    tmux.wait_for("resumed at real time", |s| {
+        s.contains("RUNNING") && s.contains("speed ×1") && leader_on(s).is_some()
+    })
+    .await;
 
     tmux.keys("?");
     tmux.wait_for("the help overlay opens", |s| {

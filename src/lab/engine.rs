@@ -150,6 +150,19 @@ impl Engine {
                 .await
                 .map(|_| format!("restarted n{id} from its data"))
                 .map_err(|e| e.to_string()),
+            LabCommand::TimeOut { id }
+                if c.statuses()
+                    .await
+                    .get(id)
+                    .cloned()
+                    .flatten()
+                    .map(|s| s.role)
+                    == Some(Role::Leader) =>
+            {
+                Err(format!(
+                    "n{id} is the leader: a leader has no election timer (it sends heartbeats)"
+                ))
+            }
             LabCommand::TimeOut { id } => {
                 // With pre-vote, openraft does not campaign while the node still hears a leader
                 // (its leader lease): the timer fires and nothing is sent. Say so, and why.
@@ -157,8 +170,13 @@ impl Engine {
                 let outcome = c.time_out(id).await.map_err(|e| e.to_string());
                 outcome.map(|moved| match before {
                     _ if !moved.is_zero() => format!(
-                        "n{id} timed out: it starts an election (the lab's clock moved on {} ms, \
-                         past its leader lease)",
+                        "n{id} timed out: it {} (the lab's clock moved on {} ms, past its leader \
+                         lease)",
+                        if c.timing().pre_vote {
+                            "first asks for pre-votes"
+                        } else {
+                            "starts an election"
+                        },
                         moved.as_millis()
                     ),
                     Some(s)
@@ -203,7 +221,10 @@ impl Engine {
             }
             LabCommand::Pause => {
                 c.pause();
-                Ok("paused: timers and messages frozen".into())
+                Ok(
+                    "paused: the clock stops and every message is held until stepped or resumed"
+                        .into(),
+                )
             }
             LabCommand::Resume => {
                 c.resume().await;
