@@ -2,7 +2,9 @@
 # Regenerates the lab screenshots in images/ from a real run: starts `raftkv lab` in a 120x40 tmux
 # terminal on spare ports, drives it through the control API and keys, and captures the screen.
 # Needs tmux and python3 with rich and cairosvg (pip install rich cairosvg).
+# `images/regenerate.sh stepped` re-takes only the stepped election (README's lab section).
 set -euo pipefail
+only="${1:-all}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 cargo build --release -q
@@ -23,7 +25,10 @@ wait_all_applied() { for _ in $(seq 150); do state | python3 -c 'import json,sys
 term_of() { state | python3 -c "import json,sys; s=json.load(sys.stdin); print(s['nodes'][$1]['status']['term'])"; }
 shot() { sleep "${3:-1}"; tmux -L "$sock" capture-pane -e -p -t lab > "$data/$1.ansi"; python3 images/screenshot.py "$data/$1.ansi" "images/$1.png" "$2"; echo "images/$1.png"; }
 
+held_ids() { curl -sf "http://$ctl/lab/messages?held=true" | python3 -c 'import json,sys; print(" ".join(str(h["id"]) for h in json.load(sys.stdin)))'; }
+
 l=$(wait_leader)
+if [ "$only" != stepped ]; then
 for v in cat dog mouse; do post /lab/request "{\"via\":$(( (l + 1) % 5 )),\"key\":\"a\",\"value\":\"$v\"}"; done
 shot lab-healthy "raftkv lab: five nodes, one leader, a replicated log"
 
@@ -75,3 +80,21 @@ wait_leader >/dev/null
 wait_all_applied
 post /lab/pause
 shot task1-q3-elected "Task 1 Q3: all five back; one leader elected in a higher term"
+post /lab/resume
+fi
+
+# ---- README: an election stepped one message at a time, the inspector open on a reply.
+l=$(wait_leader)
+post /lab/pause
+# Messages in flight when the pause began (heartbeats and their replies) go first.
+for _ in $(seq 10); do ids=$(held_ids); [ -z "$ids" ] && break; for id in $ids; do post "/lab/messages/$id/deliver" || true; done; done
+f=$(( (l + 1) % 5 ))
+post "/lab/nodes/$f/timeout"
+set -- $(held_ids)
+post "/lab/messages/$1/deliver"
+post "/lab/messages/$2/deliver"
+# Choose the first reply in the held list (oldest first) so the inspector shows it.
+n=$(curl -sf "http://$ctl/lab/messages?held=true" | python3 -c 'import json,sys; h=json.load(sys.stdin); print(1 + [x["leg"] for x in h].index("reply"))')
+for _ in $(seq "$n"); do tmux -L "$sock" send-keys -t lab ']'; done
+shot lab-stepped-election "paused: n$f's pre-vote requests delivered one at a time; the inspector shows a reply"
+post /lab/resume

@@ -19,4 +19,7 @@ console = Console(record=True, width=width, file=open("/dev/null", "w"), force_t
 for line in lines:
     console.print(Text.from_ansi(line), no_wrap=True, crop=True)
 svg = console.export_svg(title=title, font_aspect_ratio=0.602)
+# Rich asks for Fira Code, which CairoSVG may not find; its fallback is proportional and shifts
+# every line holding an arrow or a box. DejaVu Sans Mono (Debian's fonts-dejavu-core) has them all.
+svg = svg.replace("Fira Code", "DejaVu Sans Mono")
 cairosvg.svg2png(bytestring=svg.encode(), write_to=out, output_width=1600)
