@@ -8,7 +8,9 @@
 //! Verbs: `timeout N`; `deliver 2-0` (the oldest held message on the link n2 → n0, request or
 //! reply; several links may follow), `deliver from=2` (every message held from n2 now),
 //! `deliver all`; `drop` likewise; `request [via=N] key=K value=V` (answered by `requests`, which
-//! waits for the answers); `cut FROM-TO`, `heal`, `kill N`, `restart N`, `status`, `held`.
+//! waits for the answers); `cut FROM-TO`, `isolate N`, `heal`, `kill N`, `restart N`, `pause`,
+//! `resume`, `load N` (N writes while running, until the reachable followers know the commit),
+//! `status`, `held`. A command in parentheses runs without output.
 
 mod common;
 
@@ -84,6 +86,36 @@ impl Runner {
                 }
             }
         });
+    }
+
+    /// Writes `n` values one after another through the leader (the cluster must be running),
+    /// then waits until every node the leader reaches has learned the last commit, so that what
+    /// follows starts from the same state on every run.
+    fn load(&self, n: usize) -> Result<String, Box<dyn Error>> {
+        let leader = self.lab().state().leader().ok_or("no leader")?.id as usize;
+        for i in 0..n {
+            self.run_lab(LabCommand::Request {
+                via: Some(leader),
+                key: "load".into(),
+                value: i.to_string(),
+            })?;
+        }
+        let caught_up = |s: &raftkv::lab::LabState| {
+            let leader = s.leader()?;
+            let cut = |id: usize| s.links.iter().any(|l| l.cut && l.to == id as u64);
+            let all = s.nodes.iter().filter(|n| n.up && !cut(n.id));
+            all.flat_map(|n| n.status.as_ref())
+                .all(|st| st.commit_index == leader.commit_index)
+                .then_some(())
+        };
+        self.rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while caught_up(&self.lab().state()).is_none() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        caught_up(&self.lab().state()).ok_or("the followers did not learn the commit")?;
+        Ok(format!("{n} writes committed"))
     }
 
     fn lab(&self) -> &Lab {
@@ -237,6 +269,15 @@ impl goldenscript::Runner for Runner {
                 })?
             }
             "heal" => self.run_lab(LabCommand::Heal)?,
+            "pause" => self.run_lab(LabCommand::Pause)?,
+            "resume" => self.run_lab(LabCommand::Resume)?,
+            "isolate" => self.run_lab(LabCommand::Isolate {
+                id: id(args.next_pos())?,
+            })?,
+            "load" => {
+                let n: usize = args.next_pos().ok_or("load N")?.parse()?;
+                self.load(n)?
+            }
             "request" => {
                 let via = args.take_key("via").map(str::parse).transpose()?;
                 let key = args.take_key("key").ok_or("key=")?.to_string();
@@ -356,4 +397,9 @@ fn conflict() {
 #[test]
 fn pre_vote() {
     run("pre-vote", true);
+}
+
+#[test]
+fn back_up() {
+    run("back-up", true);
 }

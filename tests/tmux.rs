@@ -156,9 +156,12 @@ async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits
     tmux.keys("m");
     tmux.wait_for(
         "the messages pane lists a granted vote with its fields",
-        |s| s.contains("messages (m: timeline)") && s.contains("lastLog") && s.contains("granted"),
+        |s| s.contains("messages: every kind") && s.contains("lastLog") && s.contains("granted"),
     )
     .await;
+    tmux.keys("y");
+    tmux.wait_for("y shows votes only", |s| s.contains("messages: Vote only"))
+        .await;
     tmux.keys("m");
     tmux.wait_for("the timeline is back", |s| s.contains(" timeline "))
         .await;

@@ -133,6 +133,8 @@ pub enum KeyAction {
     OnlySelected,
     /// Choose the next held message (`[`: the previous one).
     NextHeld,
+    /// Show the next kind of message only in the messages pane (after the last: all kinds).
+    NextKind,
     Help,
     Quit,
 }
@@ -334,8 +336,14 @@ pub const ACTIONS: &[Action] = &[
     Action {
         key: 'f',
         label: "filter",
-        help: "timeline: only the lines about the selected node / all lines",
+        help: "timeline and messages: only those about the selected node / all",
         action: KeyAction::OnlySelected,
+    },
+    Action {
+        key: 'y',
+        label: "kind",
+        help: "messages pane: only one kind (Vote, PreVote, Append, Heartbeat, …), cycling / all",
+        action: KeyAction::NextKind,
     },
     Action {
         key: 'm',

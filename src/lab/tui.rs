@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::command::{self, Context, KeyAction, LabCommand};
 use super::ui::{self, View};
 use super::{Lab, LabState};
-use crate::observe::Held;
+use crate::observe::{Held, Rpc};
 
 /// What a key press asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -52,6 +52,7 @@ pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
         Some(KeyAction::ScrollBack) => view.scroll = (view.scroll + page).min(state.timeline.len()),
         Some(KeyAction::OnlySelected) => view.only_selected = !view.only_selected,
         Some(KeyAction::NextHeld) => view.held = next_held(&state.held, view.held, 1),
+        Some(KeyAction::NextKind) => view.kind = next_kind(view.kind),
         Some(KeyAction::Quit) => return Effect::Quit,
         Some(KeyAction::Command(make)) => {
             let context = Context {
@@ -82,6 +83,24 @@ fn next_held(held: &[Held], chosen: Option<u64>, by: isize) -> Option<u64> {
         None => 0,
     };
     held.get(next as usize).map(|h| h.id)
+}
+
+/// The kinds `y` cycles through in the messages pane, then back to every kind.
+const KINDS: [Rpc; 7] = [
+    Rpc::Vote,
+    Rpc::PreVote,
+    Rpc::Append,
+    Rpc::Heartbeat,
+    Rpc::Snapshot,
+    Rpc::TransferLeader,
+    Rpc::Forward,
+];
+
+fn next_kind(now: Option<Rpc>) -> Option<Rpc> {
+    match now.and_then(|k| KINDS.iter().position(|x| *x == k)) {
+        None => Some(KINDS[0]),
+        Some(i) => KINDS.get(i + 1).copied(),
+    }
 }
 
 /// Runs the dashboard on a real terminal until `q`; restores the terminal also on panic.

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::command::ACTIONS;
-use super::message::MessageView;
+use super::message::{MessageFilter, MessageView};
 use super::state::{LabState, NodeView, TimelineEntry};
 use super::theme;
 use crate::observe::{AppendAnswer, Fate, ReplyFields, Rpc};
@@ -29,6 +29,8 @@ pub struct View {
     pub only_selected: bool,
     /// The held message chosen with `]`/`[` (while paused), shown in the inspector.
     pub held: Option<u64>,
+    /// The messages pane shows only this kind (`y` cycles through the kinds).
+    pub kind: Option<Rpc>,
     /// The last command's outcome, shown in the title bar.
     pub message: String,
 }
@@ -80,7 +82,7 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
         timeline
     };
     if view.messages {
-        render_messages(frame, timeline, state);
+        render_messages(frame, timeline, state, view);
     } else {
         render_timeline(frame, timeline, state, view);
     }
@@ -328,21 +330,31 @@ pub(super) fn message_line(m: &MessageView) -> Line<'static> {
 
 /// The newest messages that fit, newest at the bottom like the timeline: when, who to whom, kind,
 /// term, the fields and what became of the message.
-fn render_messages(frame: &mut Frame, area: Rect, state: &LabState) {
+fn render_messages(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
     let rows = area.height.saturating_sub(2) as usize;
+    let filter = MessageFilter {
+        kind: view.kind,
+        node: view.only_selected.then_some(view.selected as u64),
+    };
     let lines: Vec<Line> = state
         .messages
         .iter()
+        .filter(|m| filter.matches(m))
         .take(rows)
+        .collect::<Vec<_>>()
+        .into_iter()
         .rev()
         .map(message_line)
         .collect();
+    let kind = view
+        .kind
+        .map_or("every kind".into(), |k| format!("{k:?} only"));
+    let node = filter
+        .node
+        .map_or("every node".into(), |n| format!("n{n} only"));
+    let title = format!(" messages: {kind}, {node} (y: kind  f: node  m: timeline) ");
     frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(" messages (m: timeline) "),
-        ),
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title)),
         area,
     );
 }

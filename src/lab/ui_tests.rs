@@ -242,7 +242,10 @@ fn the_messages_pane_shows_each_message_with_its_fields_and_fate() {
     };
     let buffer = draw(&healthy(), &view, 120, 40);
     let screen = text(&buffer);
-    assert!(screen.contains("messages (m: timeline)"), "{screen}");
+    assert!(
+        screen.contains("messages: every kind, every node"),
+        "{screen}"
+    );
     assert!(
         !screen.contains("n2 is leader for term 3"),
         "the timeline is replaced"
@@ -262,6 +265,33 @@ fn the_messages_pane_shows_each_message_with_its_fields_and_fate() {
     assert_eq!(buffer[(x, y)].fg, Color::Red);
     let (x, y) = find(&buffer, "n2→n0 Vote").unwrap();
     assert_eq!(buffer[(x, y)].fg, Color::Yellow);
+}
+
+#[test]
+fn the_messages_pane_filters_by_kind_and_by_node() {
+    let state = healthy();
+    let only = |kind, only_selected, selected| {
+        let view = View {
+            messages: true,
+            kind,
+            only_selected,
+            selected,
+            ..View::default()
+        };
+        text(&draw(&state, &view, 120, 40))
+    };
+    let votes = only(Some(Rpc::Vote), false, 0);
+    assert!(votes.contains("messages: Vote only, every node"), "{votes}");
+    assert!(
+        votes.contains("n2→n0 Vote") && !votes.contains("Heartbeat t3"),
+        "{votes}"
+    );
+    let n4 = only(None, true, 4);
+    assert!(n4.contains("every kind, n4 only"), "{n4}");
+    assert!(
+        n4.contains("n2→n4 Heartbeat") && !n4.contains("n2→n0 Vote"),
+        "{n4}"
+    );
 }
 
 #[test]
