@@ -102,6 +102,8 @@ impl Runner {
         }
         let caught_up = |s: &raftkv::lab::LabState| {
             let leader = s.leader()?;
+            // The state is published every 100 ms: wait for one with every write committed.
+            (leader.commit_index == leader.last_log_index).then_some(())?;
             let cut = |id: usize| s.links.iter().any(|l| l.cut && l.to == id as u64);
             let all = s.nodes.iter().filter(|n| n.up && !cut(n.id));
             all.flat_map(|n| n.status.as_ref())

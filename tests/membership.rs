@@ -268,3 +268,71 @@ async fn a_leader_stopping_gracefully_hands_over_to_a_voter_not_to_a_learner() {
     assert!(next != learner && next != leader && next_term > term);
     c.shutdown().await;
 }
+
+/// A removed server left running finds out (Raft alone would leave it campaigning with its old
+/// configuration forever): a follower, then the leader. Each says `removed` in its status within a
+/// bound, answers data requests with 503 at once, and starts no more elections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_follower_and_a_removed_leader_know_they_were_removed() {
+    use raftkv::raft::members::MemberChange;
+    let c = &TestCluster::start(5, |_| {}).await;
+    let (leader, _) = c.leader(Duration::from_secs(10)).await;
+    assert_eq!(c.put(leader, "k", &["v"]).await, 204);
+    let follower = (leader + 1) % 5;
+    let remove = |id: usize| async move {
+        let via = c.cluster.client(leader).unwrap();
+        via.change_members(MemberChange::Remove { id: id as u64 })
+            .await
+            .expect("removed");
+    };
+    remove(follower).await;
+    let removed = |id: usize| async move {
+        wait_until(
+            Duration::from_secs(15),
+            &format!("n{id} knows it was removed"),
+            || async { c.status(id).await.filter(|s| s.role == Role::Removed) },
+        )
+        .await
+    };
+    let status = removed(follower).await;
+    assert!(status.removed.is_some(), "{status:?}");
+    let term = status.term;
+    // Data requests: 503 at once, in our words, on one line.
+    let started = std::time::Instant::now();
+    for query in ["", "?consistency=local"] {
+        let url = c.url(follower, &format!("/keys/k{query}"));
+        let resp = c.http.get(url).send().await.unwrap();
+        let (code, text) = (resp.status().as_u16(), resp.text().await.unwrap());
+        assert_eq!(code, 503, "{text}");
+        assert!(text.contains("removed from the cluster"), "{text}");
+        assert_eq!(text.trim_end().lines().count(), 1, "one line: {text}");
+    }
+    let (code, text) = c
+        .post(follower, "k", r#"{"type":"APPEND","value":"x"}"#)
+        .await;
+    assert!(
+        code == 503 && text.contains("removed from the cluster"),
+        "{code} {text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "at once, not after a timeout"
+    );
+    // The leader removes itself next: it steps down, and learns it too.
+    remove(leader).await;
+    let status = removed(leader).await;
+    assert!(status.removed.is_some());
+    // No more elections from either: their terms stand still while the others carry on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(c.status(follower).await.unwrap().term, term, "no campaign");
+    let others: Vec<usize> = (0..5).filter(|i| ![leader, follower].contains(i)).collect();
+    let client = c.client();
+    let (rest, _) = wait_until(
+        Duration::from_secs(10),
+        "the three left agree on a leader",
+        || client.agreed_leader(&others),
+    )
+    .await;
+    assert!(others.contains(&rest));
+    assert_eq!(c.append(rest, "k", "after").await, 204);
+}

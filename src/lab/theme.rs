@@ -54,6 +54,6 @@ pub fn role(role: Role) -> Style {
         Role::Leader => LEADER,
         Role::Candidate => CANDIDATE,
         Role::Follower => FOLLOWER,
-        Role::Learner | Role::Shutdown => INACTIVE,
+        Role::Learner | Role::Shutdown | Role::Removed => INACTIVE,
     }
 }

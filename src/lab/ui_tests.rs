@@ -53,6 +53,7 @@ fn status(id: u64, role: Role, term: u64, leader: u64) -> Status {
         keys: 1,
         uptime_secs: 5,
         fatal: None,
+        removed: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! Every attempt of one write carries the same request id, so the state machine applies it at most
 //! once however many times a leader change or a lost reply makes us resend it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -20,6 +21,7 @@ use crate::net::frame::{self, Reply};
 use crate::raft::batch::Proposer;
 use crate::raft::leader::{self, ReadOutcome, WriteOutcome};
 use crate::raft::members::{self, MemberChange, MemberOutcome};
+use crate::raft::removal::Removal;
 use crate::raft::typ::Raft;
 
 /// A node's entry point for client requests: the HTTP handlers, the lab and `cluster::Cluster`
@@ -33,6 +35,8 @@ pub struct Gateway {
     pub id: u64,
     /// Deadline for one client request, all retries included.
     pub timeout: Duration,
+    /// Whether this node knows it was removed from the cluster: it then serves nothing.
+    pub removal: Arc<Removal>,
 }
 
 /// What one attempt at the leader came to.
@@ -261,6 +265,16 @@ impl Gateway {
         self.at_leader(&Write(request), deadline).await
     }
 
+    /// The error every request gets once this node knows it was removed from the cluster.
+    pub fn removed(&self) -> Option<Error> {
+        self.removal.known().map(|why| {
+            Error::Unavailable(format!(
+                "n{} was removed from the cluster ({why}); it serves no requests: use a member",
+                self.id
+            ))
+        })
+    }
+
     /// Makes a membership change through the leader; returns the id of the node it concerns.
     pub async fn change_members(&self, change: MemberChange) -> Result<u64> {
         let deadline = Instant::now() + self.timeout;
@@ -280,8 +294,13 @@ impl Gateway {
             .await
             .map(|_| index)
             .map_err(|e| {
+                // openraft's error carries its whole metrics struct: keep ours to one line.
+                let why = match e {
+                    openraft::metrics::WaitError::Timeout(..) => "timed out",
+                    openraft::metrics::WaitError::ShuttingDown => "it is shutting down",
+                };
                 Error::Unavailable(format!(
-                    "this node did not apply index {index} in time: {e}"
+                    "this node did not apply index {index} in time for a linearizable read ({why})"
                 ))
             })
     }
@@ -290,6 +309,9 @@ impl Gateway {
     /// leads, to the leader it knows of otherwise, and waits for news of a leader when it knows
     /// none. Gives up at `deadline`, or at once if this node's Raft stopped.
     async fn at_leader<V: LeaderVerb>(&self, verb: &V, deadline: Instant) -> Result<V::Answer> {
+        if let Some(removed) = self.removed() {
+            return Err(removed);
+        }
         let mut backoff = Backoff(Duration::from_millis(10));
         // Once an attempt may have taken effect somewhere, failing with "unavailable" would be a
         // lie: a write might still commit. The verb then reports "outcome unknown" instead.

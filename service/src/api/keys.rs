@@ -53,6 +53,9 @@ pub async fn get(
             )));
         }
     };
+    if let Some(removed) = state.gateway.removed() {
+        return error_response(removed);
+    }
     let index = match params.consistency.as_deref() {
         None | Some("linearizable") => match state.gateway.linearize().await {
             Ok(index) => Some(index),

@@ -61,6 +61,7 @@ impl AppState {
             keys: self.kv.read().len(),
             uptime_secs: self.started.elapsed().as_secs(),
             lease_ms: self.lease_ms,
+            removed: self.gateway.removal.known(),
         };
         let status = status::status(&self.gateway.raft, facts);
         match &self.clock {

@@ -23,6 +23,7 @@ use super::{Conn, NetEnv, Secret};
 use crate::metrics::Metrics;
 use crate::observe::Rpc;
 use crate::raft::TypeConfig;
+use crate::raft::removal::Removal;
 use crate::raft::typ::{Snapshot, Vote};
 
 /// How many idle pooled connections to keep per peer for forwarded client requests.
@@ -38,6 +39,8 @@ pub struct Identity {
     pub secret: Option<Secret>,
     pub metrics: Arc<Metrics>,
     pub failures: Arc<FailureLog>,
+    /// What this node knows of its own removal from the cluster; peers' answers go here.
+    pub removal: Arc<Removal>,
 }
 
 impl Identity {
@@ -186,6 +189,14 @@ impl PeerNetwork {
     ) -> Result<Reply, RPCError<TypeConfig>> {
         match self.call(&request, option.soft_ttl()).await {
             Ok(Reply::Failed(why)) => Err(unreachable(&io::Error::other(why))),
+            Ok(Reply::Removed { config_index }) => {
+                self.me.removal.told(config_index);
+                let why = format!(
+                    "n{} has no n{} in its committed configuration (log index {config_index})",
+                    self.target, self.me.id
+                );
+                Err(unreachable(&io::Error::other(why)))
+            }
             Ok(reply) => Ok(reply),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 Err(RPCError::Network(NetworkError::new(&e)))

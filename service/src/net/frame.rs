@@ -66,6 +66,11 @@ pub enum Reply {
     Member(MemberOutcome),
     /// The receiver could not serve a Raft RPC (stopped, fatal error).
     Failed(String),
+    /// The receiver's committed configuration, at this log index, does not have the sender: it
+    /// answers a removed server's vote request this way (`raft::removal`).
+    Removed {
+        config_index: u64,
+    },
 }
 
 impl Request {
@@ -155,6 +160,11 @@ impl Reply {
                 term: s.vote.leader_id.term,
             },
             Reply::Failed(why) => ReplyFields::Other { text: why.clone() },
+            Reply::Removed { config_index } => ReplyFields::Other {
+                text: format!(
+                    "you are not in the committed configuration at log index {config_index}: removed"
+                ),
+            },
             Reply::TransferLeader(_) => ReplyFields::Other {
                 text: "transfer accepted".into(),
             },

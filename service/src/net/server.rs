@@ -15,7 +15,7 @@ use super::client::Identity;
 use super::frame::{self, Hello, HelloReply, Reply, Request};
 use crate::raft::batch::Proposer;
 use crate::raft::typ::{Raft, Snapshot};
-use crate::raft::{leader, members};
+use crate::raft::{leader, members, removal};
 
 /// At most this many peer connections are served at once; more wait in the accept backlog.
 /// Five nodes need ~3 Raft connections per peer plus the forwarding pool.
@@ -90,7 +90,7 @@ async fn serve_connection(
         if me.env.faults.is_cut(peer, me.id) {
             return Ok(());
         }
-        let reply = handle(raft, proposer, request).await;
+        let reply = handle(raft, proposer, peer, request).await;
         if me.env.faults.is_cut(me.id, peer) {
             return Ok(());
         }
@@ -121,8 +121,15 @@ fn check_hello(hello: &Hello, me: &Identity) -> Result<(), String> {
     Ok(())
 }
 
-async fn handle(raft: &Raft, proposer: &Proposer, request: Request) -> Reply {
+async fn handle(raft: &Raft, proposer: &Proposer, peer: u64, request: Request) -> Reply {
     let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
+    // A server our committed configuration does not have asks for a vote: it was removed (ids
+    // are never reused). Tell it, instead of letting it campaign forever (`raft::removal`).
+    if matches!(request, Request::Vote(_) | Request::PreVote(_))
+        && let Some(config_index) = removal::not_a_member(raft, peer).await
+    {
+        return Reply::Removed { config_index };
+    }
     match request {
         Request::AppendEntries(rpc) => raft
             .append_entries(rpc)

@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::net::client::{AddressBook, Identity as NetIdentity, NetworkFactory, Peers};
 use crate::net::{NetEnv, server};
 use crate::raft::batch::Proposer;
+use crate::raft::removal::{self, Removal};
 use crate::raft::status::Status;
 use crate::raft::typ::{LogStore, Raft};
 use crate::raft::{self as raftmod, StateMachine};
@@ -84,6 +85,7 @@ impl Node {
         let metrics = Arc::new(Metrics::new());
         let sm = StateMachine::new(SnapshotFile::new(&config.data_dir.join("snapshot"))?);
         let kv = sm.reader();
+        let removal = Arc::new(Removal::default());
         let me = NetIdentity {
             cluster: CLUSTER_NAME.into(),
             id,
@@ -91,6 +93,7 @@ impl Node {
             secret: config.secret.clone(),
             metrics: metrics.clone(),
             failures: Default::default(),
+            removal: removal.clone(),
         };
         let clock = me.env.clock.clone();
         let network = NetworkFactory { me: me.clone() };
@@ -115,6 +118,11 @@ impl Node {
             id,
             metrics.clone(),
         )));
+        tasks.push(tokio::spawn(removal::watch(
+            raft.clone(),
+            id,
+            removal.clone(),
+        )));
         tasks.push(tokio::spawn(compact::by_bytes(
             raft.clone(),
             log.clone(),
@@ -133,6 +141,7 @@ impl Node {
                 peers: Peers::new(me, addresses),
                 id,
                 timeout: config.request_timeout,
+                removal,
             },
             kv,
             http_addr: http_addr.to_string(),

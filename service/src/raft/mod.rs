@@ -68,6 +68,7 @@
 pub mod batch;
 pub mod leader;
 pub mod members;
+pub mod removal;
 pub mod runtime;
 pub mod state_machine;
 pub mod status;

@@ -38,6 +38,8 @@ pub enum Role {
     Candidate,
     Learner,
     Shutdown,
+    /// No longer a member: the cluster removed it (`raft::removal`); it serves nothing.
+    Removed,
 }
 
 impl Role {
@@ -51,6 +53,7 @@ impl Role {
             Role::Candidate => "candidate",
             Role::Learner => "learner",
             Role::Shutdown => "shutdown",
+            Role::Removed => "removed",
         }
     }
 }
@@ -127,6 +130,9 @@ pub struct Status {
     pub uptime_secs: u64,
     /// None while healthy; the fatal error that stopped Raft on this node otherwise.
     pub fatal: Option<String>,
+    /// Why this node knows it is no longer a member (its role is then `removed`).
+    #[serde(default)]
+    pub removed: Option<String>,
 }
 
 /// How many of the last log entries [`Status::recent_log`] describes.
@@ -144,6 +150,8 @@ pub struct NodeFacts {
     pub keys: usize,
     pub uptime_secs: u64,
     pub lease_ms: u64,
+    /// Why this node knows it was removed from the cluster, if it does.
+    pub removed: Option<String>,
 }
 
 /// Reads the node's status. Costs one round trip to RaftCore (for the follower's leader-contact
@@ -208,7 +216,12 @@ pub async fn status(raft: &Raft, facts: NodeFacts) -> Status {
         recent_log,
         raft_addr: facts.raft_addr,
         http_addr: facts.http_addr,
-        role: m.state.into(),
+        role: if facts.removed.is_some() {
+            Role::Removed
+        } else {
+            m.state.into()
+        },
+        removed: facts.removed,
         term: m.current_term,
         // Term 0 is before any election: openraft fills the vote with a default id then.
         voted_for: (m.vote.leader_id.term > 0).then_some(m.vote.leader_id.voted_for),
