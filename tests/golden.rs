@@ -96,7 +96,11 @@ impl Runner {
     /// then waits until every node the leader reaches has learned the last commit, so that what
     /// follows starts from the same state on every run.
     fn load(&self, n: usize) -> Result<String, Box<dyn Error>> {
-        let leader = self.lab().state().leader().ok_or("no leader")?.id as usize;
+        let state = self.lab().state();
+        let leader = state.leader().ok_or("no leader")?;
+        // Each write awaited before the next is one entry: the log will end exactly here.
+        let last = leader.last_log_index.unwrap_or(0) + n as u64;
+        let leader = leader.id as usize;
         for i in 0..n {
             self.run_lab(LabCommand::Request {
                 via: Some(leader),
@@ -107,7 +111,7 @@ impl Runner {
         let caught_up = |s: &raftkv::lab::LabState| {
             let leader = s.leader()?;
             // The state is published every 100 ms: wait for one with every write committed.
-            (leader.commit_index == leader.last_log_index).then_some(())?;
+            (leader.commit_index == Some(last)).then_some(())?;
             let cut = |id: usize| s.links.iter().any(|l| l.cut && l.to == id as u64);
             let all = s.nodes.iter().filter(|n| n.up && !cut(n.id));
             all.flat_map(|n| n.status.as_ref())
