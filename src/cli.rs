@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
-use raftkv::config::{self, NodeConfig, Timing};
+use raftkv::config::{self, AdminToken, NodeConfig, Timing};
 
 #[derive(Parser)]
 #[command(
@@ -159,6 +159,10 @@ pub struct ClientArgs {
     /// Give up on one node after this long (ms); a write that times out is reported unknown.
     #[arg(long, default_value_t = 8000)]
     pub timeout: u64,
+    /// A file whose first line is the cluster's admin token, sent with membership changes (the
+    /// nodes' --admin-token-file).
+    #[arg(long, env = "RAFTKV_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -168,6 +172,14 @@ impl ClientArgs {
             Duration::from_millis(self.timeout),
             self.json,
         )
+    }
+
+    /// The client for membership changes: with the admin token, if a file names one.
+    pub fn admin_client(&self) -> anyhow::Result<raftkv::client::Client> {
+        let token = admin_token(self.admin_token_file.as_deref())?;
+        Ok(self
+            .client()
+            .with_admin_token(token.map(|t| t.secret().to_owned())))
     }
 }
 
@@ -323,6 +335,11 @@ pub struct NodeArgs {
     /// read. Every node of the cluster needs the same secret.
     #[arg(long, env = "RAFTKV_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// A file whose first line is the admin token: membership changes over HTTP (add, promote,
+    /// remove) then need `Authorization: Bearer TOKEN`, from anywhere. Without it they are
+    /// accepted only from this machine (loopback). A server started with --join sends it too.
+    #[arg(long, env = "RAFTKV_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
@@ -368,7 +385,14 @@ pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         max_in_flight: args.max_in_flight.max(1),
         log_bytes_limit: raftkv::config::LOG_BYTES_LIMIT,
         secret: secret(args.cluster_secret_file.as_deref())?,
+        admin_token: admin_token(args.admin_token_file.as_deref())?,
     })
+}
+
+pub fn admin_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<AdminToken>> {
+    file.map(AdminToken::from_file)
+        .transpose()
+        .map_err(anyhow::Error::msg)
 }
 
 pub fn secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<raftkv::net::Secret>> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Parser;
 use raftkv::config::Timing;
 use raftkv::node::Node;
@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
                 MemberVerb::Promote { id, client } => (Membership::Promote(id), client),
                 MemberVerb::Remove { id, client } => (Membership::Remove(id), client),
             };
-            finish(client.client().member(change).await)
+            finish(client.admin_client()?.member(change).await)
         }
         Command::Bench(args) => {
             let json = args.client.json;
@@ -215,6 +215,15 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     let mut configs = raftkv::cluster::loopback_configs(&raft, &http, &args.data_dir, timing);
     let secret = secret(args.cluster_secret_file.as_deref())?;
     configs.iter_mut().for_each(|c| c.secret = secret.clone());
+    // The control API can kill, partition and remove every node, and has no credential of its
+    // own: it stays on this machine.
+    if !args.control.ip().to_canonical().is_loopback() {
+        bail!(
+            "--control {}: the control API can stop every node of the lab and takes no \
+             credential, so it listens on loopback only (127.0.0.1 or ::1)",
+            args.control
+        );
+    }
     let control = tokio::net::TcpListener::bind(args.control)
         .await
         .with_context(|| {

@@ -336,3 +336,42 @@ async fn a_removed_follower_and_a_removed_leader_know_they_were_removed() {
     assert!(others.contains(&rest));
     assert_eq!(c.append(rest, "k", "after").await, 204);
 }
+
+/// With an admin token, a membership change needs it, loopback included: none is 401, a wrong one
+/// 403, and nothing changes; the right one works, and a joining server sends it by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_need_the_admin_token_when_the_nodes_have_one() {
+    let token = raftkv::config::AdminToken::new("a-long-admin-token-for-tests").unwrap();
+    let c = &mut TestCluster::start(3, |config| config.admin_token = Some(token.clone())).await;
+    let (leader, _) = c.leader(Duration::from_secs(10)).await;
+    let (code, text) = delete_member(c, leader, None).await;
+    assert!(code == 401 && text.contains("admin token"), "{code} {text}");
+    let (code, text) = delete_member(c, leader, Some("Bearer wrong-token")).await;
+    assert!(code == 403 && text.contains("wrong"), "{code} {text}");
+    assert_eq!(members(c, leader).await.len(), 3, "nothing changed");
+    // A new server joins over HTTP (`--join`): it carries the token from its own config.
+    let ports = free_ports(2);
+    let id = c
+        .cluster
+        .add(
+            format!("127.0.0.1:{}", ports[0]).parse().unwrap(),
+            format!("127.0.0.1:{}", ports[1]).parse().unwrap(),
+        )
+        .await
+        .expect("a server with the token joins");
+    assert_eq!(members(c, leader).await.len(), 4, "n{id} joined");
+    let (code, text) = delete_member(c, leader, Some("Bearer a-long-admin-token-for-tests")).await;
+    assert_eq!(code, 200, "{text}");
+    assert_eq!(members(c, leader).await.len(), 3);
+}
+
+/// `DELETE /admin/members/2` through node `via`, with this Authorization header if any.
+async fn delete_member(c: &TestCluster, via: usize, auth: Option<&str>) -> (u16, String) {
+    let request = c.http.delete(c.url(via, "/admin/members/2"));
+    let request = match auth {
+        Some(auth) => request.header("Authorization", auth),
+        None => request,
+    };
+    let resp = request.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}

@@ -65,6 +65,8 @@ pub struct Client {
     endpoints: Vec<String>,
     http: reqwest::Client,
     json: bool,
+    /// Sent as a bearer token with membership changes (`--admin-token-file`).
+    admin_token: Option<String>,
 }
 
 enum Attempt {
@@ -83,7 +85,14 @@ impl Client {
                 .build()
                 .expect("an HTTP client"),
             json,
+            admin_token: None,
         }
+    }
+
+    /// Membership changes will carry this admin token.
+    pub fn with_admin_token(mut self, token: Option<String>) -> Client {
+        self.admin_token = token;
+        self
     }
 
     fn key_path(key: &str) -> String {
@@ -270,6 +279,10 @@ impl Client {
                     Membership::Remove(id) => {
                         self.http.delete(format!("{endpoint}/admin/members/{id}"))
                     }
+                };
+                let request = match &self.admin_token {
+                    Some(token) => request.bearer_auth(token),
+                    None => request,
                 };
                 let resp = match request.send().await {
                     Ok(resp) => resp,

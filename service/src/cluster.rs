@@ -70,6 +70,7 @@ pub fn loopback_configs(
                 max_in_flight: crate::config::MAX_IN_FLIGHT,
                 log_bytes_limit: crate::config::LOG_BYTES_LIMIT,
                 secret: None,
+                admin_token: None,
             }
         })
         .collect()

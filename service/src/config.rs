@@ -73,6 +73,41 @@ pub struct NodeConfig {
     pub max_in_flight: usize,
     /// With a cluster secret, peers authenticate each other and encrypt Raft traffic.
     pub secret: Option<Secret>,
+    /// With an admin token, membership changes over HTTP need it (`api::admin`); without one they
+    /// are accepted from loopback only.
+    pub admin_token: Option<AdminToken>,
+}
+
+/// The bearer token that membership changes over HTTP must carry (`--admin-token-file`).
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    pub fn new(token: &str) -> Result<AdminToken, String> {
+        let token = token.trim();
+        if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("an admin token is one word of printable characters, not empty".into());
+        }
+        Ok(AdminToken(token.to_owned()))
+    }
+
+    /// Reads the token from the first line of `path`.
+    pub fn from_file(path: &std::path::Path) -> Result<AdminToken, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the admin token file {}: {e}", path.display()))?;
+        AdminToken::new(text.lines().next().unwrap_or(""))
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(…)")
+    }
 }
 
 /// Default for [`NodeConfig::log_bytes_limit`]: 256 MiB of log per node at most between

@@ -36,6 +36,12 @@ pub enum Error {
     /// The node refuses to start with this configuration or data directory.
     #[error("{0}")]
     Config(String),
+    /// A membership change without the admin token the node requires.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// A membership change with a wrong token, or from another machine to a node without one.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// Local storage failed.
     #[error("storage error: {0}")]
     Storage(#[from] io::Error),

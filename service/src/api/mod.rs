@@ -3,6 +3,7 @@
 //! and `GET /metrics`. This is the only module that knows HTTP status
 //! codes: [`error_response`] maps every [`Error`] to one.
 
+pub mod admin;
 pub mod gateway;
 pub mod keys;
 pub mod members;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// This node's log, for its fsync count in `/metrics`.
     pub log: LogStore,
+    /// Membership changes over HTTP need this token, if set (`admin`).
+    pub admin_token: Option<crate::config::AdminToken>,
     /// The lab's clock the node runs on, if any: ages in the status are read on it.
     pub clock: Option<Arc<crate::clock::Clock>>,
 }
@@ -84,12 +87,16 @@ pub fn router(state: Arc<AppState>, max_in_flight: usize) -> Router {
         .load_shed()
         // Global: axum applies a layer to each route separately, and one limit must span them.
         .layer(GlobalConcurrencyLimitLayer::new(max_in_flight));
-    Router::new()
-        .route("/keys/{key}", get(keys::get).post(keys::post))
-        .route("/admin/status", get(admin_status))
+    // Changing the cluster needs the admin token, or a loopback peer without one (`admin`).
+    let membership = Router::new()
         .route("/admin/members", post(members::add))
         .route("/admin/members/{id}", delete(members::remove))
         .route("/admin/members/{id}/promote", post(members::promote))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin::guard));
+    Router::new()
+        .route("/keys/{key}", get(keys::get).post(keys::post))
+        .route("/admin/status", get(admin_status))
+        .merge(membership)
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -183,6 +190,8 @@ pub fn error_response(err: Error) -> Response {
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::KeyTooLong(_) => StatusCode::URI_TOO_LONG,
         Error::Refused(_) => StatusCode::CONFLICT,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::Unavailable(_) | Error::Unknown(_) | Error::Stopped(_) => {
             StatusCode::SERVICE_UNAVAILABLE
         }

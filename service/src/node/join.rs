@@ -32,7 +32,7 @@ pub async fn identity(via: &[String], config: &NodeConfig, pristine: bool) -> Re
             return Ok(stored);
         }
     }
-    let id = ask(via, &config.raft_addr.to_string(), config.request_timeout).await?;
+    let id = ask(via, config).await?;
     tracing::info!(node = id, via = ?via, "added to the cluster as a learner");
     Ok(Identity {
         cluster: CLUSTER_NAME.into(),
@@ -44,16 +44,20 @@ pub async fn identity(via: &[String], config: &NodeConfig, pristine: bool) -> Re
 
 /// Asks the members at `via` (in turn, as the client does) until one adds `raft_addr`, or
 /// [`JOIN_PATIENCE`] runs out.
-async fn ask(via: &[String], raft_addr: &str, timeout: Duration) -> Result<u64> {
+async fn ask(via: &[String], config: &NodeConfig) -> Result<u64> {
+    let raft_addr = config.raft_addr.to_string();
     if via.is_empty() {
         return Err(Error::Config(
             "--join needs the HTTP address of at least one member".into(),
         ));
     }
-    let client = Client::new(via.to_vec(), timeout + Duration::from_secs(1), true);
+    let timeout = config.request_timeout + Duration::from_secs(1);
+    // A cluster with an admin token wants it from a joining server too.
+    let token = config.admin_token.as_ref().map(|t| t.secret().to_owned());
+    let client = Client::new(via.to_vec(), timeout, true).with_admin_token(token);
     let deadline = Instant::now() + JOIN_PATIENCE;
     loop {
-        let outcome = client.member(Membership::Add(raft_addr.to_owned())).await;
+        let outcome = client.member(Membership::Add(raft_addr.clone())).await;
         match outcome.code {
             exit::OK => {
                 let id = serde_json::from_str::<serde_json::Value>(&outcome.output)

@@ -152,12 +152,15 @@ impl Node {
             metrics,
             log,
             clock,
+            admin_token: config.admin_token.clone(),
         });
         let http = api::router(app.clone(), config.max_in_flight);
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Graceful on the HTTP side only: on shutdown, stop accepting and close idle keep-alive
         // connections; requests in flight fail fast because Raft is stopped under them.
         tasks.push(tokio::spawn(async move {
+            // The peer's address decides who may change the membership without a token.
+            let http = http.into_make_service_with_connect_info::<SocketAddr>();
             let serving = axum::serve(http_listener, http).with_graceful_shutdown(async {
                 let _ = stopped.await;
             });
