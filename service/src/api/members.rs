@@ -17,7 +17,7 @@ use super::{AppState, error_response};
 use crate::error::{Error, Result};
 use crate::raft::members::MemberChange;
 
-/// `POST /admin/members` with `{"raft_addr": "host:port"}`.
+/// `POST /admin/members` with `{"raft_addr": "ip:port"}`.
 pub async fn add(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -34,16 +34,34 @@ fn parse_add(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<MemberChange> {
     let usage =
-        r#"the body must be {"raft_addr": "host:port"}: where the new server listens for Raft"#;
+        r#"the body must be {"raft_addr": "ip:port"}: where the new server listens for Raft"#;
     let Value::Object(fields) = json_body(headers, body)? else {
         return Err(Error::InvalidInput(usage.into()));
     };
     let raft_addr = match fields.get("raft_addr").and_then(Value::as_str) {
-        Some(addr) if fields.len() == 1 => addr.trim().to_owned(),
+        Some(addr) if fields.len() == 1 => addr.to_owned(),
         _ => return Err(Error::InvalidInput(usage.into())),
     };
-    crate::config::resolve(&raft_addr).map_err(Error::InvalidInput)?;
+    ip_and_port(&raft_addr)?;
     Ok(MemberChange::Add { raft_addr })
+}
+
+/// The address of a server to add, as the spec's pattern has it: an IP address and a port
+/// without leading zeros. No host names: resolving whatever a request names would send DNS
+/// queries on a stranger's behalf, and a name may resolve differently on every node.
+fn ip_and_port(addr: &str) -> Result<std::net::SocketAddr> {
+    let bad = || {
+        Error::InvalidInput(format!(
+            "raft_addr {addr:?} is not ip:port (e.g. 127.0.0.1:6005 or [::1]:6005; host names are \
+             not resolved here)"
+        ))
+    };
+    let parsed: std::net::SocketAddr = addr.parse().map_err(|_| bad())?;
+    let port = addr.rsplit(':').next().unwrap_or("");
+    if port.len() > 1 && port.starts_with('0') {
+        return Err(bad());
+    }
+    Ok(parsed)
 }
 
 /// `POST /admin/members/{id}/promote`.
