@@ -61,6 +61,12 @@ impl LabClient {
             .unwrap()
     }
 
+    /// `POST /lab/messages/{id}/{verb}` (deliver, drop).
+    async fn message(&self, id: u64, verb: &str) -> (u16, String) {
+        let path = format!("/lab/messages/{id}/{verb}");
+        self.post(&path, serde_json::json!(null)).await
+    }
+
     async fn post(&self, path: &str, body: serde_json::Value) -> (u16, String) {
         let resp = self
             .http
@@ -474,12 +480,7 @@ async fn an_election_walked_message_by_message_through_the_control_api() {
     )
     .await;
     for h in held(&lab).await {
-        let (code, text) = lab
-            .post(
-                &format!("/lab/messages/{}/drop", h.id),
-                serde_json::json!(null),
-            )
-            .await;
+        let (code, text) = lab.message(h.id, "drop").await;
         assert_eq!(code, 200, "{text}");
     }
     let (code, text) = lab
@@ -494,16 +495,12 @@ async fn an_election_walked_message_by_message_through_the_control_api() {
             .all(|h| h.from == 2 && h.rpc == Rpc::Vote && h.term == 2)
     );
     // Bad input changes nothing: an unknown id, a verb that is not about a message.
-    let (code, text) = lab
-        .post("/lab/messages/999/deliver", serde_json::json!(null))
-        .await;
+    let (code, text) = lab.message(999, "deliver").await;
     assert!(
         code == 400 && text.contains("no held message 999"),
         "{code} {text}"
     );
-    let (code, _) = lab
-        .post("/lab/messages/3/kill", serde_json::json!(null))
-        .await;
+    let (code, _) = lab.message(3, "kill").await;
     assert_eq!(code, 400);
     let (code, text) = lab
         .post("/lab/speed", serde_json::json!({"factor": 99}))
@@ -516,12 +513,7 @@ async fn an_election_walked_message_by_message_through_the_control_api() {
     // Each request delivered alone: its voter grants, and the reply is held with its fields.
     let mut grants = Vec::new();
     for request in requests {
-        let (code, text) = lab
-            .post(
-                &format!("/lab/messages/{}/deliver", request.id),
-                serde_json::json!(null),
-            )
-            .await;
+        let (code, text) = lab.message(request.id, "deliver").await;
         assert_eq!(code, 200, "{text}");
         let reply = held(&lab)
             .await
@@ -544,12 +536,7 @@ async fn an_election_walked_message_by_message_through_the_control_api() {
     }
     // n2 holds its own vote: it leads exactly when the second grant, its third vote, arrives.
     for (delivered, id) in grants.iter().enumerate() {
-        let (code, text) = lab
-            .post(
-                &format!("/lab/messages/{id}/deliver"),
-                serde_json::json!(null),
-            )
-            .await;
+        let (code, text) = lab.message(*id, "deliver").await;
         assert_eq!(code, 200, "{text}");
         let expected = if delivered + 1 >= 2 {
             Role::Leader

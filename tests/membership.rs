@@ -344,9 +344,11 @@ async fn membership_changes_need_the_admin_token_when_the_nodes_have_one() {
     let token = raftkv::config::AdminToken::new("a-long-admin-token-for-tests").unwrap();
     let c = &mut TestCluster::start(3, |config| config.admin_token = Some(token.clone())).await;
     let (leader, _) = c.leader(Duration::from_secs(10)).await;
-    let (code, text) = delete_member(c, leader, None).await;
+    // A follower: the leader's own view of the membership is then the one to read.
+    let victim = (leader + 1) % 3;
+    let (code, text) = delete_member(c, leader, victim, None).await;
     assert!(code == 401 && text.contains("admin token"), "{code} {text}");
-    let (code, text) = delete_member(c, leader, Some("Bearer wrong-token")).await;
+    let (code, text) = delete_member(c, leader, victim, Some("Bearer wrong-token")).await;
     assert!(code == 403 && text.contains("wrong"), "{code} {text}");
     assert_eq!(members(c, leader).await.len(), 3, "nothing changed");
     // A new server joins over HTTP (`--join`): it carries the token from its own config.
@@ -359,15 +361,36 @@ async fn membership_changes_need_the_admin_token_when_the_nodes_have_one() {
         )
         .await
         .expect("a server with the token joins");
-    assert_eq!(members(c, leader).await.len(), 4, "n{id} joined");
-    let (code, text) = delete_member(c, leader, Some("Bearer a-long-admin-token-for-tests")).await;
+    wait_until(
+        Duration::from_secs(10),
+        "the new server is a member",
+        || async { (members(c, leader).await.len() == 4).then_some(()) },
+    )
+    .await;
+    assert!(id >= 3, "n{id} joined");
+    let (code, text) = delete_member(
+        c,
+        leader,
+        victim,
+        Some("Bearer a-long-admin-token-for-tests"),
+    )
+    .await;
     assert_eq!(code, 200, "{text}");
-    assert_eq!(members(c, leader).await.len(), 3);
+    // Committed when answered; the leader's status may show it a moment later.
+    wait_until(Duration::from_secs(10), "three members left", || async {
+        (members(c, leader).await.len() == 3).then_some(())
+    })
+    .await;
 }
 
-/// `DELETE /admin/members/2` through node `via`, with this Authorization header if any.
-async fn delete_member(c: &TestCluster, via: usize, auth: Option<&str>) -> (u16, String) {
-    let request = c.http.delete(c.url(via, "/admin/members/2"));
+/// `DELETE /admin/members/{id}` through node `via`, with this Authorization header if any.
+async fn delete_member(
+    c: &TestCluster,
+    via: usize,
+    id: usize,
+    auth: Option<&str>,
+) -> (u16, String) {
+    let request = c.http.delete(c.url(via, &format!("/admin/members/{id}")));
     let request = match auth {
         Some(auth) => request.header("Authorization", auth),
         None => request,

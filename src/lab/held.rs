@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use super::message::{MessageView, held_line};
 use super::state::LabState;
 use super::theme;
-use crate::observe::{AppendAnswer, Event, Fate, Fields, Held, Leg, LogPos, ReplyFields, Rpc};
+use crate::observe::{AppendAnswer, Fields, Held, Leg, LogPos, ReplyFields, Rpc};
 
 /// The chosen held message: the learner's choice while it is still held, else the oldest.
 pub fn chosen(state: &LabState, choice: Option<u64>) -> Option<&Held> {
@@ -184,7 +184,7 @@ pub fn inspect(h: &Held) -> Vec<Line<'static>> {
         Some(ReplyFields::Other { text }) => rows.push(("reply".into(), text.clone())),
         None => {}
     }
-    if let Some(why) = reason(h) {
+    if let Some(why) = MessageView::of_held(h).why {
         rows.push(("why".into(), why));
     }
     rows.into_iter()
@@ -195,23 +195,4 @@ pub fn inspect(h: &Held) -> Vec<Line<'static>> {
             ])
         })
         .collect()
-}
-
-/// Why the receiver refused or rejected, when the held message is such a reply.
-fn reason(h: &Held) -> Option<String> {
-    let (from, to) = match h.leg {
-        Leg::Request => (h.from, h.to),
-        Leg::Reply => (h.to, h.from),
-    };
-    let event = Event {
-        from,
-        to,
-        rpc: h.rpc,
-        term: h.term,
-        entries: h.entries,
-        fate: Fate::Answered { granted: None },
-        fields: h.fields.clone(),
-        reply: h.reply.clone(),
-    };
-    MessageView::new(h.id, 0, event).why
 }

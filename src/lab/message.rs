@@ -44,6 +44,26 @@ impl MessageFilter {
 }
 
 impl MessageView {
+    /// A held message seen as the exchange it belongs to: from the request's sender to its
+    /// receiver, with the reply's fields if it is the reply, so that reasons derive alike.
+    pub fn of_held(h: &Held) -> MessageView {
+        let (from, to) = match h.leg {
+            Leg::Request => (h.from, h.to),
+            Leg::Reply => (h.to, h.from),
+        };
+        let event = Event {
+            from,
+            to,
+            rpc: h.rpc,
+            term: h.term,
+            entries: h.entries,
+            fate: Fate::Answered { granted: None },
+            fields: h.fields.clone(),
+            reply: h.reply.clone(),
+        };
+        MessageView::new(h.id, 0, event)
+    }
+
     pub fn new(id: u64, at_ms: u64, event: Event) -> MessageView {
         MessageView {
             id,
@@ -289,25 +309,7 @@ impl MessageView {
 /// A held message in one line: its number, link, kind and term, then its fields, or for a reply
 /// the answer and, when it refuses, why.
 pub fn held_line(h: &Held) -> String {
-    // Reasons are derived from the exchange as the request's sender sees it.
-    let (from, to) = match h.leg {
-        Leg::Request => (h.from, h.to),
-        Leg::Reply => (h.to, h.from),
-    };
-    let view = MessageView::new(
-        h.id,
-        0,
-        Event {
-            from,
-            to,
-            rpc: h.rpc,
-            term: h.term,
-            entries: h.entries,
-            fate: Fate::Answered { granted: None },
-            fields: h.fields.clone(),
-            reply: h.reply.clone(),
-        },
-    );
+    let view = MessageView::of_held(h);
     let head = format!("#{} n{} → n{}", h.id, h.from, h.to);
     match (&h.leg, &h.reply) {
         (Leg::Reply, Some(reply)) => {

@@ -274,6 +274,12 @@ mod tests {
         assert!(t.is_cut(1, 2) && !t.is_cut(2, 1));
     }
 
+    /// Sends a vote from → to through `t` in a task of its own (it may be held).
+    fn send(t: &Arc<FaultTable>, from: u64, to: u64) -> tokio::task::JoinHandle<Passage> {
+        let t = t.clone();
+        tokio::spawn(async move { t.pass(from, to, vote(from, to)).await })
+    }
+
     async fn until_held(t: &FaultTable, n: usize) {
         let mut changes = t.changes();
         tokio::time::timeout(
@@ -290,11 +296,7 @@ mod tests {
         let t = Arc::new(FaultTable::default());
         assert_eq!(t.pass(0, 1, vote(0, 1)).await, Passage::Go);
         t.pause(true);
-        let spawn = |from, to| {
-            let t = t.clone();
-            tokio::spawn(async move { t.pass(from, to, vote(from, to)).await })
-        };
-        let (a, b, c) = (spawn(0, 1), spawn(2, 3), spawn(4, 0));
+        let (a, b, c) = (send(&t, 0, 1), send(&t, 2, 3), send(&t, 4, 0));
         until_held(&t, 3).await;
         let held = t.snapshot().held;
         assert_eq!(held.iter().map(|h| h.id).collect::<Vec<_>>(), [1, 2, 3]);
@@ -323,10 +325,7 @@ mod tests {
     async fn a_sender_that_gives_up_leaves_the_hold_and_is_reported() {
         let t = Arc::new(FaultTable::default());
         t.pause(true);
-        let waiting = {
-            let t = t.clone();
-            tokio::spawn(async move { t.pass(1, 2, vote(1, 2)).await })
-        };
+        let waiting = send(&t, 1, 2);
         until_held(&t, 1).await;
         waiting.abort();
         let _ = waiting.await;
@@ -339,10 +338,7 @@ mod tests {
     async fn a_link_cut_while_a_message_is_held_loses_it() {
         let t = Arc::new(FaultTable::default());
         t.pause(true);
-        let waiting = {
-            let t = t.clone();
-            tokio::spawn(async move { t.pass(1, 2, vote(1, 2)).await })
-        };
+        let waiting = send(&t, 1, 2);
         until_held(&t, 1).await;
         t.cut(1, 2);
         t.release(1, true).unwrap();
