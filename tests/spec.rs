@@ -50,18 +50,13 @@ async fn the_api_matches_its_openapi_description_under_schemathesis() {
         .stderr(Stdio::null())
         .spawn()
         .expect("the lab starts"));
-    let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{http}");
-    wait_until(Duration::from_secs(30), "the lab has a leader", || async {
-        let s: raftkv::raft::status::Status = client
-            .get(format!("{base}/admin/status"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        s.leader_id.map(|_| ())
+    let nodes = raftkv::harness::NodeClient {
+        http: reqwest::Client::new(),
+        bases: (0..5).map(|i| format!("http://127.0.0.1:{}", http + i)).collect(),
+    };
+    wait_until(Duration::from_secs(30), "the lab has a leader", || {
+        nodes.agreed_leader(&[0, 1, 2, 3, 4])
     })
     .await;
     let started = std::time::Instant::now();
