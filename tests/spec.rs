@@ -53,7 +53,9 @@ async fn the_api_matches_its_openapi_description_under_schemathesis() {
     let base = format!("http://127.0.0.1:{http}");
     let nodes = raftkv::harness::NodeClient {
         http: reqwest::Client::new(),
-        bases: (0..5).map(|i| format!("http://127.0.0.1:{}", http + i)).collect(),
+        bases: (0..5)
+            .map(|i| format!("http://127.0.0.1:{}", http + i))
+            .collect(),
     };
     wait_until(Duration::from_secs(30), "the lab has a leader", || {
         nodes.agreed_leader(&[0, 1, 2, 3, 4])

@@ -10,6 +10,9 @@
 //!   change, timeout) returns the first reply instead of appending again (Raft paper §8).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use imbl::OrdMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -91,10 +94,22 @@ pub enum Replies {
 }
 
 /// The state machine's data. Serialized as-is into snapshots.
+///
+/// The data is a persistent (structurally shared) map: cloning it is O(1), and a write to a state
+/// whose copy is alive copies only the path to what it changes. The state machine clones the
+/// state for every snapshot on the apply path (openraft builds the snapshot in a task of its own
+/// from that copy); with a `BTreeMap` the copy grew with the data (453 ms for a million keys of
+/// 100 bytes, stopping every write for as long, and doubling memory: issue 18). Now it costs
+/// the bounded de-duplication table only (6.8 ms at its full 100,000 entries), and an apply
+/// 2.00 µs instead of 1.91 (measured on this machine, 1M PUTs).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(from = "KvImage")]
 pub struct KvState {
-    data: BTreeMap<String, Vec<String>>,
+    /// Values behind an `Arc`: copying a tree node shares them instead of cloning each list.
+    data: OrdMap<String, Arc<Vec<String>>>,
+    /// The de-duplication table stays a std map: it is bounded ([`DEDUP_WINDOW`]), so copying it
+    /// is bounded too, and a persistent map made every write slower (measured: 2.80 against 1.91
+    /// µs per apply with all three persistent).
     replies: HashMap<RequestId, Response>,
     /// Request ids with their replies in apply order, oldest first; evicted from the front past
     /// [`DEDUP_WINDOW`]. The reply is kept here too so that a snapshot is written straight from
@@ -118,16 +133,34 @@ struct KvImage {
 /// written without copying the state first.
 #[derive(Serialize)]
 struct KvImageRef<'a> {
-    data: &'a BTreeMap<String, Vec<String>>,
-    recent: &'a VecDeque<(RequestId, Response)>,
+    data: DataRef<'a>,
+    recent: RecentRef<'a>,
     next_node_id: u64,
+}
+
+/// The map as a serde map, key order (as `BTreeMap` writes it).
+struct DataRef<'a>(&'a OrdMap<String, Arc<Vec<String>>>);
+
+impl Serialize for DataRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v.as_slice())))
+    }
+}
+
+/// The de-duplication queue as a serde sequence, oldest first (as `VecDeque` writes it).
+struct RecentRef<'a>(&'a VecDeque<(RequestId, Response)>);
+
+impl Serialize for RecentRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
+    }
 }
 
 impl Serialize for KvState {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         KvImageRef {
-            data: &self.data,
-            recent: &self.order,
+            data: DataRef(&self.data),
+            recent: RecentRef(&self.order),
             next_node_id: self.next_node_id,
         }
         .serialize(serializer)
@@ -137,7 +170,11 @@ impl Serialize for KvState {
 impl From<KvImage> for KvState {
     fn from(image: KvImage) -> Self {
         let mut state = KvState {
-            data: image.data,
+            data: image
+                .data
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
             next_node_id: image.next_node_id,
             ..Default::default()
         };
@@ -178,7 +215,7 @@ impl KvState {
             }
             Command::Put { key, values } => {
                 let len = values.len() as u64;
-                self.data.insert(key, values);
+                self.data.insert(key, Arc::new(values));
                 Response { len, node_id: None }
             }
             Command::Append { key, value } => {
@@ -188,6 +225,8 @@ impl KvState {
                     Some(list) => list,
                     None => self.data.entry(key).or_default(),
                 };
+                // Copies the list only if a snapshot in progress still shares it.
+                let list = Arc::make_mut(list);
                 list.push(value);
                 Response {
                     len: list.len() as u64,
@@ -219,12 +258,12 @@ impl KvState {
     }
 
     pub fn get(&self, key: &str) -> Option<&Vec<String>> {
-        self.data.get(key)
+        self.data.get(key).map(|list| &**list)
     }
 
     /// All keys and values, in key order.
     pub fn entries(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
-        self.data.iter()
+        self.data.iter().map(|(k, v)| (k, &**v))
     }
 
     pub fn len(&self) -> usize {
@@ -365,7 +404,7 @@ mod tests {
         kv.apply(req(2, append("b", "z")));
         kv.apply(req(3, Command::ReserveNodeId { at_least: 6 }));
         let image = KvImage {
-            data: kv.data.clone(),
+            data: kv.entries().map(|(k, v)| (k.clone(), v.clone())).collect(),
             recent: vec![
                 (
                     RequestId(1),
