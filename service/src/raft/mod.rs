@@ -55,11 +55,14 @@
 //! # CAVEATS: what is deliberately not done (yet)
 //! - A node whose data directory is wiped must not rejoin under its old id (`node::identity`
 //!   refuses); it may join again as a new node (`members`; ids are never reused).
-//! - A snapshot travels as one frame of at most `net::MAX_FRAME` (256 MiB) and is built by
-//!   cloning the map on the apply path (issue 18). Snapshots come every `SNAPSHOT_EVERY` entries
-//!   and, for big values, whenever the log passes its size limit (`node::compact`).
-//! - A removed server is not told: it keeps its old view until restarted, and admin changes
-//!   over HTTP are not authenticated (issue 19).
+//! - A snapshot travels as one frame of at most `net::MAX_FRAME` (256 MiB) (issue 18). It is
+//!   built from a copy of the state taken on the apply path, cheap because the data map is
+//!   persistent (`kv`): the pause is the bounded de-duplication table's copy. Snapshots come
+//!   every `SNAPSHOT_EVERY` entries and, for big values, whenever the log passes its size limit
+//!   (`node::compact`).
+//! - A removed server finds out (`removal`) but does not remember it across a restart: it learns
+//!   again from its first vote request. Client TLS and disk-fault handling are not done
+//!   (issue 19).
 //! - Only the leader serves linearizable reads (followers forward); no follower reads with a
 //!   read index, no lease reads.
 //! - The de-duplication window for retried writes is bounded (`kv`): a retry arriving after
