@@ -51,8 +51,13 @@ impl LabClient {
     }
 
     async fn state(&self) -> LabState {
+        self.get("/lab/state").await
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let url = format!("{}{path}", self.base);
         self.http
-            .get(format!("{}/lab/state", self.base))
+            .get(url)
             .send()
             .await
             .unwrap()
@@ -448,15 +453,7 @@ async fn the_messages_of_an_election_and_a_write_are_listed_with_their_raft_fiel
 
 /// The held messages, oldest first, as `GET /lab/messages?held=true` returns them.
 async fn held(lab: &LabClient) -> Vec<raftkv::observe::Held> {
-    let url = format!("{}/lab/messages?held=true", lab.base);
-    lab.http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    lab.get("/lab/messages?held=true").await
 }
 
 async fn role_of(lab: &LabClient, id: usize) -> Role {
@@ -550,6 +547,14 @@ async fn an_election_walked_message_by_message_through_the_control_api() {
             delivered + 1
         );
     }
+    // A leader has no election timer: timing it out is refused with the reason.
+    let (code, text) = lab
+        .post("/lab/nodes/2/timeout", serde_json::json!(null))
+        .await;
+    assert!(
+        code == 400 && text.contains("is the leader"),
+        "{code} {text}"
+    );
     // Stepping delivers the oldest held message; resume delivers the rest and time runs again.
     let (code, text) = lab.post("/lab/step", serde_json::json!(null)).await;
     assert!(

@@ -150,24 +150,17 @@ impl Engine {
                 .await
                 .map(|_| format!("restarted n{id} from its data"))
                 .map_err(|e| e.to_string()),
-            LabCommand::TimeOut { id }
-                if c.statuses()
-                    .await
-                    .get(id)
-                    .cloned()
-                    .flatten()
-                    .map(|s| s.role)
-                    == Some(Role::Leader) =>
-            {
-                Err(format!(
-                    "n{id} is the leader: a leader has no election timer (it sends heartbeats)"
-                ))
-            }
             LabCommand::TimeOut { id } => {
                 // With pre-vote, openraft does not campaign while the node still hears a leader
                 // (its leader lease): the timer fires and nothing is sent. Say so, and why.
                 let before = c.statuses().await.get(id).cloned().flatten();
-                let outcome = c.time_out(id).await.map_err(|e| e.to_string());
+                let outcome = if before.as_ref().is_some_and(|s| s.role == Role::Leader) {
+                    Err(format!(
+                        "n{id} is the leader: a leader has no election timer (it sends heartbeats)"
+                    ))
+                } else {
+                    c.time_out(id).await.map_err(|e| e.to_string())
+                };
                 outcome.map(|moved| match before {
                     _ if !moved.is_zero() => format!(
                         "n{id} timed out: it {} (the lab's clock moved on {} ms, past its leader \
