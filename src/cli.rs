@@ -268,6 +268,33 @@ pub struct LabArgs {
     /// read. Every node of the cluster needs the same secret.
     #[arg(long, env = "RAFTKV_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Record the session (every message, status, command and timeline line) in
+    /// DATA_DIR/trace.NNNNNN.jsonl, keeping at most about this many MiB: the oldest segments go
+    /// first. 0: record nothing. A new session moves the previous trace to DATA_DIR/trace-previous/.
+    #[arg(long, default_value_t = raftkv::lab::trace::DEFAULT_CAP_MIB, value_name = "MIB")]
+    pub trace_mib: u64,
+    /// Replay a recorded trace (a trace file, or a directory holding trace.*.jsonl) in the same
+    /// dashboard instead of running a cluster: no nodes, no ports.
+    #[arg(long, value_name = "TRACE", conflicts_with = "fresh")]
+    pub replay: Option<PathBuf>,
+    /// With --replay --headless: print the state published at this moment (JSON, as
+    /// GET /lab/state shows it), e.g. 12.5s or 12500ms. Without it the whole timeline is printed.
+    #[arg(long, requires = "replay", value_parser = parse_moment, value_name = "T")]
+    pub at: Option<u64>,
+}
+
+/// A moment in a trace in milliseconds: "12.5s", "12500ms" or "12.5" (seconds).
+fn parse_moment(text: &str) -> Result<u64, String> {
+    let (number, scale) = match text.strip_suffix("ms") {
+        Some(ms) => (ms, 1.0),
+        None => (text.strip_suffix('s').unwrap_or(text), 1000.0),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok((v * scale).round() as u64),
+        _ => Err(format!(
+            "{text:?} is not a moment: write seconds (12.5s) or milliseconds (12500ms)"
+        )),
+    }
 }
 
 impl Default for LabArgs {
@@ -283,6 +310,9 @@ impl Default for LabArgs {
             control: ([127, 0, 0, 1], 8079).into(),
             // `raftkv` alone bypasses clap: honour the variable here.
             cluster_secret_file: std::env::var_os("RAFTKV_CLUSTER_SECRET_FILE").map(PathBuf::from),
+            trace_mib: raftkv::lab::trace::DEFAULT_CAP_MIB,
+            replay: None,
+            at: None,
         }
     }
 }

@@ -208,6 +208,9 @@ async fn stop_signal() -> std::io::Result<()> {
 
 async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    if let Some(path) = &args.replay {
+        return replay(path, &args).await;
+    }
     let timing = args.timing.timing();
     let n = args.nodes;
     let raft = raftkv::cluster::port_block(args.raft_port, n, "--raft-port")?;
@@ -235,7 +238,14 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     let cluster = raftkv::cluster::Cluster::start(configs)
         .await
         .context("the lab cluster did not start")?;
-    let (lab, engine) = raftkv::lab::spawn(cluster).await;
+    let recorder = match args.trace_mib {
+        0 => None,
+        mib => Some(
+            raftkv::lab::trace::Recorder::start(&args.data_dir, mib * 1024 * 1024)
+                .with_context(|| format!("cannot record a trace in {}", args.data_dir.display()))?,
+        ),
+    };
+    let (lab, engine) = raftkv::lab::spawn_recording(cluster, recorder).await;
     let api = raftkv::lab::control::router(lab.clone());
     tokio::spawn(async move { axum::serve(control, api).await });
     let headless =
@@ -278,6 +288,35 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `raftkv lab --replay`: the dashboard over a trace, or with --headless the state at --at (or the
+/// whole timeline) on stdout.
+async fn replay(path: &std::path::Path, args: &LabArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let mut replay = raftkv::lab::replay::Replay::open(path).map_err(anyhow::Error::msg)?;
+    for warning in &replay.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let headless =
+        args.headless || !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal();
+    if !headless {
+        return Ok(raftkv::lab::tui::run_replay(replay).await?);
+    }
+    match args.at {
+        Some(at) => {
+            replay.seek(at).map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&replay.state())?);
+        }
+        None => {
+            let (_, last) = replay.span();
+            replay.seek(last).map_err(anyhow::Error::msg)?;
+            for entry in replay.state().timeline.iter() {
+                println!("{:>7.1}s {}", entry.at_ms as f64 / 1000.0, entry.text);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Logs go to stderr, except under the dashboard, where they would overwrite the screen: then they
 /// go to DATA_DIR/lab.log. `RUST_LOG` filters as usual.
 fn init_logging(command: &Command) -> anyhow::Result<()> {
@@ -294,7 +333,8 @@ fn init_logging(command: &Command) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match command {
         Command::Lab(args)
-            if !args.headless
+            if args.replay.is_none()
+                && !args.headless
                 && std::io::stdout().is_terminal()
                 && std::io::stdin().is_terminal() =>
         {

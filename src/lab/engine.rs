@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::command::LabCommand;
-use super::fold::{Input, Memory, groups};
+use super::fold::{Input, Memory, Scene};
 use super::message::held_line;
-use super::state::{LabState, NodeView, TimingPreset};
+use super::state::LabState;
+use super::trace::Recorder;
 use crate::cluster::Cluster;
 use crate::observe::{Event, Leg};
-use crate::raft::status::{Role, leader_of};
+use crate::raft::status::Role;
 
 /// How often statuses are refreshed and the state republished.
 const REFRESH: Duration = Duration::from_millis(100);
@@ -51,6 +52,14 @@ impl Lab {
 /// Starts the engine over `cluster`; it runs until every [`Lab`] handle is dropped, then shuts the
 /// cluster down. The first state is published before this returns.
 pub async fn spawn(cluster: Cluster) -> (Lab, tokio::task::JoinHandle<()>) {
+    spawn_recording(cluster, None).await
+}
+
+/// [`spawn`], with everything the engine learns also handed to a flight recorder.
+pub async fn spawn_recording(
+    cluster: Cluster,
+    recorder: Option<Recorder>,
+) -> (Lab, tokio::task::JoinHandle<()>) {
     let (commands, command_rx) = mpsc::channel(64);
     let (done_tx, done_rx) = mpsc::channel(64);
     let events = cluster.events();
@@ -61,6 +70,7 @@ pub async fn spawn(cluster: Cluster) -> (Lab, tokio::task::JoinHandle<()>) {
         memory: Memory::default(),
         requests: 0,
         done_tx,
+        recorder,
     };
     let (state_tx, state) = watch::channel(engine.snapshot().await);
     let task = tokio::spawn(engine.run(command_rx, done_rx, state_tx));
@@ -77,6 +87,8 @@ struct Engine {
     requests: u64,
     /// Client requests report their outcome here when they finish.
     done_tx: mpsc::Sender<String>,
+    /// The flight recorder, if this lab records a trace.
+    recorder: Option<Recorder>,
 }
 
 impl Engine {
@@ -121,9 +133,20 @@ impl Engine {
         }
     }
 
+    /// Milliseconds since the lab started: the time of everything the memory and the trace hold.
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     /// Feeds the memory one input, stamped with the time since the lab started.
     fn fold(&mut self, input: Input) {
-        let at_ms = self.started.elapsed().as_millis() as u64;
+        self.fold_at(self.now_ms(), input);
+    }
+
+    fn fold_at(&mut self, at_ms: u64, input: Input) {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.input(at_ms, &input);
+        }
         self.memory.fold(at_ms, input);
     }
 
@@ -131,7 +154,15 @@ impl Engine {
         self.fold(Input::Note(text));
     }
 
+    fn record(&mut self, command: &LabCommand) {
+        let now = self.now_ms();
+        if let Some(recorder) = &mut self.recorder {
+            recorder.command(now, command);
+        }
+    }
+
     async fn apply(&mut self, command: LabCommand) -> Result<String, String> {
+        self.record(&command);
         let c = &mut self.cluster;
         let outcome = match command.clone() {
             LabCommand::Kill { id } if id >= c.len() => Err(format!("no node {id}")),
@@ -300,6 +331,11 @@ impl Engine {
     /// Sends a client request through node `via` without blocking the engine: a task waits for the
     /// outcome, notes it in the timeline and answers the caller.
     fn request(&mut self, via: Option<usize>, key: String, value: String, reply: Reply) {
+        self.record(&LabCommand::Request {
+            via,
+            key: key.clone(),
+            value: value.clone(),
+        });
         let Some(via) = via.or_else(|| (0..self.cluster.len()).find(|i| self.cluster.is_up(*i)))
         else {
             let _ = reply.send(Err("no node is up".into()));
@@ -344,47 +380,32 @@ impl Engine {
             ));
         }
         let statuses = self.cluster.statuses().await;
-        self.fold(Input::Statuses(statuses.clone()));
-        let faults = self.cluster.faults();
-        let n = self.cluster.len() as u64;
-        let links = self.memory.links(n, &faults.cut);
-        let groups = groups(n, &faults.cut);
-        let nodes = statuses
-            .iter()
-            .enumerate()
-            .map(|(id, s)| NodeView {
-                id,
-                up: self.cluster.is_up(id),
-                removed: self.cluster.is_retired(id),
-                group: groups[id],
-                status: s.clone(),
-            })
-            .collect();
-        let source = leader_of(statuses.iter().flatten())
-            .or_else(|| statuses.iter().flatten().max_by_key(|s| s.last_applied))
-            .map(|s| s.id as usize);
-        let timing = self.cluster.timing();
-        LabState {
-            nodes,
-            links,
-            timeline: self.memory.timeline(),
-            messages: self.memory.messages(),
-            next_index: self.memory.next_index(),
-            kv: source
-                .map(|id| self.cluster.contents(id))
-                .unwrap_or_default(),
+        let now = self.now_ms();
+        let c = &self.cluster;
+        let faults = c.faults();
+        let scene = Scene {
+            up: (0..c.len()).map(|id| c.is_up(id)).collect(),
+            removed: (0..c.len()).map(|id| c.is_retired(id)).collect(),
+            cut: faults.cut,
             paused: faults.paused,
             held: faults.held,
-            slowdown: self.cluster.clock().slowdown().round() as u32,
-            pre_vote: timing.pre_vote,
-            timing: TimingPreset::of(&timing),
-            heartbeat_ms: timing.heartbeat_ms,
-            election_deadline_ms: (
-                timing.election_max_ms + timing.election_min_ms,
-                2 * timing.election_max_ms,
-            ),
-            uptime_ms: self.started.elapsed().as_millis() as u64,
+            slowdown: c.clock().slowdown().round() as u32,
+            timing: c.timing(),
             requests: self.requests,
+        };
+        let kv = Memory::kv_source(&statuses)
+            .map(|id| c.contents(id))
+            .unwrap_or_default();
+        // The keyframe, scene and contents go into the trace before the statuses: a replay that
+        // stops at a `statuses` record then shows exactly the state published here.
+        if let Some(recorder) = &mut self.recorder {
+            recorder.frame(now, &self.memory, &scene, &kv);
+            if let Some(why) = recorder.failure() {
+                self.memory
+                    .fold(now, Input::Note(format!("(the recorder stopped: {why})")));
+            }
         }
+        self.fold_at(now, Input::Statuses(statuses));
+        self.memory.compose(&scene, kv, now)
     }
 }

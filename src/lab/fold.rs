@@ -2,15 +2,22 @@
 //! observed, every node's status at a refresh, a line to note) at a time given in milliseconds
 //! since the lab started, and updates the timeline, the message rates and the last statuses. No
 //! clock, no I/O, no cluster: the engine feeds it what happened, and tests feed it made-up inputs.
+//! [`Memory::compose`] turns the memory, a [`Scene`] (what the lab did to the cluster) and the
+//! key/value contents into the [`LabState`] everyone sees; the live engine and a replay of a
+//! trace both build their state through it, so a replay shows what the live lab showed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+use serde_with::serde_as;
+
 use super::logs::{self, Matched};
 use super::message::MessageView;
-use super::state::{LinkView, NextIndex, TimelineEntry};
-use crate::observe::{Event, Rpc};
-use crate::raft::status::{Role, Status};
+use super::state::{LabState, LinkView, NextIndex, NodeView, TimelineEntry, TimingPreset};
+use crate::config::Timing;
+use crate::observe::{Event, Held, Rpc};
+use crate::raft::status::{Role, Status, leader_of};
 
 /// How many timeline entries are kept.
 pub const TIMELINE: usize = 10_000;
@@ -20,7 +27,8 @@ pub const MESSAGES: usize = 1_000;
 const RATE_WINDOW_MS: u64 = 1_000;
 
 /// One thing the lab learned.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Input {
     /// A message and its fate, as the transport saw it.
     Message(Event),
@@ -30,7 +38,10 @@ pub enum Input {
     Note(String),
 }
 
-#[derive(Clone, Debug, Default)]
+/// Serializable whole (a trace's keyframes carry it), so a replay continues folding from any
+/// keyframe exactly as the live engine did.
+#[serde_as]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Memory {
     timeline: VecDeque<TimelineEntry>,
     /// Messages of the last rate window: (at_ms, from, to, kind).
@@ -42,10 +53,13 @@ pub struct Memory {
     /// Messages seen so far (the next message's id).
     seen: u64,
     /// What each follower acknowledged to each leader, from AppendEntries replies.
+    #[serde_as(as = "Vec<(_, _)>")]
     matched: Matched,
     /// Each leader's nextIndex for each follower: (leader, follower) → index.
+    #[serde_as(as = "Vec<(_, _)>")]
     next: BTreeMap<(u64, u64), u64>,
     /// The timeline as last handed out; None once a line was added since.
+    #[serde(skip)]
     shared: Option<Arc<Vec<TimelineEntry>>>,
 }
 
@@ -126,6 +140,62 @@ impl Memory {
         }
     }
 
+    /// Every node's status at the last refresh.
+    pub fn statuses(&self) -> &[Option<Status>] {
+        &self.last
+    }
+
+    /// The state the lab shows at `at_ms`: this memory, what the lab did to the cluster
+    /// (`scene`) and the key/value contents shown (`kv`).
+    pub fn compose(
+        &mut self,
+        scene: &Scene,
+        kv: Vec<(String, Vec<String>)>,
+        at_ms: u64,
+    ) -> LabState {
+        let n = scene.up.len() as u64;
+        let groups = groups(n, &scene.cut);
+        let nodes = (0..n as usize)
+            .map(|id| NodeView {
+                id,
+                up: scene.up[id],
+                removed: scene.removed.get(id).copied().unwrap_or(false),
+                group: groups[id],
+                status: self.last.get(id).cloned().flatten(),
+            })
+            .collect();
+        let timing = scene.timing;
+        LabState {
+            nodes,
+            links: self.links(n, &scene.cut),
+            timeline: self.timeline(),
+            messages: self.messages(),
+            next_index: self.next_index(),
+            kv,
+            paused: scene.paused,
+            held: scene.held.clone(),
+            slowdown: scene.slowdown,
+            pre_vote: timing.pre_vote,
+            timing: TimingPreset::of(&timing),
+            heartbeat_ms: timing.heartbeat_ms,
+            election_deadline_ms: (
+                timing.election_max_ms + timing.election_min_ms,
+                2 * timing.election_max_ms,
+            ),
+            uptime_ms: at_ms,
+            requests: scene.requests,
+            replay: None,
+        }
+    }
+
+    /// The node whose key/value contents the lab shows: the leader, or without one the node that
+    /// applied the most.
+    pub fn kv_source(statuses: &[Option<Status>]) -> Option<usize> {
+        leader_of(statuses.iter().flatten())
+            .or_else(|| statuses.iter().flatten().max_by_key(|s| s.last_applied))
+            .map(|s| s.id as usize)
+    }
+
     /// Each leader's nextIndex for each follower, as the AppendEntries showed it.
     pub fn next_index(&self) -> Vec<NextIndex> {
         let n = self.next.iter();
@@ -172,6 +242,23 @@ impl Memory {
         }
         links
     }
+}
+
+/// What the lab did to the cluster, as it stands: which nodes run, the network's cuts, the pause
+/// and its held messages, the speed and the timers. Everything in a [`LabState`] that the memory
+/// does not know.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scene {
+    pub up: Vec<bool>,
+    pub removed: Vec<bool>,
+    /// Directed links that are cut: (from, to).
+    pub cut: BTreeSet<(u64, u64)>,
+    pub paused: bool,
+    pub held: Vec<Held>,
+    pub slowdown: u32,
+    pub timing: Timing,
+    /// Client requests sent from the lab so far.
+    pub requests: u64,
 }
 
 /// What changed on node `id` between two refreshes, if anything worth a line.

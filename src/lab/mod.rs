@@ -10,13 +10,15 @@ pub mod fold;
 pub mod held;
 pub mod logs;
 pub mod message;
+pub mod replay;
 pub mod state;
 pub mod theme;
+pub mod trace;
 pub mod tui;
 pub mod ui;
 #[cfg(test)]
 mod ui_tests;
 
 pub use command::LabCommand;
-pub use engine::{Lab, spawn};
+pub use engine::{Lab, spawn, spawn_recording};
 pub use state::{LabState, TimingPreset};

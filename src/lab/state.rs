@@ -102,6 +102,22 @@ pub struct LabState {
     /// Each leader's nextIndex for each follower, as its AppendEntries show it.
     #[serde(default)]
     pub next_index: Vec<NextIndex>,
+    /// Set when this state is read from a trace (`raftkv lab --replay`), not a live cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplayCursor>,
+}
+
+/// Where a replay stands in its trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplayCursor {
+    /// The trace's time span, in milliseconds since its lab started.
+    pub first_ms: u64,
+    pub last_ms: u64,
+    /// The record the state is at (from 1) and how many there are.
+    pub record: usize,
+    pub records: usize,
+    /// What the record at the cursor is, in words.
+    pub what: String,
 }
 
 /// The paper's nextIndex: the index of the next entry `leader` will send `follower` (openraft does

@@ -12,6 +12,7 @@ use ratatui::backend::Backend;
 use tokio::sync::mpsc;
 
 use super::command::{self, Context, KeyAction, LabCommand};
+use super::replay::Replay;
 use super::ui::{self, View};
 use super::{Lab, LabState};
 use crate::observe::{Held, Rpc};
@@ -111,6 +112,61 @@ pub async fn run(lab: Lab) -> io::Result<()> {
     result
 }
 
+/// Runs the dashboard over a recorded trace until `q`: the cursor keys move through it, the
+/// view keys (selection, messages, inspector, help) work as live, commands do not run.
+pub async fn run_replay(mut replay: Replay) -> io::Result<()> {
+    let mut terminal = ratatui::init();
+    let mut input = EventStream::new();
+    let mut view = View::default();
+    let result = async {
+        loop {
+            let state = replay.state();
+            terminal.draw(|frame| ui::render(frame, &state, &view))?;
+            let Some(event) = input.next().await else {
+                return Ok(());
+            };
+            let Event::Key(key) = event? else { continue };
+            if key.kind != KeyEventKind::Press {
+                continue;
+            }
+            let Some(c) = key_char(key.code, key.modifiers, &view) else {
+                continue;
+            };
+            if super::replay::on_key(&mut replay, c, &mut view.message) {
+                continue;
+            }
+            match on_key(&mut view, &state, c) {
+                Effect::Quit => return Ok(()),
+                Effect::Run(_) => {
+                    view.message = "a replay runs no commands: it shows what was recorded".into()
+                }
+                Effect::None => {}
+            }
+        }
+    }
+    .await;
+    ratatui::restore();
+    result
+}
+
+/// The character a key stands for in [`on_key`] (arrows and named keys as symbols).
+fn key_char(code: KeyCode, modifiers: KeyModifiers, view: &View) -> Option<char> {
+    Some(match code {
+        KeyCode::Char('c') if modifiers.contains(KeyModifiers::CONTROL) => 'q',
+        KeyCode::Char(c) => c,
+        KeyCode::Left => '←',
+        KeyCode::Right | KeyCode::Tab => '→',
+        KeyCode::Enter => '⏎',
+        KeyCode::PageUp => '⇞',
+        KeyCode::PageDown => '⇟',
+        KeyCode::Home => '⇤',
+        KeyCode::End => '⇥',
+        KeyCode::Esc if view.help => '?',
+        KeyCode::Esc if view.detail => '⏎',
+        _ => return None,
+    })
+}
+
 async fn run_on<B: Backend>(terminal: &mut Terminal<B>, lab: Lab) -> io::Result<()> {
     let mut input = EventStream::new();
     let mut state_rx = lab.state.clone();
@@ -127,20 +183,7 @@ async fn run_on<B: Backend>(terminal: &mut Terminal<B>, lab: Lab) -> io::Result<
                 if key.kind != KeyEventKind::Press {
                     continue;
                 }
-                let c = match key.code {
-                    KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => 'q',
-                    KeyCode::Char(c) => c,
-                    KeyCode::Left => '←',
-                    KeyCode::Right | KeyCode::Tab => '→',
-                    KeyCode::Enter => '⏎',
-                    KeyCode::PageUp => '⇞',
-                    KeyCode::PageDown => '⇟',
-                    KeyCode::Home => '⇤',
-                    KeyCode::End => '⇥',
-                    KeyCode::Esc if view.help => '?',
-                    KeyCode::Esc if view.detail => '⏎',
-                    _ => continue,
-                };
+                let Some(c) = key_char(key.code, key.modifiers, &view) else { continue };
                 match on_key(&mut view, &state, c) {
                     Effect::Quit => return Ok(()),
                     Effect::Run(command) => {

@@ -52,7 +52,7 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
     .areas(area);
     render_title(frame, title, state, view);
     render_nodes(frame, nodes, state, view);
-    render_keys(frame, keys);
+    render_keys(frame, keys, state.replay.is_some());
     if view.detail {
         super::detail::render(frame, bottom, state, view.selected);
         if view.help {
@@ -95,6 +95,25 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
 }
 
 fn render_title(frame: &mut Frame, area: Rect, state: &LabState, view: &View) {
+    if let Some(cursor) = &state.replay {
+        let line = Line::from(vec![
+            Span::styled(" raftkv lab ", theme::TITLE),
+            Span::styled(" REPLAY ", theme::PAUSED),
+            Span::raw(format!(
+                "  t={:.3}s of {:.1}–{:.1}s  record {}/{}  ",
+                state.uptime_ms as f64 / 1000.0,
+                cursor.first_ms as f64 / 1000.0,
+                cursor.last_ms as f64 / 1000.0,
+                cursor.record,
+                cursor.records,
+            )),
+            Span::styled(cursor.what.clone(), theme::NOTICE),
+            Span::raw("  "),
+            Span::styled(view.message.clone(), theme::MESSAGE),
+        ]);
+        frame.render_widget(Paragraph::new(line), area);
+        return;
+    }
     let (run, run_style) = if state.paused {
         ("PAUSED", theme::PAUSED)
     } else {
@@ -429,9 +448,16 @@ fn render_kv(frame: &mut Frame, area: Rect, state: &LabState) {
     );
 }
 
-fn render_keys(frame: &mut Frame, area: Rect) {
+fn render_keys(frame: &mut Frame, area: Rect, replay: bool) {
     let mut spans = Vec::new();
-    for action in ACTIONS.iter().filter(|a| !a.label.is_empty()) {
+    if replay {
+        for (key, label) in super::replay::KEYS {
+            spans.push(Span::styled(format!(" {key}"), theme::KEY_CAP));
+            spans.push(Span::raw(format!(" {label} ")));
+        }
+        spans.push(Span::raw("  (views as live: ←→ m ⏎ f y ] [ ?)"));
+    }
+    for action in ACTIONS.iter().filter(|a| !a.label.is_empty() && !replay) {
         let key = action.key_name();
         spans.push(Span::styled(format!(" {key}"), theme::KEY_CAP));
         spans.push(Span::raw(format!(" {} ", action.label)));

@@ -87,6 +87,7 @@ fn healthy() -> LabState {
         })
         .collect();
     LabState {
+        replay: None,
         nodes,
         links,
         timeline: vec![TimelineEntry {

@@ -1,0 +1,655 @@
+//! The lab's flight recorder: the trace format, the writer that keeps it on disk off the engine's
+//! path, and the reader that loads it back for `raftkv lab --replay`.
+//!
+//! **Format** (version [`VERSION`]): JSON lines, one [`Record`] per line, an object with one key
+//! naming the record's type (`{"message": {"t": 1234, "event": {…}}}`; externally tagged, because
+//! serde cannot read integer map keys, such as a leader's followers, inside a `"type"`-tagged
+//! enum). A
+//! trace is a run of *segments*, files named `trace.NNNNNN.jsonl` in the lab's data directory; each
+//! segment opens with a `header` line and a `keyframe` (the lab's whole memory, scene and key/value
+//! contents), so any segment replays on its own and segments concatenated in order (`cat
+//! trace.*.jsonl > run.jsonl`) are one trace. After the keyframe come, in the order the engine
+//! saw them, `message` (a transport event), `statuses_changed` (at a refresh, the moment the lab
+//! published a state: for each node whose status changed, the status fields that changed, or
+//! null when it stopped answering; the keyframe's memory holds the statuses it starts from),
+//! `note' (a timeline line), `command` (a lab command),
+//! `scene` (what the lab did to the cluster, when it changed), `kv` (changed keys), `lost`
+//! (records the writer could not keep up with) and further keyframes every [`KEYFRAME_MS`].
+//! `t` is milliseconds since the lab started.
+//!
+//! **Bounded**: when a segment passes its share of the cap, the next keyframe starts a new one
+//! and the oldest segments beyond the cap are deleted.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::command::LabCommand;
+use super::fold::{Input, Memory, Scene};
+use crate::observe::Event;
+use crate::raft::status::Status;
+
+pub const FORMAT: &str = "raftkv-trace";
+pub const VERSION: u32 = 1;
+/// A keyframe at least this often, so a replay never folds more than this to reach a moment.
+pub const KEYFRAME_MS: u64 = 10_000;
+/// The default cap on a lab's trace (`--trace-mib`).
+pub const DEFAULT_CAP_MIB: u64 = 64;
+/// The cap is split into this many segments; at most one more exists while a new one fills.
+const SEGMENTS: u64 = 8;
+/// The writer hands its buffer to the OS at least this often: a `kill -9` of the lab then loses
+/// at most this much (the OS keeps what it was handed; only a machine crash could lose more, and
+/// a trace is not worth an fsync).
+const FLUSH: Duration = Duration::from_millis(500);
+/// Records waiting for the writer; past this the engine drops records rather than wait.
+const QUEUE: usize = 65_536;
+
+/// One line of a trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Record {
+    Header {
+        format: String,
+        version: u32,
+        /// Wall-clock time the lab started (Unix milliseconds).
+        started_unix_ms: u64,
+        segment: u64,
+    },
+    Keyframe {
+        t: u64,
+        memory: Box<Memory>,
+        scene: Scene,
+        kv: Vec<(String, Vec<String>)>,
+    },
+    Message {
+        t: u64,
+        event: Event,
+    },
+    /// Every node's status at a refresh. Only in memory: on disk it is `StatusesChanged`.
+    Statuses {
+        t: u64,
+        statuses: Vec<Option<Status>>,
+    },
+    /// The status fields that changed since the previous refresh, by node (null: no answer).
+    StatusesChanged {
+        t: u64,
+        changed: Vec<(usize, serde_json::Value)>,
+    },
+    Note {
+        t: u64,
+        text: String,
+    },
+    Command {
+        t: u64,
+        command: LabCommand,
+    },
+    Scene {
+        t: u64,
+        scene: Scene,
+    },
+    /// Keys whose contents changed: the new list, or only what was appended to the old one.
+    Kv {
+        t: u64,
+        changes: Vec<KvChange>,
+    },
+    Lost {
+        t: u64,
+        records: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum KvChange {
+    Set { key: String, value: Vec<String> },
+    Append { key: String, values: Vec<String> },
+    Delete { key: String },
+}
+
+impl Record {
+    /// Milliseconds since the lab started (0 for a header).
+    pub fn t(&self) -> u64 {
+        match self {
+            Record::Header { .. } => 0,
+            Record::Keyframe { t, .. }
+            | Record::Message { t, .. }
+            | Record::Statuses { t, .. }
+            | Record::StatusesChanged { t, .. }
+            | Record::Note { t, .. }
+            | Record::Command { t, .. }
+            | Record::Scene { t, .. }
+            | Record::Kv { t, .. }
+            | Record::Lost { t, .. } => *t,
+        }
+    }
+
+    /// The memory's input this record stands for, if any.
+    pub fn input(&self) -> Option<Input> {
+        match self {
+            Record::Message { event, .. } => Some(Input::Message(event.clone())),
+            Record::Statuses { statuses, .. } => Some(Input::Statuses(statuses.clone())),
+            Record::Note { text, .. } => Some(Input::Note(text.clone())),
+            Record::Lost { records, .. } => Some(Input::Note(format!(
+                "(the recorder fell behind here: {records} records not kept)"
+            ))),
+            _ => None,
+        }
+    }
+}
+
+/// Applies recorded changes to key/value contents.
+pub fn apply_kv(kv: &mut BTreeMap<String, Vec<String>>, changes: &[KvChange]) {
+    for change in changes {
+        match change {
+            KvChange::Set { key, value } => {
+                kv.insert(key.clone(), value.clone());
+            }
+            KvChange::Append { key, values } => kv
+                .entry(key.clone())
+                .or_default()
+                .extend(values.iter().cloned()),
+            KvChange::Delete { key } => {
+                kv.remove(key);
+            }
+        }
+    }
+}
+
+/// What changed from `before` to `now` (both sorted by key).
+pub fn diff_kv(
+    before: &BTreeMap<String, Vec<String>>,
+    now: &[(String, Vec<String>)],
+) -> Vec<KvChange> {
+    let mut changes = Vec::new();
+    for (key, value) in now {
+        match before.get(key) {
+            Some(old) if old == value => {}
+            Some(old) if value.starts_with(old) => changes.push(KvChange::Append {
+                key: key.clone(),
+                values: value[old.len()..].to_vec(),
+            }),
+            _ => changes.push(KvChange::Set {
+                key: key.clone(),
+                value: value.clone(),
+            }),
+        }
+    }
+    let present: std::collections::BTreeSet<&String> = now.iter().map(|(k, _)| k).collect();
+    for key in before.keys().filter(|k| !present.contains(k)) {
+        changes.push(KvChange::Delete { key: key.clone() });
+    }
+    changes
+}
+
+/// The engine's side of the recorder: turns what the engine learns into records and hands them
+/// to the writer thread without ever waiting for it.
+pub struct Recorder {
+    tx: SyncSender<Record>,
+    /// Records dropped since the last one the writer took.
+    lost: u64,
+    scene: Option<Scene>,
+    kv: BTreeMap<String, Vec<String>>,
+    last_keyframe: Option<u64>,
+    /// Set by the writer when it had to stop (disk full, …); the engine says so once.
+    failed: Arc<Mutex<Option<String>>>,
+    told: bool,
+}
+
+impl Recorder {
+    /// Starts recording into `dir`, keeping at most about `cap_bytes` of trace. Segments of an
+    /// earlier session in `dir` are moved to `dir/trace-previous/` (replacing what was there).
+    pub fn start(dir: &Path, cap_bytes: u64) -> io::Result<Recorder> {
+        fs::create_dir_all(dir)?;
+        let old = segments(dir)?;
+        if !old.is_empty() {
+            let previous = dir.join("trace-previous");
+            let _ = fs::remove_dir_all(&previous);
+            fs::create_dir_all(&previous)?;
+            for path in old {
+                fs::rename(&path, previous.join(path.file_name().unwrap_or_default()))?;
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let failed = Arc::new(Mutex::new(None));
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            segment_bytes: (cap_bytes / SEGMENTS).max(64 * 1024),
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            file: None,
+            segment: 0,
+            written: 0,
+            statuses: Statuses::default(),
+        };
+        let slot = failed.clone();
+        std::thread::Builder::new()
+            .name("lab-trace".into())
+            .spawn(move || {
+                if let Err(e) = writer.run(rx) {
+                    tracing::warn!("the lab's recorder stopped: {e}");
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                }
+            })?;
+        Ok(Recorder {
+            tx,
+            lost: 0,
+            scene: None,
+            kv: BTreeMap::new(),
+            last_keyframe: None,
+            failed,
+            told: false,
+        })
+    }
+
+    fn send(&mut self, record: Record) {
+        let t = record.t();
+        if self.lost > 0 {
+            match self.tx.try_send(Record::Lost {
+                t,
+                records: self.lost,
+            }) {
+                Ok(()) => self.lost = 0,
+                Err(_) => {
+                    self.lost += 1;
+                    return;
+                }
+            }
+        }
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.lost += 1,
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Records an input the engine folds.
+    pub fn input(&mut self, t: u64, input: &Input) {
+        self.send(match input.clone() {
+            Input::Message(event) => Record::Message { t, event },
+            Input::Statuses(statuses) => Record::Statuses { t, statuses },
+            Input::Note(text) => Record::Note { t, text },
+        });
+    }
+
+    pub fn command(&mut self, t: u64, command: &LabCommand) {
+        self.send(Record::Command {
+            t,
+            command: command.clone(),
+        });
+    }
+
+    /// Records the scene and the contents shown if they changed, and a keyframe when one is due.
+    /// Called before the statuses of a refresh are folded, so a keyframe precedes the state it
+    /// starts from.
+    pub fn frame(&mut self, t: u64, memory: &Memory, scene: &Scene, kv: &[(String, Vec<String>)]) {
+        let due = self
+            .last_keyframe
+            .is_none_or(|last| t.saturating_sub(last) >= KEYFRAME_MS);
+        if due {
+            self.last_keyframe = Some(t);
+            self.scene = Some(scene.clone());
+            self.kv = kv.iter().cloned().collect();
+            self.send(Record::Keyframe {
+                t,
+                memory: Box::new(memory.clone()),
+                scene: scene.clone(),
+                kv: kv.to_vec(),
+            });
+            return;
+        }
+        if self.scene.as_ref() != Some(scene) {
+            self.scene = Some(scene.clone());
+            self.send(Record::Scene {
+                t,
+                scene: scene.clone(),
+            });
+        }
+        let changes = diff_kv(&self.kv, kv);
+        if !changes.is_empty() {
+            apply_kv(&mut self.kv, &changes);
+            self.send(Record::Kv { t, changes });
+        }
+    }
+
+    /// Why the writer stopped, the first time it is asked after it did.
+    pub fn failure(&mut self) -> Option<String> {
+        if self.told {
+            return None;
+        }
+        let failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.told = failed.is_some();
+        failed
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    segment_bytes: u64,
+    started_unix_ms: u64,
+    file: Option<BufWriter<File>>,
+    segment: u64,
+    written: u64,
+    /// Each node's status as last written (JSON objects), to write only what changed.
+    statuses: Statuses,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Record>) -> io::Result<()> {
+        let mut flushed = Instant::now();
+        loop {
+            match rx.recv_timeout(FLUSH) {
+                Ok(record) => self.write(&record)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if flushed.elapsed() >= FLUSH {
+                if let Some(file) = &mut self.file {
+                    file.flush()?;
+                }
+                flushed = Instant::now();
+            }
+        }
+        if let Some(file) = &mut self.file {
+            file.flush()?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, record: &Record) -> io::Result<()> {
+        // A segment starts only at a keyframe, so every segment replays on its own.
+        if matches!(record, Record::Keyframe { .. })
+            && (self.file.is_none() || self.written >= self.segment_bytes)
+        {
+            self.rotate()?;
+        }
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        let changed;
+        let record = match record {
+            Record::Keyframe { memory, .. } => {
+                self.statuses = Statuses::of(memory.statuses());
+                record
+            }
+            Record::Statuses { t, statuses } => {
+                changed = Record::StatusesChanged {
+                    t: *t,
+                    changed: self.statuses.change(statuses),
+                };
+                &changed
+            }
+            other => other,
+        };
+        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        file.write_all(&line)?;
+        self.written += line.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        if let Some(mut file) = self.file.take() {
+            file.flush()?;
+            self.segment += 1;
+        }
+        let path = self.dir.join(format!("trace.{:06}.jsonl", self.segment));
+        let mut file = BufWriter::new(File::create(&path)?);
+        let header = Record::Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            started_unix_ms: self.started_unix_ms,
+            segment: self.segment,
+        };
+        let mut line = serde_json::to_vec(&header).map_err(io::Error::other)?;
+        line.push(b'\n');
+        file.write_all(&line)?;
+        self.written = line.len() as u64;
+        self.file = Some(file);
+        // The cap: SEGMENTS full segments and the one filling.
+        if self.segment >= SEGMENTS {
+            let old = self.segment - SEGMENTS;
+            let _ = fs::remove_file(self.dir.join(format!("trace.{old:06}.jsonl")));
+        }
+        Ok(())
+    }
+}
+
+/// Nodes' statuses as JSON objects: a writer's last written, a reader's last read.
+#[derive(Default)]
+struct Statuses(Vec<serde_json::Value>);
+
+impl Statuses {
+    fn of(statuses: &[Option<Status>]) -> Statuses {
+        let json = |s: &Option<Status>| serde_json::to_value(s).unwrap_or_default();
+        Statuses(statuses.iter().map(json).collect())
+    }
+
+    /// What changed to reach `now`, remembering `now`: by node, the changed fields (the whole
+    /// status when the node starts answering), or null when it stops.
+    fn change(&mut self, now: &[Option<Status>]) -> Vec<(usize, serde_json::Value)> {
+        let now = Statuses::of(now);
+        let mut changed = Vec::new();
+        for (id, new) in now.0.iter().enumerate() {
+            let old = self.0.get(id).unwrap_or(&serde_json::Value::Null);
+            match (old.as_object(), new.as_object()) {
+                _ if old == new => {}
+                (Some(old), Some(new)) => {
+                    let fields: serde_json::Map<_, _> = new
+                        .iter()
+                        .filter(|(k, v)| old.get(*k) != Some(*v))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    changed.push((id, serde_json::Value::Object(fields)));
+                }
+                _ => changed.push((id, new.clone())),
+            }
+        }
+        self.0 = now.0;
+        changed
+    }
+
+    /// Applies a change as [`Statuses::change`] wrote it; the statuses now.
+    fn apply(
+        &mut self,
+        changed: &[(usize, serde_json::Value)],
+    ) -> Result<Vec<Option<Status>>, String> {
+        for (id, change) in changed {
+            if *id >= self.0.len() {
+                self.0.resize(*id + 1, serde_json::Value::Null);
+            }
+            let slot = &mut self.0[*id];
+            match (slot.as_object_mut(), change.as_object()) {
+                (Some(old), Some(fields)) => {
+                    fields.iter().for_each(|(k, v)| {
+                        old.insert(k.clone(), v.clone());
+                    });
+                }
+                _ => *slot = change.clone(),
+            }
+        }
+        self.0
+            .iter()
+            .map(|v| serde_json::from_value(v.clone()).map_err(|e| e.to_string()))
+            .collect()
+    }
+}
+
+/// The trace segments in `dir`, in order.
+pub fn segments(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("trace.") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// A trace read back: its records from the first keyframe on, and what was wrong with the files
+/// (a cut-short last line after a `kill -9`, damage): the records stop before the first damage.
+#[derive(Debug)]
+pub struct Loaded {
+    pub records: Vec<Record>,
+    pub warnings: Vec<String>,
+}
+
+/// Reads a trace: one file, or every segment of a directory in order.
+pub fn load(path: &Path) -> Result<Loaded, String> {
+    let files = if path.is_dir() {
+        let found = segments(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if found.is_empty() {
+            return Err(format!(
+                "{}: no trace.*.jsonl in this directory",
+                path.display()
+            ));
+        }
+        found
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut records = Vec::new();
+    let mut warnings = Vec::new();
+    let mut statuses = Statuses::default();
+    'files: for file in &files {
+        let name = file.display();
+        let reader = BufReader::new(File::open(file).map_err(|e| format!("{name}: {e}"))?);
+        for (n, line) in reader.split(b'\n').enumerate() {
+            let line = line.map_err(|e| format!("{name}: {e}"))?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if n == 0 {
+                check_header(&line).map_err(|e| format!("{name}: {e}"))?;
+            }
+            let record = serde_json::from_slice::<Record>(&line).map_err(|e| e.to_string());
+            let record = match record {
+                Ok(Record::StatusesChanged { t, changed }) => statuses
+                    .apply(&changed)
+                    .map(|statuses| Record::Statuses { t, statuses }),
+                Ok(Record::Keyframe {
+                    t,
+                    memory,
+                    scene,
+                    kv,
+                }) => {
+                    statuses = Statuses::of(memory.statuses());
+                    Ok(Record::Keyframe {
+                        t,
+                        memory,
+                        scene,
+                        kv,
+                    })
+                }
+                other => other,
+            };
+            match record {
+                Ok(Record::Header { .. }) => {}
+                // Nothing before the first keyframe can be placed.
+                Ok(record) if !records.is_empty() || matches!(record, Record::Keyframe { .. }) => {
+                    records.push(record)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warnings.push(format!(
+                        "{name} line {}: cut short or damaged ({e}); replaying up to there",
+                        n + 1
+                    ));
+                    break 'files;
+                }
+            }
+        }
+    }
+    if records.is_empty() {
+        return Err(format!(
+            "{}: the trace holds no keyframe, so there is nothing to replay",
+            path.display()
+        ));
+    }
+    Ok(Loaded { records, warnings })
+}
+
+/// A file's first line must be a header of this format and version.
+fn check_header(line: &[u8]) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Line {
+        header: Head,
+    }
+    #[derive(Deserialize)]
+    struct Head {
+        format: String,
+        version: Option<u32>,
+    }
+    let not_a_trace = || "not a raftkv trace (its first line is not a trace header)".to_string();
+    let head = serde_json::from_slice::<Line>(line)
+        .map_err(|_| not_a_trace())?
+        .header;
+    if head.format != FORMAT {
+        return Err(not_a_trace());
+    }
+    match head.version {
+        Some(VERSION) => Ok(()),
+        Some(v) => Err(format!(
+            "trace format version {v}; this raftkv reads version {VERSION} only"
+        )),
+        None => Err("trace header without a version".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kv_changes_carry_only_what_was_appended_and_apply_back_to_the_same_contents() {
+        let before: BTreeMap<String, Vec<String>> = [
+            ("a".to_string(), vec!["1".to_string()]),
+            ("gone".to_string(), vec![]),
+            ("p".to_string(), vec!["x".to_string()]),
+        ]
+        .into();
+        let now = vec![
+            ("a".to_string(), vec!["1".to_string(), "2".to_string()]),
+            ("new".to_string(), vec!["n".to_string()]),
+            ("p".to_string(), vec!["y".to_string()]),
+        ];
+        let changes = diff_kv(&before, &now);
+        assert!(changes.contains(&KvChange::Append {
+            key: "a".into(),
+            values: vec!["2".into()]
+        }));
+        assert!(changes.contains(&KvChange::Delete { key: "gone".into() }));
+        let mut after = before.clone();
+        apply_kv(&mut after, &changes);
+        assert_eq!(after.into_iter().collect::<Vec<_>>(), now);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_trace_or_of_another_version_is_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other.jsonl");
+        fs::write(&other, "{\"hello\":1}\n").unwrap();
+        assert!(load(&other).unwrap_err().contains("not a raftkv trace"));
+        let newer = dir.path().join("newer.jsonl");
+        fs::write(
+            &newer,
+            "{\"header\":{\"format\":\"raftkv-trace\",\"version\":9,\"started_unix_ms\":0,\"segment\":0}}\n",
+        )
+        .unwrap();
+        assert!(load(&newer).unwrap_err().contains("version 9"));
+        assert!(load(dir.path()).unwrap_err().contains("no trace"));
+    }
+}
