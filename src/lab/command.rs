@@ -135,6 +135,8 @@ pub enum KeyAction {
     NextHeld,
     /// Show the next kind of message only in the messages pane (after the last: all kinds).
     NextKind,
+    /// Show the safety pane instead of the timeline, or back.
+    Safety,
     Help,
     Quit,
 }
@@ -350,6 +352,12 @@ pub const ACTIONS: &[Action] = &[
         label: "messages",
         help: "messages between nodes (fields and fates) instead of the timeline / back",
         action: KeyAction::Messages,
+    },
+    Action {
+        key: 'S',
+        label: "safety",
+        help: "safety pane: Raft's five properties with their evidence, and each client request",
+        action: KeyAction::Safety,
     },
     Action {
         key: '?',

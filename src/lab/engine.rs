@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::command::LabCommand;
 use super::fold::{Input, Memory, Scene};
 use super::message::held_line;
+use super::safety::Outcome;
 use super::state::LabState;
 use super::trace::Recorder;
 use crate::cluster::Cluster;
@@ -86,7 +87,7 @@ struct Engine {
     memory: Memory,
     requests: u64,
     /// Client requests report their outcome here when they finish.
-    done_tx: mpsc::Sender<String>,
+    done_tx: mpsc::Sender<Input>,
     /// The flight recorder, if this lab records a trace.
     recorder: Option<Recorder>,
 }
@@ -95,7 +96,7 @@ impl Engine {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<(LabCommand, Reply)>,
-        mut done: mpsc::Receiver<String>,
+        mut done: mpsc::Receiver<Input>,
         state: watch::Sender<LabState>,
     ) {
         let mut refresh = tokio::time::interval(REFRESH);
@@ -111,7 +112,7 @@ impl Engine {
                     }
                     None => break,
                 },
-                Some(text) = done.recv() => self.note(text),
+                Some(response) = done.recv() => self.fold(response),
                 event = self.events.recv() => self.take(event),
                 _ = refresh.tick() => {
                     let next = self.snapshot().await;
@@ -148,6 +149,16 @@ impl Engine {
             recorder.input(at_ms, &input);
         }
         self.memory.fold(at_ms, input);
+        if let Some(violation) = self.memory.fresh_violation() {
+            // Stop the world where it broke, so the learner can look at the evidence.
+            self.cluster.pause();
+            self.fold_at(
+                at_ms,
+                Input::Note(format!(
+                    "SAFETY VIOLATION — {violation}. The lab paused the cluster here."
+                )),
+            );
+        }
     }
 
     fn note(&mut self, text: String) {
@@ -351,18 +362,38 @@ impl Engine {
             }
         };
         self.requests += 1;
-        self.note(what.clone());
+        let id = self.requests;
+        self.fold(Input::Request {
+            id,
+            via,
+            key: key.clone(),
+            value: value.clone(),
+        });
         let done = self.done_tx.clone();
         tokio::spawn(async move {
             let outcome = match client
                 .write(crate::kv::Command::Append { key, value })
                 .await
             {
-                Ok(r) => Ok(format!("{what}: committed (len {})", r.len)),
+                Ok(r) => Ok((format!("{what}: committed (len {})", r.len), r.len)),
                 Err(e) => Err(format!("{what}: FAILED {e}")),
             };
-            let _ = done.send(outcome.clone().unwrap_or_else(|e| e)).await;
-            let _ = reply.send(outcome);
+            let response = match &outcome {
+                Ok((text, len)) => Input::Response {
+                    id,
+                    outcome: Outcome::Ok { len: *len as u64 },
+                    text: text.clone(),
+                },
+                Err(text) => Input::Response {
+                    id,
+                    outcome: Outcome::Unknown {
+                        error: text.clone(),
+                    },
+                    text: text.clone(),
+                },
+            };
+            let _ = done.send(response).await;
+            let _ = reply.send(outcome.map(|(text, _)| text));
         });
     }
 

@@ -14,6 +14,7 @@ use serde_with::serde_as;
 
 use super::logs::{self, Matched};
 use super::message::MessageView;
+use super::safety::{Outcome, Safety};
 use super::state::{LabState, LinkView, NextIndex, NodeView, TimelineEntry, TimingPreset};
 use crate::config::Timing;
 use crate::observe::{Event, Held, Rpc};
@@ -34,8 +35,21 @@ pub enum Input {
     Message(Event),
     /// Every node's status at one refresh (None: the node does not answer).
     Statuses(Vec<Option<Status>>),
-    /// A line for the timeline: a command's outcome, a client request's result.
+    /// A line for the timeline: a command's outcome.
     Note(String),
+    /// The lab sent client request `id` (an APPEND) through node `via`.
+    Request {
+        id: u64,
+        via: usize,
+        key: String,
+        value: String,
+    },
+    /// Client request `id` finished: its outcome, and in words for the timeline.
+    Response {
+        id: u64,
+        outcome: Outcome,
+        text: String,
+    },
 }
 
 /// Serializable whole (a trace's keyframes carry it), so a replay continues folding from any
@@ -58,6 +72,8 @@ pub struct Memory {
     /// Each leader's nextIndex for each follower: (leader, follower) → index.
     #[serde_as(as = "Vec<(_, _)>")]
     next: BTreeMap<(u64, u64), u64>,
+    /// Raft's safety properties, checked on everything folded.
+    safety: Safety,
     /// The timeline as last handed out; None once a line was added since.
     #[serde(skip)]
     shared: Option<Arc<Vec<TimelineEntry>>>,
@@ -68,6 +84,7 @@ impl Memory {
     pub fn fold(&mut self, at_ms: u64, input: Input) {
         match input {
             Input::Message(event) => {
+                self.safety.message(at_ms, &event);
                 self.recent
                     .push_back((at_ms, event.from, event.to, event.rpc));
                 self.seen += 1;
@@ -97,6 +114,7 @@ impl Memory {
                 }
             }
             Input::Statuses(now) => {
+                self.safety.statuses(at_ms, &now);
                 let last = std::mem::replace(&mut self.last, now.clone());
                 for (id, status) in now.iter().enumerate() {
                     let before = last.get(id).and_then(Option::as_ref);
@@ -114,6 +132,19 @@ impl Memory {
                 }
             }
             Input::Note(text) => self.note(at_ms, text),
+            Input::Request {
+                id,
+                via,
+                key,
+                value,
+            } => {
+                self.note(at_ms, format!("client→n{via}: APPEND {key} {value}"));
+                self.safety.invoked(at_ms, id, via, &key, &value);
+            }
+            Input::Response { id, outcome, text } => {
+                self.note(at_ms, text);
+                self.safety.completed(at_ms, id, outcome);
+            }
         }
         let cutoff = at_ms.saturating_sub(RATE_WINDOW_MS);
         while self.recent.front().is_some_and(|(t, ..)| *t < cutoff) {
@@ -138,6 +169,11 @@ impl Memory {
         while self.timeline.len() > TIMELINE {
             self.timeline.pop_front();
         }
+    }
+
+    /// A safety violation found since the last call, once (the engine pauses on it).
+    pub fn fresh_violation(&mut self) -> Option<String> {
+        self.safety.take_fresh()
     }
 
     /// Every node's status at the last refresh.
@@ -184,6 +220,7 @@ impl Memory {
             ),
             uptime_ms: at_ms,
             requests: scene.requests,
+            safety: self.safety.view(),
             replay: None,
         }
     }

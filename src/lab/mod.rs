@@ -11,6 +11,8 @@ pub mod held;
 pub mod logs;
 pub mod message;
 pub mod replay;
+pub mod safety;
+pub mod safety_pane;
 pub mod state;
 pub mod theme;
 pub mod trace;

@@ -265,6 +265,10 @@ fn describe(record: &Record) -> String {
         ),
         Record::Statuses { .. } => "state published".into(),
         Record::Note { text, .. } => text.clone(),
+        Record::Client { input, .. } => match input {
+            crate::lab::fold::Input::Response { text, .. } => text.clone(),
+            other => format!("{other:?}"),
+        },
         Record::Command { command, .. } => format!("command {command:?}"),
         Record::Lost { records, .. } => format!("{records} records lost"),
         Record::Scene { scene, .. } => match scene.held.last() {

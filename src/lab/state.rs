@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::message::MessageView;
+use super::safety::SafetyView;
 use crate::cluster;
 use crate::config::Timing;
 use crate::observe::Held;
@@ -102,6 +103,9 @@ pub struct LabState {
     /// Each leader's nextIndex for each follower, as its AppendEntries show it.
     #[serde(default)]
     pub next_index: Vec<NextIndex>,
+    /// Raft's safety properties as checked so far, and the lab's client requests.
+    #[serde(default)]
+    pub safety: SafetyView,
     /// Set when this state is read from a trace (`raftkv lab --replay`), not a live cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayCursor>,

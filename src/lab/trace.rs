@@ -85,6 +85,11 @@ pub enum Record {
         t: u64,
         text: String,
     },
+    /// A client request sent or answered (`Input::Request`, `Input::Response`).
+    Client {
+        t: u64,
+        input: Input,
+    },
     Command {
         t: u64,
         command: LabCommand,
@@ -122,6 +127,7 @@ impl Record {
             | Record::Statuses { t, .. }
             | Record::StatusesChanged { t, .. }
             | Record::Note { t, .. }
+            | Record::Client { t, .. }
             | Record::Command { t, .. }
             | Record::Scene { t, .. }
             | Record::Kv { t, .. }
@@ -135,6 +141,7 @@ impl Record {
             Record::Message { event, .. } => Some(Input::Message(event.clone())),
             Record::Statuses { statuses, .. } => Some(Input::Statuses(statuses.clone())),
             Record::Note { text, .. } => Some(Input::Note(text.clone())),
+            Record::Client { input, .. } => Some(input.clone()),
             Record::Lost { records, .. } => Some(Input::Note(format!(
                 "(the recorder fell behind here: {records} records not kept)"
             ))),
@@ -275,6 +282,7 @@ impl Recorder {
             Input::Message(event) => Record::Message { t, event },
             Input::Statuses(statuses) => Record::Statuses { t, statuses },
             Input::Note(text) => Record::Note { t, text },
+            input @ (Input::Request { .. } | Input::Response { .. }) => Record::Client { t, input },
         });
     }
 

@@ -48,7 +48,11 @@ pub fn on_key(view: &mut View, state: &LabState, key: char) -> Effect {
         Some(KeyAction::SelectNext) => view.selected = (view.selected + 1) % n,
         Some(KeyAction::SelectPrev) => view.selected = (view.selected + n - 1) % n,
         Some(KeyAction::Help) => view.help = !view.help,
-        Some(KeyAction::Messages) => view.messages = !view.messages,
+        Some(KeyAction::Messages) => {
+            view.messages = !view.messages;
+            view.safety = false;
+        }
+        Some(KeyAction::Safety) => view.safety = !view.safety,
         Some(KeyAction::Detail) => view.detail = !view.detail,
         Some(KeyAction::ScrollBack) => view.scroll = (view.scroll + page).min(state.timeline.len()),
         Some(KeyAction::OnlySelected) => view.only_selected = !view.only_selected,

@@ -33,6 +33,9 @@ pub struct View {
     pub kind: Option<Rpc>,
     /// The last command's outcome, shown in the title bar.
     pub message: String,
+    /// The safety pane (verdicts with evidence, client-history lane) is shown where the
+    /// timeline is.
+    pub safety: bool,
 }
 
 pub(super) fn opt(v: Option<u64>) -> String {
@@ -43,7 +46,8 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
     let area = frame.area();
     let node_rows = (state.nodes.len() as u16) * 2 + 2;
     let keys_rows = if area.width >= 150 { 1 } else { 2 };
-    let [title, nodes, bottom, keys] = Layout::vertical([
+    let [title, strip, nodes, bottom, keys] = Layout::vertical([
+        Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Length(node_rows),
         Constraint::Min(6),
@@ -51,6 +55,10 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
     ])
     .areas(area);
     render_title(frame, title, state, view);
+    frame.render_widget(
+        Paragraph::new(super::safety_pane::strip(&state.safety)),
+        strip,
+    );
     render_nodes(frame, nodes, state, view);
     render_keys(frame, keys, state.replay.is_some());
     if view.detail {
@@ -61,7 +69,11 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
         return;
     }
     // The messages pane takes the key/value pane's room too: its lines are long.
-    let kv_share = if view.messages || state.paused { 0 } else { 25 };
+    let kv_share = if view.messages || view.safety || state.paused {
+        0
+    } else {
+        25
+    };
     let [links, timeline, kv] = Layout::horizontal([
         Constraint::Length(10 + 5 * state.nodes.len() as u16),
         Constraint::Min(30),
@@ -81,7 +93,9 @@ pub fn render(frame: &mut Frame, state: &LabState, view: &View) {
     } else {
         timeline
     };
-    if view.messages {
+    if view.safety {
+        super::safety_pane::render(frame, timeline, &state.safety, state.uptime_ms);
+    } else if view.messages {
         render_messages(frame, timeline, state, view);
     } else {
         render_timeline(frame, timeline, state, view);

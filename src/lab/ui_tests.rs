@@ -88,6 +88,7 @@ fn healthy() -> LabState {
         .collect();
     LabState {
         replay: None,
+        safety: Default::default(),
         nodes,
         links,
         timeline: vec![TimelineEntry {
