@@ -381,7 +381,7 @@ impl Engine {
             let response = match &outcome {
                 Ok((text, len)) => Input::Response {
                     id,
-                    outcome: Outcome::Ok { len: *len as u64 },
+                    outcome: Outcome::Ok { len: *len },
                     text: text.clone(),
                 },
                 Err(text) => Input::Response {
