@@ -281,6 +281,17 @@ pub struct LabArgs {
     /// GET /lab/state shows it), e.g. 12.5s or 12500ms. Without it the whole timeline is printed.
     #[arg(long, requires = "replay", value_parser = parse_moment, value_name = "T")]
     pub at: Option<u64>,
+    /// With --replay: write pictures of the run into DIR instead of showing it: lamport.svg
+    /// (every message an arrow from sending to delivery, one line per node) and timeseries.svg
+    /// (the lab's client requests, latency over time, kills and cuts shaded).
+    #[arg(long, requires = "replay", value_name = "DIR")]
+    pub export: Option<PathBuf>,
+    /// With --export: from this moment (e.g. 2.5s; default: the trace's start).
+    #[arg(long, requires = "export", value_parser = parse_moment, value_name = "T")]
+    pub from: Option<u64>,
+    /// With --export: up to this moment (default: the trace's end).
+    #[arg(long, requires = "export", value_parser = parse_moment, value_name = "T")]
+    pub to: Option<u64>,
 }
 
 /// A moment in a trace in milliseconds: "12.5s", "12500ms" or "12.5" (seconds).
@@ -313,6 +324,9 @@ impl Default for LabArgs {
             trace_mib: raftkv::lab::trace::DEFAULT_CAP_MIB,
             replay: None,
             at: None,
+            export: None,
+            from: None,
+            to: None,
         }
     }
 }

@@ -296,6 +296,19 @@ async fn replay(path: &std::path::Path, args: &LabArgs) -> anyhow::Result<()> {
     for warning in &replay.warnings {
         eprintln!("warning: {warning}");
     }
+    if let Some(dir) = &args.export {
+        let (first, last) = replay.span();
+        let (from, to) = (args.from.unwrap_or(first), args.to.unwrap_or(last));
+        if from > to {
+            bail!("--from {from} ms is after --to {to} ms");
+        }
+        let written = raftkv::lab::export::export(replay.records(), dir, from, to)
+            .map_err(anyhow::Error::msg)?;
+        for path in written {
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
     let headless =
         args.headless || !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal();
     if !headless {

@@ -118,9 +118,16 @@ async fn a_recorded_minute_replays_to_the_states_seen_live_at_every_leader_chang
     let end_ms = end.uptime_ms;
     // A real run with kills and a partition: every property checked, none violated.
     for verdict in &end.safety.verdicts {
-        println!("{}: {} checked, {:?}", verdict.property, verdict.checked, verdict.violation);
+        println!(
+            "{}: {} checked, {:?}",
+            verdict.property, verdict.checked, verdict.violation
+        );
         assert!(verdict.holds(), "{verdict:?}");
-        assert!(verdict.checked > 0, "{} was never checked", verdict.property);
+        assert!(
+            verdict.checked > 0,
+            "{} was never checked",
+            verdict.property
+        );
     }
     assert_eq!(end.safety.verdicts.len(), 5);
     lab.start_kill().unwrap(); // SIGKILL: the recorder gets no chance to finish
@@ -169,4 +176,90 @@ async fn replay(dir: &std::path::Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// A stepped election, recorded and exported: the Lamport diagram has one arrow for each message
+/// the trace says was delivered, between the same nodes and of the same kind, and a dashed answer
+/// for each one answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lamport_diagram_of_a_stepped_election_has_an_arrow_for_every_delivered_message() {
+    use raftkv::lab::LabCommand;
+    use raftkv::lab::trace::{Record, Recorder};
+    use raftkv::observe::Fate;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_port_block(10);
+    let configs = raftkv::cluster::loopback_configs(
+        &ports[..5],
+        &ports[5..],
+        &dir.path().join("nodes"),
+        common::timing(),
+    );
+    let cluster = raftkv::cluster::Cluster::start_paused(configs).await.unwrap();
+    let trace = dir.path().join("trace");
+    let recorder = Recorder::start(&trace, 1 << 24).unwrap();
+    let (lab, engine) = raftkv::lab::spawn_recording(cluster, Some(recorder)).await;
+    lab.run(LabCommand::TimeOut { id: 2 }).await.unwrap();
+    // Deliver the oldest held message until nothing is held and n2 leads (bounded).
+    for _ in 0..100 {
+        let state = lab.state();
+        if state.held.is_empty() && state.leader().is_some_and(|s| s.id == 2) {
+            break;
+        }
+        lab.run(LabCommand::Step).await.unwrap();
+    }
+    assert!(lab.state().leader().is_some_and(|s| s.id == 2), "n2 was elected");
+    drop(lab); // the engine stops, the recorder with it: the writer flushes and ends
+    engine.await.unwrap();
+
+    let replay = raftkv::lab::replay::Replay::open(&trace).unwrap();
+    let mut delivered = Vec::new();
+    let mut answered = 0;
+    for record in replay.records() {
+        if let Record::Message { event, .. } = record
+            && let Fate::Answered { .. } = event.fate
+        {
+            delivered.push((event.from, event.to, format!("{:?}", event.rpc)));
+            answered += usize::from(event.reply.is_some());
+        }
+    }
+    assert!(delivered.len() >= 8, "an election's worth of messages: {delivered:?}");
+    let out = dir.path().join("pictures");
+    let (first, last) = replay.span();
+    let written = raftkv::lab::export::export(replay.records(), &out, first, last).unwrap();
+    assert_eq!(written.len(), 2);
+
+    let svg = std::fs::read_to_string(out.join("lamport.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let mut arrows = Vec::new();
+    let mut replies = 0;
+    for group in doc.descendants().filter(|n| n.attribute("class") == Some("message")) {
+        if group.attribute("data-fate") != Some("delivered") {
+            continue;
+        }
+        let line = group
+            .children()
+            .find(|c| c.attribute("class") == Some("request"))
+            .expect("a message group draws its request");
+        assert_eq!(line.attribute("marker-end"), Some("url(#head)"));
+        let y = |a: &str| line.attribute(a).unwrap().parse::<f64>().unwrap();
+        assert!(y("y2") > y("y1"), "time flows down: delivered after sent");
+        replies += group
+            .children()
+            .filter(|c| c.attribute("class") == Some("reply"))
+            .count();
+        let attr = |a: &str| group.attribute(a).unwrap().to_string();
+        arrows.push((
+            attr("data-from").parse::<u64>().unwrap(),
+            attr("data-to").parse::<u64>().unwrap(),
+            attr("data-kind"),
+        ));
+    }
+    delivered.sort();
+    arrows.sort();
+    assert_eq!(arrows, delivered, "one arrow per delivered message");
+    assert_eq!(replies, answered, "one dashed answer per answered message");
+    assert!(svg.contains("n2 leader of term"), "the leader change is drawn");
+    let series = std::fs::read_to_string(out.join("timeseries.svg")).unwrap();
+    roxmltree::Document::parse(&series).unwrap();
 }

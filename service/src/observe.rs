@@ -49,6 +49,23 @@ pub struct Event {
     /// The reply's fields, when the message was answered.
     #[serde(default)]
     pub reply: Option<ReplyFields>,
+    /// When the message moved, counted back from the moment this event was reported (None: not
+    /// measured, e.g. an event made by hand).
+    #[serde(default)]
+    pub legs: Option<Legs>,
+}
+
+/// A message's passage in microseconds of real time since it was sent: when the request got
+/// through the network to the receiver (after any hold), when the receiver's answer came back
+/// to the sender's side of the link (before any hold of the reply), and when the event was
+/// reported. The lab draws its arrows
+/// from these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Legs {
+    pub delivered_us: u64,
+    /// None when there was no answer.
+    pub answered_us: Option<u64>,
+    pub reported_us: u64,
 }
 
 /// A position in a log: the paper's (index, term) pairs, such as a candidate's lastLogIndex and

@@ -102,6 +102,7 @@ mod tests {
             fate: Fate::Dropped,
             fields: None,
             reply: None,
+            legs: None,
         }
     }
 

@@ -36,6 +36,7 @@ fn vote(from: u64, to: u64, term: u64, rpc: Rpc, granted: Option<bool>) -> Input
             },
             None => ReplyFields::Append(AppendAnswer::Success),
         }),
+        legs: None,
     })
 }
 
@@ -240,6 +241,7 @@ fn event(rpc: Rpc, fields: Fields, reply: ReplyFields) -> Event {
         fate: Fate::Answered { granted },
         fields: Some(fields),
         reply: Some(reply),
+        legs: None,
     }
 }
 

@@ -60,6 +60,7 @@ impl MessageView {
             fate: Fate::Answered { granted: None },
             fields: h.fields.clone(),
             reply: h.reply.clone(),
+            legs: None,
         };
         MessageView::new(h.id, 0, event)
     }
@@ -333,7 +334,7 @@ fn describe(pos: &Option<LogPos>) -> String {
     })
 }
 
-fn reply_summary(reply: &ReplyFields) -> String {
+pub(super) fn reply_summary(reply: &ReplyFields) -> String {
     match reply {
         ReplyFields::Vote {
             term,

@@ -6,6 +6,7 @@ pub mod command;
 pub mod control;
 pub mod detail;
 pub mod engine;
+pub mod export;
 pub mod fold;
 pub mod held;
 pub mod logs;

@@ -91,6 +91,11 @@ impl Replay {
         }
     }
 
+    /// Every record, from the first keyframe on.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
     /// The trace's span in milliseconds since its lab started.
     pub fn span(&self) -> (u64, u64) {
         let first = self.records.first().map_or(0, Record::t);

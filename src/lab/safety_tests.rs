@@ -28,6 +28,7 @@ fn heartbeat(from: u64, term: u64) -> Event {
         fate: Fate::Answered { granted: None },
         fields: None,
         reply: None,
+        legs: None,
     }
 }
 

@@ -25,7 +25,7 @@ use frame::{Hello, HelloReply, Reply, Request};
 pub use secure::{Channel, MAX_FRAME, Secret};
 
 use crate::clock::Clock;
-use crate::observe::{Event, Fate, Observer};
+use crate::observe::{Event, Fate, Legs, Observer};
 use fault::{FaultTable, Held, Leg, Passage};
 
 /// What the transport of every node in one process shares: the injected faults, the event
@@ -66,6 +66,8 @@ impl NetEnv {
         F: std::future::Future<Output = io::Result<Reply>>,
     {
         let (rpc, term, entries) = request.describe();
+        let sent = std::time::Instant::now();
+        let since = |at: std::time::Instant| at.duration_since(sent).as_micros() as u64;
         // Describing the fields costs a little per RPC: only when someone watches (the lab).
         let watched = self.observer.watched();
         let mut event = Event {
@@ -77,6 +79,7 @@ impl NetEnv {
             fate: Fate::Dropped,
             fields: watched.then(|| request.fields()),
             reply: None,
+            legs: None,
         };
         let held = |leg, from, to, reply| Held {
             id: 0,
@@ -97,9 +100,11 @@ impl NetEnv {
             self.observer.emit(event);
             return Err(lost(passage, from, to));
         }
+        let delivered = std::time::Instant::now();
         let moving = self.faults.start_moving();
         let result = call.await;
         drop(moving);
+        let answered = result.is_ok().then(std::time::Instant::now);
         if let Ok(reply) = &result {
             // The reply travels back over the link to → from, and is held like any message.
             let passage = self
@@ -110,6 +115,11 @@ impl NetEnv {
                 .await;
             if passage != Passage::Go {
                 event.reply = watched.then(|| reply.fields());
+                event.legs = Some(Legs {
+                    delivered_us: since(delivered),
+                    answered_us: None,
+                    reported_us: since(std::time::Instant::now()),
+                });
                 self.observer.emit(event);
                 return Err(lost(passage, to, from));
             }
@@ -121,6 +131,11 @@ impl NetEnv {
             Err(_) => Fate::Failed,
         };
         event.reply = result.as_ref().ok().filter(|_| watched).map(Reply::fields);
+        event.legs = Some(Legs {
+            delivered_us: since(delivered),
+            answered_us: answered.map(since),
+            reported_us: since(std::time::Instant::now()),
+        });
         self.observer.emit(event);
         result
     }
