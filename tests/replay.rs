@@ -195,7 +195,9 @@ async fn the_lamport_diagram_of_a_stepped_election_has_an_arrow_for_every_delive
         &dir.path().join("nodes"),
         common::timing(),
     );
-    let cluster = raftkv::cluster::Cluster::start_paused(configs).await.unwrap();
+    let cluster = raftkv::cluster::Cluster::start_paused(configs)
+        .await
+        .unwrap();
     let trace = dir.path().join("trace");
     let recorder = Recorder::start(&trace, 1 << 24).unwrap();
     let (lab, engine) = raftkv::lab::spawn_recording(cluster, Some(recorder)).await;
@@ -208,7 +210,10 @@ async fn the_lamport_diagram_of_a_stepped_election_has_an_arrow_for_every_delive
         }
         lab.run(LabCommand::Step).await.unwrap();
     }
-    assert!(lab.state().leader().is_some_and(|s| s.id == 2), "n2 was elected");
+    assert!(
+        lab.state().leader().is_some_and(|s| s.id == 2),
+        "n2 was elected"
+    );
     drop(lab); // the engine stops, the recorder with it: the writer flushes and ends
     engine.await.unwrap();
 
@@ -223,7 +228,10 @@ async fn the_lamport_diagram_of_a_stepped_election_has_an_arrow_for_every_delive
             answered += usize::from(event.reply.is_some());
         }
     }
-    assert!(delivered.len() >= 8, "an election's worth of messages: {delivered:?}");
+    assert!(
+        delivered.len() >= 8,
+        "an election's worth of messages: {delivered:?}"
+    );
     let out = dir.path().join("pictures");
     let (first, last) = replay.span();
     let written = raftkv::lab::export::export(replay.records(), &out, first, last).unwrap();
@@ -233,7 +241,10 @@ async fn the_lamport_diagram_of_a_stepped_election_has_an_arrow_for_every_delive
     let doc = roxmltree::Document::parse(&svg).unwrap();
     let mut arrows = Vec::new();
     let mut replies = 0;
-    for group in doc.descendants().filter(|n| n.attribute("class") == Some("message")) {
+    for group in doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("message"))
+    {
         if group.attribute("data-fate") != Some("delivered") {
             continue;
         }
@@ -259,7 +270,10 @@ async fn the_lamport_diagram_of_a_stepped_election_has_an_arrow_for_every_delive
     arrows.sort();
     assert_eq!(arrows, delivered, "one arrow per delivered message");
     assert_eq!(replies, answered, "one dashed answer per answered message");
-    assert!(svg.contains("n2 leader of term"), "the leader change is drawn");
+    assert!(
+        svg.contains("n2 leader of term"),
+        "the leader change is drawn"
+    );
     let series = std::fs::read_to_string(out.join("timeseries.svg")).unwrap();
     roxmltree::Document::parse(&series).unwrap();
 }

@@ -197,7 +197,9 @@ pub fn diff_kv(
 /// The engine's side of the recorder: turns what the engine learns into records and hands them
 /// to the writer thread without ever waiting for it.
 pub struct Recorder {
-    tx: SyncSender<Record>,
+    /// None only while dropping, so the writer sees the end and finishes.
+    tx: Option<SyncSender<Record>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     /// Records dropped since the last one the writer took.
     lost: u64,
     scene: Option<Scene>,
@@ -236,7 +238,7 @@ impl Recorder {
             statuses: Statuses::default(),
         };
         let slot = failed.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("lab-trace".into())
             .spawn(move || {
                 if let Err(e) = writer.run(rx) {
@@ -245,7 +247,8 @@ impl Recorder {
                 }
             })?;
         Ok(Recorder {
-            tx,
+            tx: Some(tx),
+            writer: Some(writer),
             lost: 0,
             scene: None,
             kv: BTreeMap::new(),
@@ -257,8 +260,9 @@ impl Recorder {
 
     fn send(&mut self, record: Record) {
         let t = record.t();
+        let Some(tx) = &self.tx else { return };
         if self.lost > 0 {
-            match self.tx.try_send(Record::Lost {
+            match tx.try_send(Record::Lost {
                 t,
                 records: self.lost,
             }) {
@@ -269,7 +273,7 @@ impl Recorder {
                 }
             }
         }
-        match self.tx.try_send(record) {
+        match tx.try_send(record) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.lost += 1,
             Err(TrySendError::Disconnected(_)) => {}
@@ -338,6 +342,17 @@ impl Recorder {
             .clone();
         self.told = failed.is_some();
         failed
+    }
+}
+
+impl Drop for Recorder {
+    /// Ends the trace: the writer writes what is queued and flushes, and the lab exits only
+    /// then (a `kill -9` skips this; the periodic flush bounds what it loses).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 
