@@ -2,7 +2,9 @@
 # Regenerates the lab screenshots in images/ from a real run: starts `raftkv lab` in a 120x40 tmux
 # terminal on spare ports, drives it through the control API and keys, and captures the screen.
 # Needs tmux and python3 with rich and cairosvg (pip install rich cairosvg).
-# `images/regenerate.sh stepped` re-takes only the stepped election (README's lab section).
+# `images/regenerate.sh stepped` re-takes only the stepped election (README's lab section);
+# `images/regenerate.sh record` only the recorder's pictures: the safety pane, a replay, and the
+# Lamport diagram and timeseries exported from the recorded trace.
 set -euo pipefail
 only="${1:-all}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,7 +30,7 @@ shot() { sleep "${3:-1}"; tmux -L "$sock" capture-pane -e -p -t lab > "$data/$1.
 held_ids() { curl -sf "http://$ctl/lab/messages?held=true" | python3 -c 'import json,sys; print(" ".join(str(h["id"]) for h in json.load(sys.stdin)))'; }
 
 l=$(wait_leader)
-if [ "$only" != stepped ]; then
+if [ "$only" = all ]; then
 for v in cat dog mouse; do post /lab/request "{\"via\":$(( (l + 1) % 5 )),\"key\":\"a\",\"value\":\"$v\"}"; done
 shot lab-healthy "raftkv lab: five nodes, one leader, a replicated log"
 
@@ -83,7 +85,10 @@ shot task1-q3-elected "Task 1 Q3: all five back; one leader elected in a higher 
 post /lab/resume
 fi
 
+uptime() { state | python3 -c 'import json,sys; print(json.load(sys.stdin)["uptime_ms"])'; }
+
 # ---- README: an election stepped one message at a time, the inspector open on a reply.
+if [ "$only" != record ]; then
 l=$(wait_leader)
 post /lab/pause
 # Messages in flight when the pause began (heartbeats and their replies) go first.
@@ -98,3 +103,49 @@ n=$(curl -sf "http://$ctl/lab/messages?held=true" | python3 -c 'import json,sys;
 for _ in $(seq "$n"); do tmux -L "$sock" send-keys -t lab ']'; done
 shot lab-stepped-election "paused: n$f's pre-vote requests delivered one at a time; the inspector shows a reply"
 post /lab/resume
+fi
+
+# ---- README: the flight recorder. A run with a kill and a partition, the safety pane, a stepped
+# election; then the lab quits and its trace is replayed and exported.
+if [ "$only" = all ] || [ "$only" = record ]; then
+l=$(wait_leader)
+for v in a b c; do post /lab/request "{\"key\":\"r\",\"value\":\"$v\"}"; done
+post "/lab/nodes/$l/kill"
+l2=$(wait_leader "$l")
+post /lab/request '{"key":"r","value":"after-kill"}' || true
+post "/lab/nodes/$l/restart"
+post /lab/partition '{"groups":[[0,1,2],[3,4]]}'
+sleep 1
+for v in 1 2 3 4; do
+  ( post /lab/request "{\"via\":3,\"key\":\"r\",\"value\":\"minority$v\"}" || true ) &
+  post /lab/request "{\"via\":0,\"key\":\"r\",\"value\":\"majority$v\"}" || true
+  sleep 0.5
+done
+wait
+post /lab/heal
+wait_leader >/dev/null
+for v in x y z; do post /lab/request "{\"key\":\"r\",\"value\":\"$v\"}"; done
+tmux -L "$sock" send-keys -t lab S
+shot lab-safety "the safety pane: Raft's five properties checked live, and each client request as an interval"
+tmux -L "$sock" send-keys -t lab S
+l=$(wait_leader)
+from=$(uptime)
+post /lab/pause
+for _ in $(seq 10); do ids=$(held_ids); [ -z "$ids" ] && break; for id in $ids; do post "/lab/messages/$id/deliver" || true; done; done
+post "/lab/nodes/$(( (l + 2) % 5 ))/timeout"
+for _ in $(seq 60); do [ -z "$(held_ids)" ] && break; post /lab/step || true; done
+to=$(uptime)
+post /lab/resume
+tmux -L "$sock" send-keys -t lab q
+for _ in $(seq 50); do tmux -L "$sock" has-session -t lab 2>/dev/null || break; sleep 0.2; done
+"$bin" lab --replay "$data" --export "$data/stepped" --from "${from}ms" --to "${to}ms"
+"$bin" lab --replay "$data" --export "$data/whole"
+cp "$data/stepped/lamport.svg" images/lamport-stepped-election.svg
+cp "$data/whole/timeseries.svg" images/timeseries-partition.svg
+echo images/lamport-stepped-election.svg images/timeseries-partition.svg
+tmux -L "$sock" new-session -d -s lab -x 120 -y 40 "$bin lab --replay $data"
+sleep 1
+# Replay: jump to the leader change after the kill, then open the messages pane.
+for k in g g m; do tmux -L "$sock" send-keys -t lab "$k"; sleep 0.3; done
+shot lab-replay "raftkv lab --replay: the recorded run at the leader change after the kill"
+fi

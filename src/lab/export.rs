@@ -41,6 +41,8 @@ struct Arrow {
 /// Intervals over the window: a node down, the network cut, a leader (with its term).
 #[derive(Default)]
 struct Bands {
+    /// The lab paused: messages held, delivered by hand.
+    paused: Vec<(f64, f64)>,
     down: Vec<(u64, f64, f64)>,
     cut: Vec<(f64, f64, String)>,
     leaders: Vec<(f64, u64, u64)>,
@@ -106,6 +108,7 @@ fn bands(records: &[Record], from: f64, to: f64) -> Bands {
     let mut bands = Bands::default();
     let mut down_since: BTreeMap<u64, f64> = BTreeMap::new();
     let mut cut_since: Option<(f64, BTreeSet<(u64, u64)>)> = None;
+    let mut paused_since: Option<f64> = None;
     let mut leader = None;
     let mut scene_at = |scene: &Scene, t: f64, bands: &mut Bands| {
         for (id, up) in scene.up.iter().enumerate() {
@@ -120,6 +123,14 @@ fn bands(records: &[Record], from: f64, to: f64) -> Bands {
                 }
                 _ => {}
             }
+        }
+        match (scene.paused, paused_since) {
+            (true, None) => paused_since = Some(t),
+            (false, Some(since)) => {
+                bands.paused.push((since, t));
+                paused_since = None;
+            }
+            _ => {}
         }
         let changed = cut_since.as_ref().map(|(_, c)| c) != Some(&scene.cut);
         if changed {
@@ -156,9 +167,13 @@ fn bands(records: &[Record], from: f64, to: f64) -> Bands {
     if let Some((since, cut)) = cut_since.filter(|(_, c)| !c.is_empty()) {
         bands.cut.push((since, end, describe_cut(&cut)));
     }
+    if let Some(since) = paused_since {
+        bands.paused.push((since, end));
+    }
     let overlaps = |a: f64, b: f64| b >= from && a <= to;
     bands.down.retain(|(_, a, b)| overlaps(*a, *b));
     bands.cut.retain(|(a, b, _)| overlaps(*a, *b));
+    bands.paused.retain(|(a, b)| overlaps(*a, *b));
     bands.leaders.retain(|(t, ..)| overlaps(*t, *t));
     bands
 }
@@ -298,6 +313,26 @@ fn lamport_diagram(
                 .add(text(LEFT + 2.0, ya + 10.0, 9, what.clone())),
         );
     }
+    for (a, b) in &bands.paused {
+        let (ya, yb) = (rows.y(*a).max(TOP), rows.y(*b).min(last_y));
+        doc = doc.add(
+            Group::new()
+                .set("class", "paused")
+                .add(
+                    Rect::new()
+                        .set("x", LEFT - 8.0)
+                        .set("y", ya)
+                        .set("width", 4)
+                        .set("height", (yb - ya).max(2.0))
+                        .set("fill", "#6a8fd8"),
+                )
+                .add(
+                    text(LEFT - 12.0, ya + 8.0, 8, "paused")
+                        .set("text-anchor", "end")
+                        .set("fill", "#6a8fd8"),
+                ),
+        );
+    }
     for (t, id, term) in &bands.leaders {
         let y = rows.y(*t);
         doc = doc.add(
@@ -420,6 +455,16 @@ fn lamport_diagram(
     doc
 }
 
+/// The smallest 1, 2 or 5 times a power of ten at or above `v`: an axis' top that reads well.
+fn nice(v: f64) -> f64 {
+    let power = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|c| *c >= v)
+        .unwrap_or(v)
+}
+
 fn timeseries(records: &[Record], nodes: usize, bands: &Bands, from: f64, to: f64) -> Document {
     // Client requests: sent at, latency, outcome.
     let mut sent: BTreeMap<u64, f64> = BTreeMap::new();
@@ -443,18 +488,20 @@ fn timeseries(records: &[Record], nodes: usize, bands: &Bands, from: f64, to: f6
         .min(records.last().map_or(to, |r| r.t() as f64))
         .max(from + 1.0);
     let (w, h, left, top) = (1000.0, 400.0, 70.0, 50.0);
-    let max_latency = points.iter().map(|p| p.1).fold(10.0, f64::max) * 1.1;
+    let max_latency = nice(points.iter().map(|p| p.1).fold(10.0, f64::max) * 1.05);
     let px = |t: f64| left + (t - from) / (end - from) * w;
     let py = |ms: f64| top + h - ms / max_latency * h;
     let mut doc = Document::new()
         .set("width", w + left + 30.0)
-        .set("height", h + top + 60.0)
-        .set("viewBox", (0, 0, w + left + 30.0, h + top + 60.0))
+        .set("height", h + top + 80.0)
+        .set("viewBox", (0, 0, w + left + 30.0, h + top + 80.0))
         .add(Rect::new().set("width", "100%").set("height", "100%").set("fill", "white"))
         .add(text(10.0, 22.0, 14, format!(
-            "raftkv lab: client requests {:.1}s–{:.1}s ({} answered; green committed, red unknown; grey: a node down, orange: links cut)",
+            "raftkv lab: client requests {:.1}s–{:.1}s, {} answered: green committed, red unknown",
             from / 1000.0, end / 1000.0, points.len()
-        )));
+        )))
+        .add(text(left, h + top + 70.0, 11,
+            "shaded: grey a node down (one lane per node), orange links cut, blue paused"));
     let lane = h / nodes as f64;
     for (node, a, b) in &bands.down {
         let (xa, xb) = (px(a.max(from)), px(b.min(end)));
@@ -492,6 +539,28 @@ fn timeseries(records: &[Record], nodes: usize, bands: &Bands, from: f64, to: f6
                         .set("opacity", 0.35),
                 )
                 .add(text(xa + 2.0, top + h - 4.0, 10, what.clone())),
+        );
+    }
+    for (a, b) in &bands.paused {
+        let (xa, xb) = (px(a.max(from)), px(b.min(end)));
+        doc = doc.add(
+            Group::new()
+                .set("class", "paused")
+                .add(
+                    Rect::new()
+                        .set("x", xa)
+                        .set("y", top)
+                        .set("width", (xb - xa).max(1.0))
+                        .set("height", h)
+                        .set("fill", "#dbe5fa")
+                        .set("opacity", 0.6),
+                )
+                .add(text(
+                    xa + 2.0,
+                    top + 12.0,
+                    10,
+                    "paused (messages stepped by hand)",
+                )),
         );
     }
     // Axes: time along the bottom, latency up the left.

@@ -1,6 +1,8 @@
 //! The lab: a whole cluster in this process, a dashboard to watch it and keys and a control API to
 //! break it on purpose. Drives nodes only through `cluster::Cluster` (via the engine) and reads only
-//! plain status data: it never touches openraft, the transport's internals or storage.
+//! plain status data: it never touches openraft, the transport's internals or storage. It
+//! remembers (`trace`: every session recorded; `replay`: the same dashboard over a recording;
+//! `export`: pictures of it) and checks Raft's safety properties on what it sees (`safety`).
 
 pub mod command;
 pub mod control;

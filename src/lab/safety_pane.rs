@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use super::safety::{ClientOp, Outcome, SafetyView};
 use super::theme;
 
-/// The strip: ✓ or ✗ per property, and the client requests' outcomes.
+/// The strip: ✓ or ✗ per property.
 pub fn strip(safety: &SafetyView) -> Line<'static> {
     let mut spans = vec![Span::styled(" safety ", theme::TITLE)];
     for verdict in &safety.verdicts {
@@ -21,16 +21,7 @@ pub fn strip(safety: &SafetyView) -> Line<'static> {
         };
         spans.push(Span::styled(format!(" {mark} {}", verdict.property), style));
     }
-    let count = |f: fn(&Outcome) -> bool| safety.history.iter().filter(|o| f(&o.outcome)).count();
-    spans.push(Span::styled(
-        format!(
-            "  (requests: {} ok, {} unknown, {} pending; S: evidence)",
-            count(|o| matches!(o, Outcome::Ok { .. })),
-            count(|o| matches!(o, Outcome::Unknown { .. })),
-            count(|o| matches!(o, Outcome::Pending)),
-        ),
-        theme::HINT,
-    ));
+    spans.push(Span::styled("  (S: evidence)", theme::HINT));
     Line::from(spans)
 }
 
@@ -57,11 +48,17 @@ pub fn render(frame: &mut Frame, area: Rect, safety: &SafetyView, now_ms: u64) {
         });
     }
     lines.push(Line::from(""));
-    let rows = (area.height as usize).saturating_sub(lines.len() + 3);
+    // Borders, the blank line and the lane's heading take four rows.
+    let rows = (area.height as usize).saturating_sub(lines.len() + 4);
     let shown: Vec<&ClientOp> = safety.history.iter().rev().take(rows).rev().collect();
+    let count = |f: fn(&Outcome) -> bool| safety.history.iter().filter(|o| f(&o.outcome)).count();
     lines.push(Line::from(Span::styled(
-        "client requests (each an interval from sent to answered; green ok, red unknown, \
-         yellow waiting):",
+        format!(
+            "client requests, sent → answered: {} ok (green), {} unknown (red), {} waiting",
+            count(|o| matches!(o, Outcome::Ok { .. })),
+            count(|o| matches!(o, Outcome::Unknown { .. })),
+            count(|o| matches!(o, Outcome::Pending)),
+        ),
         theme::TITLE,
     )));
     let label_width = 34usize;
