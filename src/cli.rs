@@ -292,6 +292,14 @@ pub struct LabArgs {
     /// With --export: up to this moment (default: the trace's end).
     #[arg(long, requires = "export", value_parser = parse_moment, value_name = "T")]
     pub to: Option<u64>,
+    /// Run a guided exercise (a built-in one by name, or a .toml file): a fresh cluster in
+    /// DATA_DIR/exercise-NAME, each step explained, a prediction asked, then revealed and
+    /// checked. With --headless it runs unattended and exits 0 when every check held, 1 if not.
+    #[arg(long, value_name = "NAME", conflicts_with = "replay")]
+    pub exercise: Option<String>,
+    /// List the built-in exercises, one a line, its name first.
+    #[arg(long)]
+    pub list_exercises: bool,
 }
 
 /// A moment in a trace in milliseconds: "12.5s", "12500ms" or "12.5" (seconds).
@@ -327,6 +335,8 @@ impl Default for LabArgs {
             export: None,
             from: None,
             to: None,
+            exercise: None,
+            list_exercises: false,
         }
     }
 }

@@ -211,11 +211,36 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.replay {
         return replay(path, &args).await;
     }
-    let timing = args.timing.timing();
+    if args.list_exercises {
+        for e in raftkv::lab::exercise::Exercise::built_in() {
+            println!("{:<18} {}", e.name, e.summary);
+        }
+        return Ok(());
+    }
+    let exercise = match &args.exercise {
+        Some(name) => {
+            Some(raftkv::lab::exercise::Exercise::find(name).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    let mut timing = args.timing.timing();
     let n = args.nodes;
     let raft = raftkv::cluster::port_block(args.raft_port, n, "--raft-port")?;
     let http = raftkv::cluster::port_block(args.http_port, n, "--http-port")?;
-    let mut configs = raftkv::cluster::loopback_configs(&raft, &http, &args.data_dir, timing);
+    // An exercise starts from nothing, in a directory of its own, with its own pre-vote setting.
+    let data_dir = match &exercise {
+        Some(e) => {
+            let dir = args.data_dir.join(format!("exercise-{}", e.name));
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot delete {}", dir.display()))?;
+            }
+            timing.pre_vote = e.pre_vote;
+            dir
+        }
+        None => args.data_dir.clone(),
+    };
+    let mut configs = raftkv::cluster::loopback_configs(&raft, &http, &data_dir, timing);
     let secret = secret(args.cluster_secret_file.as_deref())?;
     configs.iter_mut().for_each(|c| c.secret = secret.clone());
     // The control API can kill, partition and remove every node, and has no credential of its
@@ -235,14 +260,24 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
                 args.control
             )
         })?;
-    let cluster = raftkv::cluster::Cluster::start(configs)
-        .await
-        .context("the lab cluster did not start")?;
+    let cluster = if exercise.as_ref().is_some_and(|e| e.paused) {
+        let cluster = raftkv::cluster::Cluster::start_paused(configs).await;
+        let cluster = cluster.context("the lab cluster did not start")?;
+        // Every founding server campaigns as it initializes: let that settle first.
+        cluster
+            .settle(Duration::from_millis(300), Duration::from_secs(10))
+            .await;
+        cluster
+    } else {
+        raftkv::cluster::Cluster::start(configs)
+            .await
+            .context("the lab cluster did not start")?
+    };
     let recorder = match args.trace_mib {
         0 => None,
         mib => Some(
-            raftkv::lab::trace::Recorder::start(&args.data_dir, mib * 1024 * 1024)
-                .with_context(|| format!("cannot record a trace in {}", args.data_dir.display()))?,
+            raftkv::lab::trace::Recorder::start(&data_dir, mib * 1024 * 1024)
+                .with_context(|| format!("cannot record a trace in {}", data_dir.display()))?,
         ),
     };
     let (lab, engine) = raftkv::lab::spawn_recording(cluster, recorder).await;
@@ -250,6 +285,25 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(control, api).await });
     let headless =
         args.headless || !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal();
+    if let Some(exercise) = exercise {
+        let passed = if headless {
+            let (coach, _) = raftkv::lab::coach::Coach::new(lab.clone(), exercise, None);
+            coach.run().await
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let (coach, view) = raftkv::lab::coach::Coach::new(lab.clone(), exercise, Some(rx));
+            let run = tokio::spawn(coach.run());
+            raftkv::lab::tui::run_coached(lab.clone(), view, tx).await?;
+            run.is_finished() && run.await.unwrap_or(false)
+        };
+        drop(lab);
+        engine.abort();
+        let _ = engine.await;
+        if !passed {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     if headless {
         for node in &lab.state().nodes {
             if let Some(s) = &node.status {

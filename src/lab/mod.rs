@@ -4,10 +4,13 @@
 //! remembers (`trace`: every session recorded; `replay`: the same dashboard over a recording;
 //! `export`: pictures of it) and checks Raft's safety properties on what it sees (`safety`).
 
+pub mod coach;
+pub mod coach_pane;
 pub mod command;
 pub mod control;
 pub mod detail;
 pub mod engine;
+pub mod exercise;
 pub mod export;
 pub mod fold;
 pub mod held;

@@ -9,8 +9,11 @@ use crossterm::event::{Event, EventStream, KeyCode, KeyEventKind, KeyModifiers};
 use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::Backend;
-use tokio::sync::mpsc;
+use ratatui::layout::Rect;
+use tokio::sync::{mpsc, watch};
 
+use super::coach::{CoachView, Learner, Waiting};
+use super::coach_pane;
 use super::command::{self, Context, KeyAction, LabCommand};
 use super::replay::Replay;
 use super::ui::{self, View};
@@ -171,7 +174,40 @@ fn key_char(code: KeyCode, modifiers: KeyModifiers, view: &View) -> Option<char>
     })
 }
 
+/// The dashboard with a guided exercise over it: digits answer the exercise's question, Enter
+/// goes on to its next step; every other key works as in the lab.
+pub async fn run_coached(
+    lab: Lab,
+    coach: watch::Receiver<CoachView>,
+    learner: mpsc::Sender<Learner>,
+) -> io::Result<()> {
+    let mut terminal = ratatui::init();
+    let result = run_with(&mut terminal, lab, Some((coach, learner))).await;
+    ratatui::restore();
+    result
+}
+
 async fn run_on<B: Backend>(terminal: &mut Terminal<B>, lab: Lab) -> io::Result<()> {
+    run_with(terminal, lab, None).await
+}
+
+/// The exercise pane's place: the lower right, under the nodes.
+fn coach_area(area: Rect, state: &LabState) -> Rect {
+    let top = 2 + state.nodes.len() as u16 * 2 + 2;
+    let x = area.width * 45 / 100;
+    Rect {
+        x,
+        y: top.min(area.height),
+        width: area.width - x,
+        height: area.height.saturating_sub(top + 2),
+    }
+}
+
+async fn run_with<B: Backend>(
+    terminal: &mut Terminal<B>,
+    lab: Lab,
+    mut coach: Option<(watch::Receiver<CoachView>, mpsc::Sender<Learner>)>,
+) -> io::Result<()> {
     let mut input = EventStream::new();
     let mut state_rx = lab.state.clone();
     let (message_tx, mut message_rx) = mpsc::channel::<String>(16);
@@ -180,7 +216,19 @@ async fn run_on<B: Backend>(terminal: &mut Terminal<B>, lab: Lab) -> io::Result<
     let mut frame_tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         let state = state_rx.borrow().clone();
-        terminal.draw(|frame| ui::render(frame, &state, &view))?;
+        let shown = coach.as_ref().map(|(c, _)| c.borrow().clone());
+        terminal.draw(|frame| {
+            ui::render(frame, &state, &view);
+            if let Some(shown) = &shown {
+                coach_pane::render(frame, coach_area(frame.area(), &state), shown);
+            }
+        })?;
+        let coach_changed = async {
+            match &mut coach {
+                Some((c, _)) => c.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             event = input.next() => {
                 let Some(Ok(Event::Key(key))) = event else { continue };
@@ -188,6 +236,19 @@ async fn run_on<B: Backend>(terminal: &mut Terminal<B>, lab: Lab) -> io::Result<
                     continue;
                 }
                 let Some(c) = key_char(key.code, key.modifiers, &view) else { continue };
+                if let (Some((_, learner)), Some(shown)) = (&coach, &shown) {
+                    let said = match (shown.waiting, c) {
+                        (Waiting::Answer, d) if d.is_ascii_digit() => {
+                            Some(Learner::Choose(d.to_digit(10).unwrap_or(0) as usize))
+                        }
+                        (Waiting::Next, '⏎') => Some(Learner::Next),
+                        _ => None,
+                    };
+                    if let Some(said) = said {
+                        let _ = learner.send(said).await;
+                        continue;
+                    }
+                }
                 match on_key(&mut view, &state, c) {
                     Effect::Quit => return Ok(()),
                     Effect::Run(command) => {
@@ -204,6 +265,7 @@ async fn run_on<B: Backend>(terminal: &mut Terminal<B>, lab: Lab) -> io::Result<
             }
             Some(text) = message_rx.recv() => view.message = text,
             _ = state_rx.changed() => {}
+            _ = coach_changed => {}
             _ = frame_tick.tick() => {}
         }
     }
