@@ -247,3 +247,86 @@ async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits
     })
     .await;
 }
+
+/// A guided exercise over the dashboard: Enter goes on, a digit answers, the right answer and
+/// the reason appear; then the recorded session opens in a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exercise_is_answered_with_keys_and_its_recording_replays() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "tmux must be installed in CI"
+        );
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let block = free_port_block(12);
+    let control = free_ports(1)[0];
+    let tmux = Tmux {
+        socket: format!("raftkv-test-ex-{}", std::process::id()),
+    };
+    let command = format!(
+        "{BIN} lab --exercise startup-election --data-dir {} --raft-port {} --http-port {} --control 127.0.0.1:{control}",
+        dir.path().display(),
+        block[0],
+        block[6]
+    );
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "lab",
+        "-x",
+        "150",
+        "-y",
+        "45",
+        &command,
+    ]);
+    assert!(started.status.success());
+    tmux.wait_for("the first step waits for Enter", |s| {
+        s.contains("step 1 of 5") && s.contains("Enter: next step")
+    })
+    .await;
+    tmux.key("Enter");
+    tmux.wait_for("the second step asks", |s| {
+        s.contains("press 1–3 to answer")
+    })
+    .await;
+    tmux.keys("2");
+    let screen = tmux
+        .wait_for("the answer and the reason are shown", |s| {
+            s.contains("✓ 2. Moves to term 2") && s.contains("Why: A timeout makes a server")
+        })
+        .await;
+    assert!(screen.contains("✓ nodes.2.status.term == 2"), "{screen}");
+    tmux.keys("q");
+    wait_until(WAIT, "the exercise quits", || async {
+        let listed = tmux.run(&["list-sessions"]);
+        (!String::from_utf8_lossy(&listed.stdout).contains("lab:")).then_some(())
+    })
+    .await;
+
+    let trace = dir.path().join("exercise-startup-election");
+    let command = format!("{BIN} lab --replay {}", trace.display());
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "lab",
+        "-x",
+        "150",
+        "-y",
+        "45",
+        &command,
+    ]);
+    assert!(started.status.success());
+    tmux.wait_for("the replay opens", |s| {
+        s.contains("REPLAY") && s.contains("record 1/")
+    })
+    .await;
+    tmux.keys("}");
+    tmux.wait_for("the cursor moved a second on", |s| !s.contains("record 1/"))
+        .await;
+    tmux.keys("q");
+}

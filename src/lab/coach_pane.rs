@@ -3,24 +3,40 @@
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::coach::{CoachView, Waiting};
 use super::theme;
 
+/// Text as written in the exercise file, its lines joined into paragraphs (the pane wraps them),
+/// the first one after `lead`.
+fn reflow(text: &str, lead: &str, style: Style) -> Vec<Line<'static>> {
+    let paragraphs = text.trim().split("\n\n").enumerate();
+    paragraphs
+        .map(|(i, p)| {
+            let words = p.split_whitespace().collect::<Vec<_>>().join(" ");
+            let lead = if i == 0 { lead } else { "" };
+            Line::from(Span::styled(format!("{lead}{words}"), style))
+        })
+        .collect()
+}
+
+/// One line of what an action answered, cut to fit: a `drop all` can list dozens of messages.
+fn one_line(text: &str, width: usize) -> String {
+    match text.char_indices().nth(width) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 pub fn render(frame: &mut Frame, area: Rect, coach: &CoachView) {
-    let mut lines: Vec<Line> = coach
-        .say
-        .lines()
-        .map(|l| Line::from(l.to_string()))
-        .collect();
+    let width = area.width.saturating_sub(3) as usize;
+    let mut lines = reflow(&coach.say, "", Style::new());
     if let Some(question) = &coach.predict {
         lines.push(Line::from(""));
-        lines.push(Line::from(Span::styled(
-            format!("Predict: {question}"),
-            theme::TITLE,
-        )));
+        lines.extend(reflow(question, "Predict: ", theme::TITLE));
         let revealed = coach.waiting != Waiting::Answer;
         for (i, choice) in coach.choices.iter().enumerate() {
             let n = i + 1;
@@ -37,19 +53,15 @@ pub fn render(frame: &mut Frame, area: Rect, coach: &CoachView) {
                 theme::MESSAGE
             };
             lines.push(Line::from(Span::styled(
-                format!(" {mark} {n}. {choice}"),
+                format!("{mark} {n}. {choice}"),
                 style,
             )));
         }
     }
     if !coach.log.is_empty() {
         lines.push(Line::from(""));
-        lines.extend(
-            coach
-                .log
-                .iter()
-                .map(|l| Line::from(Span::styled(l.clone(), theme::HINT))),
-        );
+        let log = coach.log.iter().map(|l| one_line(l, width));
+        lines.extend(log.map(|l| Line::from(Span::styled(l, theme::HINT))));
     }
     for (check, ok, seen) in &coach.checks {
         let (mark, style) = if *ok {
@@ -57,10 +69,8 @@ pub fn render(frame: &mut Frame, area: Rect, coach: &CoachView) {
         } else {
             ("✗", theme::FAULT)
         };
-        lines.push(Line::from(Span::styled(
-            format!("{mark} {check}  ({seen})"),
-            style,
-        )));
+        let text = one_line(&format!("{mark} {check}  ({seen})"), width);
+        lines.push(Line::from(Span::styled(text, style)));
     }
     if let Some(explain) = coach
         .explain
@@ -68,10 +78,7 @@ pub fn render(frame: &mut Frame, area: Rect, coach: &CoachView) {
         .filter(|_| coach.waiting != Waiting::Answer)
     {
         lines.push(Line::from(""));
-        lines.push(Line::from(Span::styled(
-            format!("Why: {}", explain.trim()),
-            theme::NOTICE,
-        )));
+        lines.extend(reflow(explain, "Why: ", theme::NOTICE));
     }
     let hint = match (coach.waiting, coach.passed) {
         (Waiting::Answer, _) => format!("press 1–{} to answer", coach.choices.len()),

@@ -248,6 +248,10 @@ async fn run_with<B: Backend>(
                         let _ = learner.send(said).await;
                         continue;
                     }
+                    // Enter belongs to the exercise (its next step), even while a step runs.
+                    if c == '⏎' {
+                        continue;
+                    }
                 }
                 match on_key(&mut view, &state, c) {
                     Effect::Quit => return Ok(()),
