@@ -277,3 +277,64 @@ async fn the_lamport_diagram_of_a_stepped_election_has_an_arrow_for_every_delive
     let series = std::fs::read_to_string(out.join("timeseries.svg")).unwrap();
     roxmltree::Document::parse(&series).unwrap();
 }
+
+/// The safety panel has teeth on a live cluster too: a made-up AppendEntries from a second node
+/// in the leader's term (two leaders in one term) turns Election Safety red, pauses the cluster
+/// and says so in the timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_violation_seen_live_pauses_the_cluster_and_names_the_offending_messages() {
+    use raftkv::observe::{Event, Fate, Rpc};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_port_block(10);
+    let configs =
+        raftkv::cluster::loopback_configs(&ports[..5], &ports[5..], dir.path(), common::timing());
+    let cluster = raftkv::cluster::Cluster::start(configs).await.unwrap();
+    let observer = cluster.observer();
+    let (lab, _engine) = raftkv::lab::spawn(cluster).await;
+    let (leader, term) = common::wait_until(Duration::from_secs(20), "a leader", || async {
+        lab.state().leader().map(|s| (s.id, s.term))
+    })
+    .await;
+    assert!(!lab.state().paused);
+    let impostor = (leader + 1) % 5;
+    observer.emit(Event {
+        from: impostor,
+        to: leader,
+        rpc: Rpc::Heartbeat,
+        term,
+        entries: 0,
+        fate: Fate::Answered { granted: None },
+        fields: None,
+        reply: None,
+        legs: None,
+    });
+    let state = common::wait_until(Duration::from_secs(10), "the lab pauses", || async {
+        let state = lab.state();
+        state.paused.then_some(state)
+    })
+    .await;
+    let verdict = &state.safety.verdicts[0];
+    assert_eq!(verdict.property, "Election Safety");
+    let (_, text) = verdict.violation.clone().expect("Election Safety is red");
+    assert!(
+        text.contains(&format!("two leaders in term {term}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("n{impostor} sent Heartbeat")),
+        "{text}"
+    );
+    assert!(
+        state
+            .timeline
+            .iter()
+            .any(|e| e.text.starts_with("SAFETY VIOLATION")),
+        "the timeline says so"
+    );
+    assert!(
+        state.safety.verdicts[1..].iter().all(|v| v.holds()),
+        "only that one"
+    );
+    lab.run(raftkv::lab::LabCommand::Resume).await.unwrap();
+}

@@ -268,6 +268,12 @@ impl Cluster {
         self.env.observer.subscribe()
     }
 
+    /// The sending half of those events, for reports made outside the transport: tests inject a
+    /// made-up message this way to prove that an observer (the lab's safety checks) reacts.
+    pub fn observer(&self) -> crate::observe::Observer {
+        self.env.observer.clone()
+    }
+
     /// Cuts every link between nodes of different groups (both ways). Ids must exist.
     pub fn partition(&self, groups: &[Vec<u64>]) -> Result<()> {
         if let Some(bad) = groups
