@@ -276,7 +276,7 @@ async fn run_lab(args: LabArgs) -> anyhow::Result<()> {
     let recorder = match args.trace_mib {
         0 => None,
         mib => Some(
-            raftkv::lab::trace::Recorder::start(&data_dir, mib * 1024 * 1024)
+            raftkv::lab::recorder::Recorder::start(&data_dir, mib * 1024 * 1024)
                 .with_context(|| format!("cannot record a trace in {}", data_dir.display()))?,
         ),
     };

@@ -184,7 +184,8 @@ async fn replay(dir: &std::path::Path, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lamport_diagram_of_a_stepped_election_has_an_arrow_for_every_delivered_message() {
     use raftkv::lab::LabCommand;
-    use raftkv::lab::trace::{Record, Recorder};
+    use raftkv::lab::recorder::Recorder;
+    use raftkv::lab::trace::Record;
     use raftkv::observe::Fate;
 
     let dir = tempfile::tempdir().unwrap();

@@ -59,6 +59,51 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// A tmux server of this test's own, running `command` in a `width`×`height` session "lab".
+    fn start(name: &str, command: &str, width: u16, height: u16) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("raftkv-test-{name}-{}", std::process::id()),
+        };
+        tmux.open(command, width, height);
+        tmux
+    }
+
+    /// Runs `command` in a new session "lab" (the previous one must have ended).
+    fn open(&self, command: &str, width: u16, height: u16) {
+        let (w, h) = (width.to_string(), height.to_string());
+        let started = self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "lab",
+            "-x",
+            &w,
+            "-y",
+            &h,
+            command,
+        ]);
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+    }
+}
+
+/// Whether tmux is missing here: the test is then skipped, except in CI, where that fails.
+fn no_tmux() -> bool {
+    if Command::new("tmux").arg("-V").output().is_ok() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "tmux must be installed in CI (.ci/run installs it)"
+    );
+    eprintln!("SKIPPED: tmux is not installed; install it to run the end-to-end dashboard tests");
+    true
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
@@ -84,14 +129,7 @@ fn role_on(screen: &str, role: &str) -> Option<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits_cleanly() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tmux must be installed in CI (.ci/run installs it)"
-        );
-        eprintln!(
-            "SKIPPED: tmux is not installed; install it to run the end-to-end dashboard test"
-        );
+    if no_tmux() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -99,30 +137,12 @@ async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits
     let block = free_port_block(12);
     let (base, http) = (block[0], block[6]);
     let control = free_ports(1)[0];
-    let tmux = Tmux {
-        socket: format!("raftkv-test-{}", std::process::id()),
-    };
     let command = format!(
         "{BIN} lab --fresh --data-dir {} --raft-port {base} --http-port {} --control 127.0.0.1:{control}",
         dir.path().display(),
         http
     );
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "lab",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &command,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
+    let tmux = Tmux::start("dash", &command, 120, 40);
 
     let screen = tmux
         .wait_for("a leader is shown", |s| leader_on(s).is_some())
@@ -252,38 +272,19 @@ async fn the_dashboard_elects_takes_a_request_survives_a_killed_leader_and_quits
 /// the reason appear; then the recorded session opens in a replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exercise_is_answered_with_keys_and_its_recording_replays() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tmux must be installed in CI"
-        );
-        eprintln!("SKIPPED: tmux is not installed");
+    if no_tmux() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let block = free_port_block(12);
     let control = free_ports(1)[0];
-    let tmux = Tmux {
-        socket: format!("raftkv-test-ex-{}", std::process::id()),
-    };
     let command = format!(
         "{BIN} lab --exercise startup-election --data-dir {} --raft-port {} --http-port {} --control 127.0.0.1:{control}",
         dir.path().display(),
         block[0],
         block[6]
     );
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "lab",
-        "-x",
-        "150",
-        "-y",
-        "45",
-        &command,
-    ]);
-    assert!(started.status.success());
+    let tmux = Tmux::start("exercise", &command, 150, 45);
     tmux.wait_for("the first step waits for Enter", |s| {
         s.contains("step 1 of 5") && s.contains("Enter: next step")
     })
@@ -308,19 +309,7 @@ async fn an_exercise_is_answered_with_keys_and_its_recording_replays() {
     .await;
 
     let trace = dir.path().join("exercise-startup-election");
-    let command = format!("{BIN} lab --replay {}", trace.display());
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "lab",
-        "-x",
-        "150",
-        "-y",
-        "45",
-        &command,
-    ]);
-    assert!(started.status.success());
+    tmux.open(&format!("{BIN} lab --replay {}", trace.display()), 150, 45);
     tmux.wait_for("the replay opens", |s| {
         s.contains("REPLAY") && s.contains("record 1/")
     })

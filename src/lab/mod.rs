@@ -16,6 +16,7 @@ pub mod fold;
 pub mod held;
 pub mod logs;
 pub mod message;
+pub mod recorder;
 pub mod replay;
 pub mod safety;
 pub mod safety_pane;

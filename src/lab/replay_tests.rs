@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::lab::fold::Input;
-use crate::lab::trace::Recorder;
+use crate::lab::recorder::Recorder;
 use crate::raft::status::Role;
 
 fn status(id: u64, role: Role, term: u64, commit: u64) -> Option<Status> {
