@@ -148,4 +148,17 @@ sleep 1
 # Replay: jump to the leader change after the kill, then open the messages pane.
 for k in g g m; do tmux -L "$sock" send-keys -t lab "$k"; sleep 0.3; done
 shot lab-replay "raftkv lab --replay: the recorded run at the leader change after the kill"
+tmux -L "$sock" kill-session -t lab
+# An exercise: Figure 8, answered at its step (c).
+screen_has() { for _ in $(seq 300); do tmux -L "$sock" capture-pane -p -t lab | grep -q -- "$1" && return; sleep 0.2; done; echo "never saw: $1" >&2; exit 1; }
+tmux -L "$sock" new-session -d -s lab -x 150 -y 45 \
+  "$bin lab --exercise figure-8 --data-dir $data/exercise --raft-port 16000 --http-port 18080 --control $ctl"
+for step in 1 2 3; do
+  screen_has "step $step of 5 · Enter: next step"
+  tmux -L "$sock" send-keys -t lab Enter
+done
+screen_has "press 1–3 to answer"
+tmux -L "$sock" send-keys -t lab 2
+screen_has "Why: Entry 3"
+shot lab-exercise "raftkv lab --exercise figure-8: step (c), answered" 0.5
 fi

@@ -58,11 +58,7 @@ pub fn render(frame: &mut Frame, area: Rect, coach: &CoachView) {
             )));
         }
     }
-    if !coach.log.is_empty() {
-        lines.push(Line::from(""));
-        let log = coach.log.iter().map(|l| one_line(l, width));
-        lines.extend(log.map(|l| Line::from(Span::styled(l, theme::HINT))));
-    }
+    let mut tail = Vec::new();
     for (check, ok, seen) in &coach.checks {
         let (mark, style) = if *ok {
             ("✓", theme::HEALTHY)
@@ -70,16 +66,39 @@ pub fn render(frame: &mut Frame, area: Rect, coach: &CoachView) {
             ("✗", theme::FAULT)
         };
         let text = one_line(&format!("{mark} {check}  ({seen})"), width);
-        lines.push(Line::from(Span::styled(text, style)));
+        tail.push(Line::from(Span::styled(text, style)));
     }
     if let Some(explain) = coach
         .explain
         .as_ref()
         .filter(|_| coach.waiting != Waiting::Answer)
     {
-        lines.push(Line::from(""));
-        lines.extend(reflow(explain, "Why: ", theme::NOTICE));
+        tail.push(Line::from(""));
+        tail.extend(reflow(explain, "Why: ", theme::NOTICE));
     }
+    // What the actions answered is the first thing to go when the pane is short: the text, the
+    // question, the checks and the reason matter more.
+    let rows = |ls: &[Line]| -> usize {
+        ls.iter()
+            .map(|l| l.width().div_ceil(width.max(1)).max(1))
+            .sum()
+    };
+    let room = (area.height as usize).saturating_sub(2 + rows(&lines) + rows(&tail) + 1);
+    if !coach.log.is_empty() {
+        lines.push(Line::from(""));
+        let skip = coach.log.len().saturating_sub(room.max(1));
+        if skip > 0 {
+            let said = format!("(… {skip} earlier actions)");
+            lines.push(Line::from(Span::styled(said, theme::HINT)));
+        }
+        let log = coach
+            .log
+            .iter()
+            .skip(skip + usize::from(skip > 0))
+            .map(|l| one_line(l, width));
+        lines.extend(log.map(|l| Line::from(Span::styled(l, theme::HINT))));
+    }
+    lines.extend(tail);
     let hint = match (coach.waiting, coach.passed) {
         (Waiting::Answer, _) => format!("press 1–{} to answer", coach.choices.len()),
         (Waiting::Next, _) => "Enter: next step".into(),
@@ -87,15 +106,17 @@ pub fn render(frame: &mut Frame, area: Rect, coach: &CoachView) {
         (Waiting::Done, _) => "done: the exercise did not turn out as written (q quits)".into(),
         (Waiting::Working, _) => "running…".into(),
     };
-    let title = format!(
-        " exercise: {} · step {} of {} · {hint} ",
-        coach.title, coach.step, coach.steps
-    );
+    // The step and what to press go on the bottom border: a long title would cut them off.
+    let title = format!(" exercise: {} ", coach.title);
+    let status = format!(" step {} of {} · {hint} ", coach.step, coach.steps);
     frame.render_widget(Clear, area);
     frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL).title(title)),
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(title)
+                .title_bottom(Line::from(status).style(theme::TITLE)),
+        ),
         area,
     );
 }
