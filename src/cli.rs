@@ -163,6 +163,10 @@ pub struct ClientArgs {
     /// nodes' --admin-token-file).
     #[arg(long, env = "RAFTKV_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Trust the certificate authority in this PEM file for https:// endpoints (the nodes'
+    /// --tls-cert, or the CA that signed it), besides the system's web roots.
+    #[arg(long, env = "RAFTKV_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -174,11 +178,20 @@ impl ClientArgs {
         )
     }
 
+    /// [`ClientArgs::client`], trusting `--ca-file` when given.
+    pub fn tls_client(&self) -> anyhow::Result<raftkv::client::Client> {
+        let client = self.client();
+        match &self.ca_file {
+            None => Ok(client),
+            Some(file) => client.trusting(file).map_err(anyhow::Error::msg),
+        }
+    }
+
     /// The client for membership changes: with the admin token, if a file names one.
     pub fn admin_client(&self) -> anyhow::Result<raftkv::client::Client> {
         let token = admin_token(self.admin_token_file.as_deref())?;
         Ok(self
-            .client()
+            .tls_client()?
             .with_admin_token(token.map(|t| t.secret().to_owned())))
     }
 }
@@ -394,6 +407,13 @@ pub struct NodeArgs {
     /// accepted only from this machine (loopback). A server started with --join sends it too.
     #[arg(long, env = "RAFTKV_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Serve HTTPS instead of HTTP on the HTTP port, with this certificate chain (PEM); needs
+    /// --tls-key. Clients then use https:// and, for a certificate of your own CA, --ca-file.
+    #[arg(long, requires = "tls_key", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
@@ -440,6 +460,10 @@ pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         log_bytes_limit: raftkv::config::LOG_BYTES_LIMIT,
         secret: secret(args.cluster_secret_file.as_deref())?,
         admin_token: admin_token(args.admin_token_file.as_deref())?,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| raftkv::config::TlsFiles { cert, key }),
     })
 }
 

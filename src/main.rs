@@ -31,20 +31,20 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
-        Command::Get { key, local, client } => finish(client.client().get(&key, local).await),
+        Command::Get { key, local, client } => finish(client.tls_client()?.get(&key, local).await),
         Command::Put {
             key,
             values,
             client,
         } => {
             let body = serde_json::json!({"type": "PUT", "value": values});
-            finish(client.client().write(&key, body).await)
+            finish(client.tls_client()?.write(&key, body).await)
         }
         Command::Append { key, value, client } => {
             let body = serde_json::json!({"type": "APPEND", "value": value});
-            finish(client.client().write(&key, body).await)
+            finish(client.tls_client()?.write(&key, body).await)
         }
-        Command::Status { client } => finish(client.client().status().await),
+        Command::Status { client } => finish(client.tls_client()?.status().await),
         Command::Member(verb) => {
             use raftkv::client::Membership;
             let (change, client) = match verb {

@@ -71,6 +71,7 @@ pub fn loopback_configs(
                 log_bytes_limit: crate::config::LOG_BYTES_LIMIT,
                 secret: None,
                 admin_token: None,
+                tls: None,
             }
         })
         .collect()

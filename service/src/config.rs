@@ -76,6 +76,15 @@ pub struct NodeConfig {
     /// With an admin token, membership changes over HTTP need it (`api::admin`); without one they
     /// are accepted from loopback only.
     pub admin_token: Option<AdminToken>,
+    /// With a certificate and its key (PEM files), the HTTP port serves HTTPS only (`api::tls`).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A PEM certificate chain and its private key (`--tls-cert`, `--tls-key`).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The bearer token that membership changes over HTTP must carry (`--admin-token-file`).

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod gateway;
 pub mod keys;
 pub mod members;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Instant;

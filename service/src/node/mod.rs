@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt;
 use openraft::BasicNode;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{InitializeError, RaftError};
@@ -49,6 +50,14 @@ impl Node {
     /// Starts a node. `env` is shared by all nodes of one process (the lab's faults and events);
     /// a node of its own process passes `NetEnv::default()`.
     pub async fn start(config: NodeConfig, env: NetEnv) -> Result<Node> {
+        // A certificate that cannot be used fails the start before anything runs.
+        let tls = match &config.tls {
+            Some(files) => Some(
+                api::tls::server_config(&files.cert, &files.key)
+                    .map_err(|e| Error::Config(format!("HTTPS: {e}")))?,
+            ),
+            None => None,
+        };
         std::fs::create_dir_all(&config.data_dir)?;
         let log = open_log(&config).await?;
         // Bind before starting Raft so a taken port fails the start instead of a half-live node
@@ -161,10 +170,24 @@ impl Node {
         tasks.push(tokio::spawn(async move {
             // The peer's address decides who may change the membership without a token.
             let http = http.into_make_service_with_connect_info::<SocketAddr>();
-            let serving = axum::serve(http_listener, http).with_graceful_shutdown(async {
+            let stopped = async {
                 let _ = stopped.await;
-            });
-            if let Err(e) = serving.await {
+            };
+            let served = match tls {
+                None => {
+                    let serving = axum::serve(http_listener, http);
+                    serving.with_graceful_shutdown(stopped).await
+                }
+                Some(tls) => match api::tls::TlsListener::new(http_listener, tls) {
+                    // (`tap_io` gives axum a listener whose peer address it knows how to read.)
+                    Ok(listener) => {
+                        let serving = axum::serve(listener.tap_io(|_| {}), http);
+                        serving.with_graceful_shutdown(stopped).await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = served {
                 tracing::error!("HTTP server stopped: {e}");
             }
         }));
