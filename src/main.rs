@@ -69,6 +69,12 @@ async fn main() -> anyhow::Result<()> {
                 fault: args.fault,
                 pids: args.pids,
                 behind: args.behind.max(1),
+                trust: match &args.client.ca_file {
+                    Some(ca) => {
+                        raftkv::bench::trust::Trust::ca_file(ca).map_err(anyhow::Error::msg)?
+                    }
+                    None => Default::default(),
+                },
             })
             .await?;
             if json {

@@ -27,6 +27,7 @@ async fn every_workload_runs_without_errors_and_the_open_loop_keeps_its_schedule
         fault: None,
         pids: Vec::new(),
         behind: 0,
+        trust: Default::default(),
     };
     for workload in [
         Workload::Put,

@@ -417,6 +417,7 @@ async fn the_bench_times_a_catch_up_and_a_failover_of_real_processes() {
             .map(Child::id)
             .collect(),
         behind: 300,
+        trust: Default::default(),
     };
     let report = run(config.clone()).await.unwrap();
     println!("{}", report.text());

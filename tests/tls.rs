@@ -1,6 +1,7 @@
 //! HTTPS on the nodes' HTTP ports (`--tls-cert`, `--tls-key`): a certificate generated here
 //! (rcgen, self-signed for 127.0.0.1 and localhost), three nodes serving HTTPS, and the real
-//! command line writing and reading through `https://` with `--ca-file`. Without the CA the
+//! command line writing and reading through `https://` with `--ca-file`, and `raftkv bench` loading
+//! them over TLS. Without the CA the
 //! client refuses the server; plain HTTP gets no answer; an unusable certificate stops the start.
 
 mod common;
@@ -79,6 +80,27 @@ async fn the_cli_writes_and_reads_over_https_with_the_ca_and_is_refused_without_
     let plain = format!("http://127.0.0.1:{}", http[0]);
     let (code, _, err) = cli(&["get", "k"], &plain).await;
     assert_eq!(code, 3, "{err}");
+
+    // The load generator too: its load connections and its probes over TLS.
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0",
+            "--connections",
+            "4",
+            "--json",
+        ])
+        .args(["--endpoints", &https, "--ca-file", ca])
+        .output()
+        .await
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(report["ops"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
 
     // A CA file that holds no certificate is refused before anything is sent.
     let empty = dir.path().join("empty.pem");

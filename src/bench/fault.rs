@@ -108,13 +108,11 @@ pub(crate) struct Killed {
 
 /// Kills the current leader's process and waits (bounded) for a new leader among the rest.
 pub(crate) async fn kill_leader(config: &Config, load_start: Instant) -> anyhow::Result<Killed> {
-    let roles = roles(config.system, &config.endpoints).await?;
+    let roles = roles(config).await?;
     let (leader, old_term) = (roles.leader, roles.term);
     signal("KILL", config.pids[leader])?;
     let killed_at = Instant::now();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(500))
-        .build()?;
+    let http = config.trust.http(Duration::from_millis(500));
     let mut new_leader = None;
     while killed_at.elapsed() < HEAL_LIMIT && new_leader.is_none() {
         for (i, e) in config.endpoints.iter().enumerate() {
@@ -180,14 +178,12 @@ async fn applied(config: &Config, http: &reqwest::Client, i: usize) -> anyhow::R
 /// long it takes to apply as much as the leader.
 pub(crate) async fn catch_up(config: Config) -> anyhow::Result<Report> {
     let behind = config.behind;
-    let roles = roles(config.system, &config.endpoints).await?;
+    let roles = roles(&config).await?;
     let leader = roles.leader;
     let follower = roles
         .follower
         .ok_or_else(|| anyhow::anyhow!("catch-up needs a follower"))?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
+    let http = config.trust.http(Duration::from_secs(2));
     let from = applied(&config, &http, follower).await?;
     let terms_before = highest_term(&config).await;
     let paused = Paused(config.pids[follower]);

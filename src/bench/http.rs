@@ -12,6 +12,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::system::Call;
+use super::trust::Trust;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// Why a request got no HTTP status, as the report counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +43,15 @@ type Body = BoxBody<Bytes, std::convert::Infallible>;
 #[derive(Default)]
 pub struct Conn {
     open: Option<(String, SendRequest<Body>)>,
+    /// For https:// endpoints.
+    trust: Trust,
 }
 
 impl Conn {
+    pub fn new(trust: Trust) -> Conn {
+        Conn { open: None, trust }
+    }
+
     /// Sends `call` to `endpoint` (`http://host:port`) and reads the whole response; returns its
     /// status code, or why there was none.
     pub async fn send(
@@ -109,20 +117,42 @@ impl Conn {
                 .map_err(|_| Failure::Connect)?;
             // Requests are small and each waits for its answer: never hold one back (Nagle).
             stream.set_nodelay(true).map_err(|_| Failure::Connect)?;
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|_| Failure::Connect)?;
-            // Drives the connection; ends when `sender` is dropped or the peer closes.
-            tokio::spawn(connection);
+            let sender = match (endpoint.starts_with("https://"), self.trust.connector()) {
+                (false, _) => handshake(stream).await?,
+                (true, Some(tls)) => {
+                    let host = authority(endpoint).rsplit_once(':').map_or("", |(h, _)| h);
+                    let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+                        .map_err(|_| Failure::Connect)?;
+                    let stream = tls.connect(name, stream).await;
+                    handshake(stream.map_err(|_| Failure::Connect)?).await?
+                }
+                // https:// without a CA to check the server against: refuse to connect.
+                (true, None) => return Err(Failure::Connect),
+            };
             self.open = Some((endpoint.to_owned(), sender));
         }
         Ok(&mut self.open.as_mut().expect("opened above").1)
     }
 }
 
-/// `host:port` of an `http://host:port` endpoint.
+/// An HTTP/1.1 connection over `io`, driven by a task of its own (it ends when the sender is
+/// dropped or the peer closes).
+async fn handshake<Io>(io: Io) -> Result<SendRequest<Body>, Failure>
+where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|_| Failure::Connect)?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// `host:port` of an `http://host:port` or `https://host:port` endpoint.
 fn authority(endpoint: &str) -> &str {
-    endpoint.strip_prefix("http://").unwrap_or(endpoint)
+    let rest = endpoint.strip_prefix("https://");
+    rest.or_else(|| endpoint.strip_prefix("http://"))
+        .unwrap_or(endpoint)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 pub mod fault;
 mod http;
 pub mod system;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub struct Config {
     pub pids: Vec<u32>,
     /// Catch-up: how many writes are acknowledged while the follower is paused.
     pub behind: u64,
+    /// Whom to trust on https:// endpoints.
+    pub trust: trust::Trust,
 }
 
 #[derive(Debug, Serialize)]
@@ -147,17 +150,18 @@ fn cpu_time() -> Option<Duration> {
 }
 
 /// Every endpoint's probe (None where it does not answer), in endpoint order.
-async fn probe_all(system: System, endpoints: &[String]) -> Vec<Option<system::Probe>> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("an HTTP client");
-    futures::future::join_all(endpoints.iter().map(|e| system.probe(&http, e))).await
+async fn probe_all(config: &Config) -> Vec<Option<system::Probe>> {
+    let http = config.trust.http(Duration::from_secs(2));
+    let probes = config
+        .endpoints
+        .iter()
+        .map(|e| config.system.probe(&http, e));
+    futures::future::join_all(probes).await
 }
 
 /// The highest term any endpoint reports now.
 async fn highest_term(config: &Config) -> Option<u64> {
-    let probes = probe_all(config.system, &config.endpoints).await;
+    let probes = probe_all(config).await;
     probes.iter().flatten().map(|p| p.term).max()
 }
 
@@ -174,8 +178,8 @@ struct Roles {
     term: u64,
 }
 
-async fn roles(system: System, endpoints: &[String]) -> anyhow::Result<Roles> {
-    let probes = probe_all(system, endpoints).await;
+async fn roles(config: &Config) -> anyhow::Result<Roles> {
+    let probes = probe_all(config).await;
     let leader = probes
         .iter()
         .position(|p| p.is_some_and(|p| p.leader))
@@ -195,8 +199,11 @@ async fn roles(system: System, endpoints: &[String]) -> anyhow::Result<Roles> {
 pub async fn run(mut config: Config) -> anyhow::Result<Report> {
     for e in &mut config.endpoints {
         *e = crate::client::endpoint_url(e);
-        if !e.starts_with("http://") {
-            anyhow::bail!("the bench speaks plain HTTP; {e} is not an http:// endpoint");
+        if e.starts_with("https://") && config.trust.connector().is_none() {
+            anyhow::bail!("{e}: an https:// endpoint needs --ca-file (the CA to check it against)");
+        }
+        if !e.starts_with("http://") && !e.starts_with("https://") {
+            anyhow::bail!("the bench speaks HTTP and HTTPS; {e} is neither");
         }
     }
     if config.fault.is_some() && config.pids.len() != config.endpoints.len() {
@@ -211,7 +218,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<Report> {
     }
     let Roles {
         leader, follower, ..
-    } = roles(config.system, &config.endpoints).await?;
+    } = roles(&config).await?;
     let e = &config.endpoints;
     let target: Vec<String> = match config.workload {
         _ if config.fault == Some(Fault::Failover) => e.clone(),
@@ -263,7 +270,7 @@ async fn seed_keys(config: &Config, endpoint: &str) -> anyhow::Result<()> {
     let keys = config.keys.clamp(1, 1000) as usize;
     let writers = config.connections.clamp(1, keys);
     let writer = |first: usize| async move {
-        let mut conn = http::Conn::default();
+        let mut conn = http::Conn::new(config.trust.clone());
         for k in (first..keys).step_by(writers) {
             let call = config.system.write(&format!("b{k}"), Write::Put("x"))?;
             match conn.send(endpoint, &call, REQUEST_TIMEOUT).await {
@@ -403,7 +410,7 @@ impl Connection {
     /// window; on a failed request it moves to the next endpoint of its target list.
     async fn run(self) -> anyhow::Result<Counts> {
         let config = &self.config;
-        let mut conn = http::Conn::default();
+        let mut conn = http::Conn::new(config.trust.clone());
         let mut counts = Counts::new();
         let mut rng = StdRng::seed_from_u64(self.c as u64);
         let mut at = self.c % self.target.len();
