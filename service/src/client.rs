@@ -151,7 +151,7 @@ impl Client {
                 let resp = match self.http.get(&url).send().await {
                     Ok(resp) => resp,
                     // A read changes nothing: any failure may be retried elsewhere.
-                    Err(e) => return Attempt::Next(e.to_string()),
+                    Err(e) => return Attempt::Next(said(&e)),
                 };
                 let status = resp.status().as_u16();
                 let body = resp.text().await.unwrap_or_default();
@@ -214,13 +214,18 @@ impl Client {
         let mut rows = Vec::new();
         for endpoint in &self.endpoints {
             let url = format!("{endpoint}/admin/status");
-            let status = match self.http.get(&url).send().await {
-                Ok(resp) if resp.status().is_success() => resp.json::<Status>().await.ok(),
-                _ => None,
+            let (status, error) = match self.http.get(&url).send().await {
+                Ok(resp) if resp.status().is_success() => match resp.json::<Status>().await {
+                    Ok(status) => (Some(status), None),
+                    Err(e) => (None, Some(said(&e))),
+                },
+                Ok(resp) => (None, Some(format!("HTTP {}", resp.status()))),
+                Err(e) => (None, Some(said(&e))),
             };
             rows.push(Row {
                 endpoint: endpoint.clone(),
                 status,
+                error,
             });
         }
         let leader = leader_of(rows.iter().filter_map(|r| r.status.as_ref()));
@@ -242,7 +247,8 @@ impl Client {
         );
         for row in &rows {
             let Some(s) = &row.status else {
-                out.push_str(&format!("{:<24} down\n", row.endpoint));
+                let why = row.error.as_deref().unwrap_or("no answer");
+                out.push_str(&format!("{:<24} down ({why})\n", row.endpoint));
                 continue;
             };
             let num = |v: Option<u64>| v.map_or("-".into(), |n| n.to_string());
@@ -305,7 +311,7 @@ impl Client {
                 };
                 let resp = match request.send().await {
                     Ok(resp) => resp,
-                    Err(e) => return Attempt::Next(e.to_string()),
+                    Err(e) => return Attempt::Next(said(&e)),
                 };
                 let status = resp.status().as_u16();
                 let text = resp.text().await.unwrap_or_default().trim().to_owned();
@@ -347,4 +353,19 @@ struct Row {
     endpoint: String,
     /// `None`: the node did not answer.
     status: Option<Status>,
+    /// Why not, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// A request's failure with its causes (reqwest's own text names only the URL: the cause, such
+/// as a certificate nobody trusts or a refused connection, is in its sources).
+fn said(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
