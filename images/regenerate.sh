@@ -3,6 +3,7 @@
 # terminal on spare ports, drives it through the control API and keys, and captures the screen.
 # Needs tmux and python3 with rich and cairosvg (pip install rich cairosvg).
 # `images/regenerate.sh stepped` re-takes only the stepped election (README's lab section);
+# `images/regenerate.sh partition` only the partition screenshot at the top of README;
 # `images/regenerate.sh record` only the recorder's pictures: the safety pane, a replay, and the
 # Lamport diagram and timeseries exported from the recorded trace.
 set -euo pipefail
@@ -87,8 +88,20 @@ fi
 
 uptime() { state | python3 -c 'import json,sys; print(json.load(sys.stdin)["uptime_ms"])'; }
 
+# ---- README: the partition screenshot at the top (only in this mode; "all" takes its own).
+if [ "$only" = partition ]; then
+l=$(wait_leader)
+for v in cat dog mouse; do post /lab/request "{\"via\":$(( (l + 1) % 5 )),\"key\":\"a\",\"value\":\"$v\"}"; done
+post /lab/partition '{"groups":[[0,1,2],[3,4]]}'
+for _ in $(seq 150); do l=$(leader 2>/dev/null || true); case "$l" in 0|1|2) break;; esac; sleep 0.2; done
+post /lab/request '{"via":0,"key":"a","value":"majority"}' || true
+( post /lab/request '{"via":3,"key":"a","value":"minority"}' || true ) &
+shot lab-partition "partition {0,1,2} | {3,4}: the majority's leader commits, the minority cannot" 3
+wait
+fi
+
 # ---- README: an election stepped one message at a time, the inspector open on a reply.
-if [ "$only" != record ]; then
+if [ "$only" = all ] || [ "$only" = stepped ]; then
 l=$(wait_leader)
 post /lab/pause
 # Messages in flight when the pause began (heartbeats and their replies) go first.
