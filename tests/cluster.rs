@@ -294,8 +294,62 @@ async fn status_reports_raft_state_on_leader_and_follower() {
         f.leader_addr.as_deref(),
         Some(c.config(leader).raft_addr.to_string().as_str())
     );
-    assert!(f.followers.is_none() && f.has_quorum && f.fatal.is_none());
+    assert!(f.followers.is_none() && f.heard_from_leader && f.fatal.is_none());
+    // A follower cannot have a quorum, and its vote is its own: it voted in the election or not.
+    assert!(!f.has_quorum && f.quorum_contact_ms.is_none());
+    assert_eq!(f.vote_holder, Some(leader as u64));
     assert_eq!(f.raft_addr, c.config(f_id).raft_addr.to_string());
     assert_eq!(f.keys, 1);
+    c.shutdown().await;
+}
+
+/// `voted_for` is the paper's votedFor: a server that was down during an election and then
+/// follows the winner voted for nobody in that term, although openraft's vote (`vote_holder`)
+/// names the leader; the servers that elected it show their vote; a leader has a quorum, a
+/// follower only hears from its leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voted_for_names_only_a_vote_cast_in_this_term() {
+    let mut c = TestCluster::start(5, |_| {}).await;
+    let (leader, term) = c.leader(ELECTION).await;
+    let away = (leader + 1) % 5;
+    c.kill(away).await;
+    c.kill(leader).await;
+    let voters: Vec<usize> = (0..5).filter(|i| *i != leader && *i != away).collect();
+    // Three of five are up: the winner needed every one of their votes.
+    let winner = wait_until(ELECTION, "the three elect a leader", || async {
+        c.leader_among(&voters, term).await
+    })
+    .await;
+    let new_term = c.status(winner).await.unwrap().term;
+    for v in &voters {
+        let s = c.status(*v).await.unwrap();
+        assert_eq!(s.term, new_term, "{s:?}");
+        assert_eq!(
+            s.voted_for,
+            Some(winner as u64),
+            "n{v} voted for the winner"
+        );
+    }
+    c.restart(away).await;
+    let s = wait_until(
+        ELECTION,
+        "the returning server follows the winner",
+        || async {
+            let s = c.status(away).await?;
+            (s.term == new_term && s.leader_id == Some(winner as u64)).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(s.voted_for, None, "it was down during the election: {s:?}");
+    assert_eq!(s.vote_holder, Some(winner as u64));
+    assert!(s.heard_from_leader && !s.has_quorum, "{s:?}");
+    let w = c.status(winner).await.unwrap();
+    assert!(w.has_quorum && !w.heard_from_leader && w.leader_contact_ms.is_none());
+    // A vote is persistent state (Figure 2): a voter restarted in the same term still shows it.
+    let voter = *voters.iter().find(|v| **v != winner).unwrap();
+    c.kill(voter).await;
+    c.restart(voter).await;
+    let s = wait_until(ELECTION, "the voter is back", || c.status(voter)).await;
+    assert_eq!((s.term, s.voted_for), (new_term, Some(winner as u64)));
     c.shutdown().await;
 }

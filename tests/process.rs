@@ -238,7 +238,7 @@ async fn freeze_a_follower(pre_vote: bool) -> (u64, u64, usize, usize) {
             let s = procs.status(follower).await?;
             let l = procs.status(s.leader_id? as usize).await?;
             (s.role == Role::Follower
-                && s.has_quorum
+                && s.heard_from_leader
                 && l.role == Role::Leader
                 && l.has_quorum
                 && l.term == s.term)
@@ -353,7 +353,7 @@ async fn a_rolling_restart_with_sigterm_fails_no_write() {
             "the restarted node follows a leader again",
             || async {
                 let s = procs.status(i).await?;
-                (s.leader_id.is_some() && s.has_quorum).then_some(())
+                (s.leader_id.is_some() && s.heard_from_leader).then_some(())
             },
         )
         .await;

@@ -64,18 +64,26 @@ fn fact_lines(s: &Status) -> Vec<Line<'static>> {
         .filter(|m| !m.voter)
         .map(|m| format!("n{}", m.id))
         .collect();
-    let contact = match (s.quorum_contact_ms, s.role) {
-        (Some(ms), crate::raft::status::Role::Leader) => format!("quorum heard {ms} ms ago"),
-        (Some(ms), _) => format!("leader heard {ms} ms ago"),
-        (None, _) => "no leader heard".into(),
+    let contact = match (s.role, s.quorum_contact_ms, s.leader_contact_ms) {
+        (crate::raft::status::Role::Leader, Some(ms), _) => format!("quorum heard {ms} ms ago"),
+        (crate::raft::status::Role::Leader, None, _) => "no quorum heard".into(),
+        (_, _, Some(ms)) => format!("leader heard {ms} ms ago"),
+        (_, _, None) => "no leader heard".into(),
     };
     let mut lines = vec![
         fact("role", format!("{} in term {}", s.role, s.term)),
         fact(
-            "vote",
+            "voted for",
+            match s.voted_for {
+                Some(v) => format!("n{v} in term {}", s.term),
+                None => format!("nobody in term {}", s.term),
+            },
+        ),
+        fact(
+            "openraft vote",
             format!(
                 "{}{}",
-                node(s.voted_for),
+                node(s.vote_holder),
                 if s.vote_committed {
                     " (committed: leader established)"
                 } else {

@@ -217,11 +217,11 @@ impl Engine {
                     Some(s)
                         if c.timing().pre_vote
                             && s.role == Role::Follower
-                            && s.has_quorum
+                            && s.heard_from_leader
                             && !c.is_paused() =>
                     {
                         let leader = s.leader_id.map_or("a leader".into(), |l| format!("n{l}"));
-                        let ago = s.quorum_contact_ms.unwrap_or(0);
+                        let ago = s.leader_contact_ms.unwrap_or(0);
                         format!(
                             "n{id} timed out but does not campaign: with pre-vote it first needs \
                              its leader lease to run out, and it heard from {leader} {ago} ms ago \

@@ -226,7 +226,12 @@ fn timer(s: &Status, state: &LabState) -> Vec<Span<'static>> {
         // Timers are frozen during a pause; wall-clock ages would drain the bar misleadingly.
         return vec![Span::styled("timer paused", theme::NOTICE)];
     }
-    match (s.role, s.quorum_contact_ms) {
+    let contact = if s.role == Role::Leader {
+        s.quorum_contact_ms
+    } else {
+        s.leader_contact_ms
+    };
+    match (s.role, contact) {
         (Role::Leader, Some(ms)) if s.has_quorum => {
             vec![Span::styled(format!("quorum ✓ {ms}ms ago"), theme::HEALTHY)]
         }

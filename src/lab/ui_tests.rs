@@ -14,6 +14,7 @@ use crate::observe::{AppendAnswer, Fate, Fields, Held, Leg, LogPos, ReplyFields,
 use crate::raft::status::{FollowerProgress, Role, Status};
 
 fn status(id: u64, role: Role, term: u64, leader: u64) -> Status {
+    let leading = role == Role::Leader;
     let followers = (role == Role::Leader).then(|| {
         (0..5u64)
             .filter(|f| *f != id)
@@ -35,6 +36,7 @@ fn status(id: u64, role: Role, term: u64, leader: u64) -> Status {
         role,
         term,
         voted_for: Some(leader),
+        vote_holder: Some(leader),
         vote_committed: true,
         leader_id: Some(leader),
         leader_addr: Some(format!("127.0.0.1:{}", 6000 + leader)),
@@ -47,8 +49,10 @@ fn status(id: u64, role: Role, term: u64, leader: u64) -> Status {
         purged_index: None,
         members: vec![],
         followers,
-        has_quorum: true,
-        quorum_contact_ms: Some(50),
+        has_quorum: leading,
+        quorum_contact_ms: leading.then_some(50),
+        heard_from_leader: !leading,
+        leader_contact_ms: (!leading).then_some(50),
         pre_vote: true,
         keys: 1,
         uptime_secs: 5,

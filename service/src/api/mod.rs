@@ -54,6 +54,8 @@ pub struct AppState {
     pub admin_token: Option<crate::config::AdminToken>,
     /// The lab's clock the node runs on, if any: ages in the status are read on it.
     pub clock: Option<Arc<crate::clock::Clock>>,
+    /// The votes this node granted (its `voted_for`).
+    pub ballot: Arc<crate::raft::ballot::Ballot>,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             uptime_secs: self.started.elapsed().as_secs(),
             lease_ms: self.lease_ms,
             removed: self.gateway.removal.known(),
+            granted: self.ballot.last(),
         };
         let status = status::status(&self.gateway.raft, facts);
         match &self.clock {

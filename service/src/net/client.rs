@@ -23,6 +23,7 @@ use super::{Conn, NetEnv, Secret};
 use crate::metrics::Metrics;
 use crate::observe::Rpc;
 use crate::raft::TypeConfig;
+use crate::raft::ballot::Ballot;
 use crate::raft::removal::Removal;
 use crate::raft::typ::{Snapshot, Vote};
 
@@ -41,6 +42,8 @@ pub struct Identity {
     pub failures: Arc<FailureLog>,
     /// What this node knows of its own removal from the cluster; peers' answers go here.
     pub removal: Arc<Removal>,
+    /// The votes this node grants are recorded here (the paper's votedFor, `raft::ballot`).
+    pub ballot: Arc<Ballot>,
 }
 
 impl Identity {

@@ -90,7 +90,7 @@ async fn serve_connection(
         if me.env.faults.is_cut(peer, me.id) {
             return Ok(());
         }
-        let reply = handle(raft, proposer, peer, request).await;
+        let reply = handle(me, raft, proposer, peer, request).await;
         if me.env.faults.is_cut(me.id, peer) {
             return Ok(());
         }
@@ -121,7 +121,13 @@ fn check_hello(hello: &Hello, me: &Identity) -> Result<(), String> {
     Ok(())
 }
 
-async fn handle(raft: &Raft, proposer: &Proposer, peer: u64, request: Request) -> Reply {
+async fn handle(
+    me: &Identity,
+    raft: &Raft,
+    proposer: &Proposer,
+    peer: u64,
+    request: Request,
+) -> Reply {
     let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
     // A server our committed configuration does not have asks for a vote: it was removed (ids
     // are never reused). Tell it, instead of letting it campaign forever (`raft::removal`).
@@ -135,10 +141,20 @@ async fn handle(raft: &Raft, proposer: &Proposer, peer: u64, request: Request) -
             .append_entries(rpc)
             .await
             .map_or_else(|e| failed(&e), Reply::AppendEntries),
-        Request::Vote(rpc) => raft
-            .vote(rpc)
-            .await
-            .map_or_else(|e| failed(&e), Reply::Vote),
+        Request::Vote(rpc) => {
+            let (term, candidate) = (rpc.vote.leader_id.term, rpc.vote.leader_id.voted_for);
+            match raft.vote(rpc).await {
+                Ok(answer) => {
+                    // Recorded before the grant leaves, so the candidate never counts a vote
+                    // this server's status does not show.
+                    if answer.vote_granted {
+                        me.ballot.granted(term, candidate).await;
+                    }
+                    Reply::Vote(answer)
+                }
+                Err(e) => failed(&e),
+            }
+        }
         Request::PreVote(rpc) => raft
             .pre_vote(rpc)
             .await

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::net::client::{AddressBook, Identity as NetIdentity, NetworkFactory, Peers};
 use crate::net::{NetEnv, server};
+use crate::raft::ballot::Ballot;
 use crate::raft::batch::Proposer;
 use crate::raft::removal::{self, Removal};
 use crate::raft::status::Status;
@@ -95,6 +96,7 @@ impl Node {
         let sm = StateMachine::new(SnapshotFile::new(&config.data_dir.join("snapshot"))?);
         let kv = sm.reader();
         let removal = Arc::new(Removal::default());
+        let ballot = Arc::new(Ballot::open(config.data_dir.clone()));
         let me = NetIdentity {
             cluster: CLUSTER_NAME.into(),
             id,
@@ -103,6 +105,7 @@ impl Node {
             metrics: metrics.clone(),
             failures: Default::default(),
             removal: removal.clone(),
+            ballot: ballot.clone(),
         };
         let clock = me.env.clock.clone();
         let network = NetworkFactory { me: me.clone() };
@@ -162,6 +165,7 @@ impl Node {
             log,
             clock,
             admin_token: config.admin_token.clone(),
+            ballot,
         });
         let http = api::router(app.clone(), config.max_in_flight);
         let (http_stop, stopped) = tokio::sync::oneshot::channel::<()>();

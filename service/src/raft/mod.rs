@@ -4,8 +4,11 @@
 //! Glossary (the Raft paper's words, used the same way in code, JSON, dashboard and Report):
 //! - **term**: a numbered period with at most one leader (we use openraft's standard leader id,
 //!   so two leaders in one term are impossible; openraft's default would allow it).
-//! - **vote**: the candidate a node granted its vote to in the current term, persisted before
-//!   it is answered; *committed* vote = a quorum granted it, i.e. an established leader.
+//! - **vote**: the candidate a node granted its vote to in the current term (`voted_for`, the
+//!   paper's votedFor, recorded by [`ballot`]). openraft's own vote is wider: the highest (term,
+//!   node) a server accepted, including the leader it follows without having voted
+//!   (`vote_holder`); it is fsynced before any answer, and it is what enforces one vote per
+//!   term. *Committed* vote = a quorum granted it, i.e. an established leader.
 //! - **leader / follower / candidate / learner**: the server states.
 //! - **log index**, **committed** (stored on a quorum, never lost), **applied** (executed by the
 //!   state machine), **snapshot** (state up to an index, saved to disk), **purged** (log entries
@@ -68,6 +71,7 @@
 //! - The de-duplication window for retried writes is bounded (`kv`): a retry arriving after
 //!   many more writes than that window may apply twice.
 
+pub mod ballot;
 pub mod batch;
 pub mod leader;
 pub mod members;

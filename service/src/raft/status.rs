@@ -7,6 +7,7 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::{Instant, ServerState};
 use serde::{Deserialize, Serialize};
 
+use super::ballot::{self, Grant};
 use super::typ::{LogId, Raft};
 
 /// One member of the cluster, as this node's latest membership entry says.
@@ -96,9 +97,16 @@ pub struct Status {
     pub role: Role,
     /// The current term.
     pub term: u64,
-    /// The node this node voted for in the current term (None: no vote yet).
+    /// The paper's votedFor: the candidate this server granted its vote to in the current term
+    /// (itself if it stood for election), or None if it voted for nobody in this term, e.g.
+    /// because it was down during the election or learned the term from a leader (`raft::ballot`).
     pub voted_for: Option<u64>,
-    /// True once a quorum granted that vote (an established leader).
+    /// openraft's vote, which is not votedFor: the node of the highest (term, node) this server
+    /// has accepted, whether it voted for it, follows it as leader, or adopted its term from a
+    /// refusal. A follower that never voted in this term holds its leader here.
+    #[serde(default)]
+    pub vote_holder: Option<u64>,
+    /// True once a quorum granted openraft's vote (`vote_holder` is an established leader).
     pub vote_committed: bool,
     pub leader_id: Option<u64>,
     pub leader_addr: Option<String>,
@@ -119,11 +127,21 @@ pub struct Status {
     pub members: Vec<Member>,
     /// On the leader: each follower's replication progress. Absent elsewhere.
     pub followers: Option<BTreeMap<u64, FollowerProgress>>,
-    /// Leader: a quorum acknowledged it within the last election timeout (it may accept writes).
-    /// Follower: it heard from a leader within the last election timeout.
+    /// Only a leader can have a quorum: true when a quorum acknowledged it within the leader
+    /// lease (the election timeout maximum), so it may serve writes and reads. Always false on
+    /// other roles: a follower cannot know whether its leader still has a majority.
     pub has_quorum: bool,
-    /// Milliseconds since the leader last heard from a quorum, or the follower from its leader.
+    /// Leader: milliseconds since a quorum last acknowledged it. None on other roles.
     pub quorum_contact_ms: Option<u64>,
+    /// Not a leader: it heard from a leader within the leader lease, so it refuses to vote for
+    /// others. A follower of a stale leader cut off with it in a minority still says true: it
+    /// hears that leader. False on a leader.
+    #[serde(default)]
+    pub heard_from_leader: bool,
+    /// Not a leader: milliseconds since it last heard from a leader (None: none heard since it
+    /// started or changed term). None on a leader.
+    #[serde(default)]
+    pub leader_contact_ms: Option<u64>,
     pub pre_vote: bool,
     /// Number of keys in the applied state.
     pub keys: usize,
@@ -152,6 +170,8 @@ pub struct NodeFacts {
     pub lease_ms: u64,
     /// Why this node knows it was removed from the cluster, if it does.
     pub removed: Option<String>,
+    /// The last vote this node granted another candidate (`raft::ballot`).
+    pub granted: Option<Grant>,
 }
 
 /// Reads the node's status. Costs one round trip to RaftCore (for the follower's leader-contact
@@ -191,10 +211,13 @@ pub async fn status(raft: &Raft, facts: NodeFacts) -> Status {
             })
             .collect()
     });
-    let quorum_contact_ms = if m.state == ServerState::Leader {
-        m.last_quorum_acked
-            .as_ref()
-            .map(|t| t.elapsed().as_millis() as u64)
+    let leading = m.state == ServerState::Leader;
+    let quorum_contact_ms = leading
+        .then_some(m.last_quorum_acked.as_ref())
+        .flatten()
+        .map(|t| t.elapsed().as_millis() as u64);
+    let leader_contact_ms = if leading {
+        None
     } else {
         let last = raft
             .with_raft_state(|s| s.vote_last_modified())
@@ -204,6 +227,11 @@ pub async fn status(raft: &Raft, facts: NodeFacts) -> Status {
         last.filter(|_| m.current_leader.is_some())
             .map(|t| t.elapsed().as_millis() as u64)
     };
+    let lease =
+        |ms: Option<u64>| ms.is_some_and(|ms| ms <= facts.lease_ms) && m.running_state.is_ok();
+    // Term 0 is before any election: openraft fills the vote with a default id then.
+    let vote =
+        (m.vote.leader_id.term > 0).then_some((m.vote.leader_id.term, m.vote.leader_id.voted_for));
     let recent_log = match m.last_log_index {
         Some(last) => (last.saturating_sub(RECENT_LOG - 1)..=last)
             .filter_map(|i| m.log_id_list.get(i).map(|id| (i, id.leader_id.term)))
@@ -223,8 +251,8 @@ pub async fn status(raft: &Raft, facts: NodeFacts) -> Status {
         },
         removed: facts.removed,
         term: m.current_term,
-        // Term 0 is before any election: openraft fills the vote with a default id then.
-        voted_for: (m.vote.leader_id.term > 0).then_some(m.vote.leader_id.voted_for),
+        voted_for: ballot::voted_for(m.id, m.current_term, vote, facts.granted),
+        vote_holder: vote.map(|(_, node)| node),
         vote_committed: m.vote.committed,
         leader_id: m.current_leader,
         leader_addr,
@@ -235,9 +263,10 @@ pub async fn status(raft: &Raft, facts: NodeFacts) -> Status {
         purged_index: index(&m.purged),
         members,
         followers,
-        has_quorum: quorum_contact_ms.is_some_and(|ms| ms <= facts.lease_ms)
-            && m.running_state.is_ok(),
+        has_quorum: lease(quorum_contact_ms),
         quorum_contact_ms,
+        heard_from_leader: lease(leader_contact_ms),
+        leader_contact_ms,
         pre_vote: facts.pre_vote,
         keys: facts.keys,
         uptime_secs: facts.uptime_secs,

@@ -1,0 +1,165 @@
+//! The paper's `votedFor` (Figure 2): the candidate this server granted its vote to, and in which
+//! term. openraft does not keep it. Its own vote (`RaftMetrics::vote`) is the highest (term,
+//! node) this server has accepted from anyone: the candidate it voted for, but also the leader
+//! whose AppendEntries it accepted without having voted (a server that was down during the
+//! election), or the term a candidate adopted from a peer that refused it. Shown as `voted_for`,
+//! that made restarted servers claim votes they never cast, so raftkv records grants where they
+//! happen: `net::server` after openraft answers a RequestVote with `vote_granted` (pre-votes
+//! are not votes), and a candidate's vote for itself is read from openraft's vote
+//! ([`voted_for`]).
+//!
+//! Safety does not rest on this record: openraft's vote, fsynced before it is answered, is what
+//! keeps a server to one vote per term. The ballot is an observation kept across restarts so the
+//! status can say what the paper means; a crash between openraft's fsync and ours loses the
+//! record of that one grant (the status then shows no vote for that term, never a wrong one).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::write_atomically;
+
+const FILE: &str = "ballot.json";
+
+/// A vote this server granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub term: u64,
+    pub candidate: u64,
+}
+
+/// The last vote this server granted to another candidate, kept in the node's data dir.
+pub struct Ballot {
+    dir: Option<PathBuf>,
+    last: Mutex<Option<Grant>>,
+    /// One save at a time, each writing the newest grant: two grants answered on two connections
+    /// cannot leave the older one on disk.
+    saving: tokio::sync::Mutex<()>,
+}
+
+impl Ballot {
+    /// Reads the last grant from `dir` (none if the file is missing or unreadable: the record is
+    /// an observation, and an unreadable one must not stop the node).
+    pub fn open(dir: PathBuf) -> Ballot {
+        let last = std::fs::read(dir.join(FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        Ballot {
+            dir: Some(dir),
+            last: Mutex::new(last),
+            saving: Default::default(),
+        }
+    }
+
+    /// A ballot that is not saved (tests).
+    pub fn in_memory() -> Ballot {
+        Ballot {
+            dir: None,
+            last: Mutex::new(None),
+            saving: Default::default(),
+        }
+    }
+
+    pub fn last(&self) -> Option<Grant> {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that this server granted its vote in `term` to `candidate`. Called before the
+    /// grant is sent, so no status read after the candidate counted it can miss it.
+    pub async fn granted(&self, term: u64, candidate: u64) {
+        let grant = Grant { term, candidate };
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|l| l.term > term) {
+                return;
+            }
+            *last = Some(grant);
+        }
+        let Some(dir) = self.dir.clone() else { return };
+        let _saving = self.saving.lock().await;
+        let Ok(bytes) = serde_json::to_vec(&self.last()) else {
+            return;
+        };
+        // Blocking file I/O off the runtime's workers. Elections are rare; the two fsyncs of
+        // `write_atomically` cost a few milliseconds once per grant.
+        let saved = tokio::task::spawn_blocking(move || write_atomically(&dir, FILE, &bytes)).await;
+        if let Ok(Err(e)) | Err(e) = saved.map_err(std::io::Error::other) {
+            tracing::warn!("could not save the vote granted in term {term}: {e}");
+        }
+    }
+}
+
+/// The paper's `votedFor` in `current_term`: the candidate this server granted its vote to in
+/// that term, itself if it stood as candidate (openraft's vote then names it), or none.
+pub fn voted_for(
+    me: u64,
+    current_term: u64,
+    vote: Option<(u64, u64)>,
+    ballot: Option<Grant>,
+) -> Option<u64> {
+    if let Some((term, node)) = vote
+        && term == current_term
+        && node == me
+    {
+        return Some(me);
+    }
+    ballot
+        .filter(|g| g.term == current_term)
+        .map(|g| g.candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vote_held_from_a_leader_is_not_a_vote_cast() {
+        // Down during the election of term 3, then caught up by n0's AppendEntries: openraft
+        // holds (3, n0), but this server voted for nobody in term 3.
+        assert_eq!(
+            voted_for(
+                2,
+                3,
+                Some((3, 0)),
+                Some(Grant {
+                    term: 2,
+                    candidate: 4
+                })
+            ),
+            None
+        );
+        // It granted n0 its vote in term 3.
+        assert_eq!(
+            voted_for(
+                2,
+                3,
+                Some((3, 0)),
+                Some(Grant {
+                    term: 3,
+                    candidate: 0
+                })
+            ),
+            Some(0)
+        );
+        // It stood for election in term 3 itself.
+        assert_eq!(voted_for(2, 3, Some((3, 2)), None), Some(2));
+        assert_eq!(voted_for(2, 0, None, None), None);
+    }
+
+    #[tokio::test]
+    async fn a_grant_survives_a_restart_and_an_older_one_does_not_replace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ballot = Ballot::open(dir.path().into());
+        ballot.granted(5, 1).await;
+        ballot.granted(4, 3).await;
+        let again = Ballot::open(dir.path().into());
+        assert_eq!(
+            again.last(),
+            Some(Grant {
+                term: 5,
+                candidate: 1
+            })
+        );
+    }
+}
