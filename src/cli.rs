@@ -237,7 +237,10 @@ pub struct NemesisArgs {
 
 #[derive(clap::Args)]
 pub struct ScenarioArgs {
-    #[arg(value_parser = ["task2", "task3", "partition-a", "partition-b"])]
+    /// task2, task3: five node processes. two-hosts-a, two-hosts-b: the partition on two
+    /// network namespaces with the assignment's scripts, leader on the first (a) or second (b)
+    /// computer (needs root). partition-a, partition-b: the same in one process.
+    #[arg(value_parser = raftkv::scenario::NAMES)]
     pub name: String,
     /// Folder for the evidence.
     #[arg(long, default_value = "images/evidence")]
@@ -248,6 +251,9 @@ pub struct ScenarioArgs {
     /// Node i serves HTTP on 127.0.0.1:(HTTP_PORT+i).
     #[arg(long, default_value_t = 8080)]
     pub http_port: u16,
+    /// The partition scripts, for two-hosts-*.
+    #[arg(long, default_value = "bin/partition")]
+    pub scripts: PathBuf,
 }
 
 #[derive(clap::Args)]

@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
                 out: args.out,
                 raft_port: args.raft_port,
                 http_port: args.http_port,
+                scripts: args.scripts,
             };
             let path = raftkv::scenario::run(&args.name, &options).await?;
             println!("{}", path.display());

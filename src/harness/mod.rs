@@ -8,8 +8,8 @@
 //!   leader with a quorum among some nodes (always through `raft::status::leader_of`), writes and
 //!   reads. Nothing here panics: callers decide how to wait.
 //!
-//! tests/netns.rs keeps its own: its nodes live in network namespaces and answer only through
-//! `ip netns exec`.
+//! - [`netns`]: the assignment's two computers on one machine (two network namespaces and a
+//!   cable), servers started by `bin/partition/*.sh`; shared by tests/netns.rs and `scenario`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use crate::cluster::Cluster;
 use crate::raft::status::{Status, leader_of};
+
+pub mod netns;
 
 /// A running cluster's nodes, in-process or one process each, behind the same verbs.
 pub trait Nodes {
