@@ -238,6 +238,12 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        // A candidate votes for itself (Figure 2): recorded before its first request leaves, as
+        // openraft's own vote moves on to the winner if this candidate loses.
+        let (term, candidate) = (rpc.vote.leader_id.term, rpc.vote.leader_id.voted_for);
+        if candidate == self.me.id {
+            self.me.ballot.granted(term, candidate).await;
+        }
         match self.rpc(Request::Vote(rpc), &option).await? {
             Reply::Vote(resp) => Ok(resp),
             other => Err(unexpected(other)),

@@ -5,8 +5,8 @@
 //! election), or the term a candidate adopted from a peer that refused it. Shown as `voted_for`,
 //! that made restarted servers claim votes they never cast, so raftkv records grants where they
 //! happen: `net::server` after openraft answers a RequestVote with `vote_granted` (pre-votes
-//! are not votes), and a candidate's vote for itself is read from openraft's vote
-//! ([`voted_for`]).
+//! are not votes), and `net::client` when a candidate sends its RequestVotes (its vote for
+//! itself; until the first one leaves, it is read from openraft's vote, [`voted_for`]).
 //!
 //! Safety does not rest on this record: openraft's vote, fsynced before it is answered, is what
 //! keeps a server to one vote per term. The ballot is an observation kept across restarts so the
@@ -29,7 +29,7 @@ pub struct Grant {
     pub candidate: u64,
 }
 
-/// The last vote this server granted to another candidate, kept in the node's data dir.
+/// The last vote this server granted, to another candidate or itself, kept in the node's data dir.
 pub struct Ballot {
     dir: Option<PathBuf>,
     last: Mutex<Option<Grant>>,
@@ -71,7 +71,8 @@ impl Ballot {
         let grant = Grant { term, candidate };
         {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|l| l.term > term) {
+            // Older than what is recorded, or already recorded (a candidate asks every peer).
+            if last.is_some_and(|l| l.term > term || l == grant) {
                 return;
             }
             *last = Some(grant);
@@ -91,7 +92,7 @@ impl Ballot {
 }
 
 /// The paper's `votedFor` in `current_term`: the candidate this server granted its vote to in
-/// that term, itself if it stood as candidate (openraft's vote then names it), or none.
+/// that term, itself if it stood as candidate (recorded, or still openraft's vote), or none.
 pub fn voted_for(
     me: u64,
     current_term: u64,
