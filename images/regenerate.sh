@@ -4,6 +4,7 @@
 # Needs tmux and python3 with rich and cairosvg (pip install rich cairosvg).
 # `images/regenerate.sh stepped` re-takes only the stepped election (README's lab section);
 # `images/regenerate.sh partition` only the partition screenshot at the top of README;
+# `images/regenerate.sh exercises` only the transcripts of two exercises Report.md quotes;
 # `images/regenerate.sh record` only the recorder's pictures: the safety pane, a replay, and the
 # Lamport diagram and timeseries exported from the recorded trace.
 set -euo pipefail
@@ -26,12 +27,22 @@ leader() { state | python3 -c 'import json,sys; s=json.load(sys.stdin); l=[n["st
 wait_leader() { local l; for _ in $(seq 100); do l=$(leader 2>/dev/null || true); [ -n "$l" ] && [ "$l" != "${1:-}" ] && { echo "$l"; return; }; sleep 0.2; done; echo "no leader" >&2; exit 1; }
 wait_all_applied() { for _ in $(seq 150); do state | python3 -c 'import json,sys; s=json.load(sys.stdin); a={n["status"]["last_applied"] for n in s["nodes"] if n["status"]}; l=[n["status"]["last_log_index"] for n in s["nodes"] if n["status"] and n["status"]["role"]=="leader"]; sys.exit(0 if len(a)==1 and l and a=={max(l)} else 1)' && return; sleep 0.2; done; echo "not settled" >&2; exit 1; }
 term_of() { state | python3 -c "import json,sys; s=json.load(sys.stdin); print(s['nodes'][$1]['status']['term'])"; }
-shot() { sleep "${3:-1}"; tmux -L "$sock" capture-pane -e -p -t lab > "$data/$1.ansi"; python3 images/screenshot.py "$data/$1.ansi" "images/$1.png" "$2"; echo "images/$1.png"; }
+# Each screenshot's text is kept beside the evidence, so Report.md's quotes of it can be checked.
+mkdir -p images/evidence/screens
+shot() {
+  sleep "${3:-1}"
+  tmux -L "$sock" capture-pane -e -p -t lab > "$data/$1.ansi"
+  python3 images/screenshot.py "$data/$1.ansi" "images/$1.png" "$2"
+  sed -E 's/\x1b\[[0-9;:]*m//g; s/[[:space:]]+$//' "$data/$1.ansi" > "images/evidence/screens/$1.txt"
+  echo "images/$1.png"
+}
 
 held_ids() { curl -sf "http://$ctl/lab/messages?held=true" | python3 -c 'import json,sys; print(" ".join(str(h["id"]) for h in json.load(sys.stdin)))'; }
 
 l=$(wait_leader)
 if [ "$only" = all ]; then
+# ---- Report Task 1, question 1: the start-up election, as the timeline tells it.
+shot task1-q1-start "Task 1 Q1: the first election after start-up"
 for v in cat dog mouse; do post /lab/request "{\"via\":$(( (l + 1) % 5 )),\"key\":\"a\",\"value\":\"$v\"}"; done
 shot lab-healthy "raftkv lab: five nodes, one leader, a replicated log"
 
@@ -41,11 +52,7 @@ post /lab/request '{"key":"a","value":"after-kill"}' || true
 shot lab-leader-killed "the leader was killed; a new leader in a higher term"
 
 post "/lab/nodes/$l/restart"
-post /lab/partition '{"groups":[[0,1,2],[3,4]]}'
-post /lab/request '{"via":0,"key":"a","value":"majority"}' || true
-shot lab-partition "partition {0,1,2} | {3,4}" 3
-
-post /lab/heal
+wait_all_applied
 post /lab/pause
 tmux -L "$sock" send-keys -t lab '?'
 shot lab-paused-help "paused, with the help overlay"
@@ -57,7 +64,8 @@ l=$(wait_leader)
 post /lab/request "{\"via\":$l,\"key\":\"q2\",\"value\":\"first\"}"
 wait_all_applied
 post /lab/pause
-( curl -s -X POST "http://$ctl/lab/request" -H 'Content-Type: application/json' -d "{\"via\":$l,\"key\":\"q2\",\"value\":\"during-pause\"}" >/dev/null || true ) &
+during="{\"via\":$l,\"key\":\"q2\",\"value\":\"during-pause\"}"
+( curl -s -w '\n%{http_code}\n' -X POST "http://$ctl/lab/request" -H 'Content-Type: application/json' -d "$during" > "$data/during-pause.out" || true ) &
 shot task1-q2-paused "Task 1 Q2: paused; the leader holds an entry not yet replicated" 1.5
 post "/lab/nodes/$l/kill"
 post /lab/resume
@@ -65,6 +73,25 @@ n=$(wait_leader "$l")
 post /lab/request "{\"via\":$n,\"key\":\"q2\",\"value\":\"new-leader\"}"
 post "/lab/nodes/$l/restart"
 wait_all_applied
+wait
+# What a client saw, beside the screenshots (the key/value pane is hidden while paused).
+{
+  echo "# Evidence: images/regenerate.sh, Task 1 Q2 (the lab at the default timing)"
+  echo
+  echo "The request sent to the leader n$l while the cluster was paused, and its answer:"
+  echo
+  echo '```'
+  echo "POST /lab/request $during"
+  cat "$data/during-pause.out"
+  echo '```'
+  echo
+  echo "Once the old leader n$l was back and every node had applied the new leader's entries, a linearizable read on it:"
+  echo
+  echo '```'
+  echo "GET /keys/q2 → n$l"
+  curl -s -w '\n%{http_code}\n' "http://127.0.0.1:$((18080 + l))/keys/q2"
+  echo '```'
+} > images/evidence/task1.md
 post /lab/pause
 shot task1-q2-after "Task 1 Q2: the old leader is back; its uncommitted entry was replaced"
 post /lab/resume
@@ -84,12 +111,23 @@ wait_all_applied
 post /lab/pause
 shot task1-q3-elected "Task 1 Q3: all five back; one leader elected in a higher term"
 post /lab/resume
+post /lab/pre-vote '{"enabled":true}'
 fi
 
 uptime() { state | python3 -c 'import json,sys; print(json.load(sys.stdin)["uptime_ms"])'; }
 
-# ---- README: the partition screenshot at the top (only in this mode; "all" takes its own).
-if [ "$only" = partition ]; then
+# ---- Report: the start-up election and Figure 8 as the exercises run them, headless (their transcripts).
+if [ "$only" = all ] || [ "$only" = exercises ]; then
+for ex in startup-election figure-8; do
+  { echo "# Evidence: \`raftkv lab --exercise $ex --headless\` (its transcript)"; echo
+    "$bin" lab --exercise "$ex" --headless --data-dir "$data/ex-$ex" --raft-port 16500 --http-port 18500 --control 127.0.0.1:18599 2>/dev/null
+  } > "images/evidence/exercise-$ex.md"
+  echo "images/evidence/exercise-$ex.md"
+done
+fi
+
+# ---- README: the partition screenshot at the top.
+if [ "$only" = all ] || [ "$only" = partition ]; then
 l=$(wait_leader)
 for v in cat dog mouse; do post /lab/request "{\"via\":$(( (l + 1) % 5 )),\"key\":\"a\",\"value\":\"$v\"}"; done
 post /lab/partition '{"groups":[[0,1,2],[3,4]]}'
@@ -98,6 +136,7 @@ post /lab/request '{"via":0,"key":"a","value":"majority"}' || true
 ( post /lab/request '{"via":3,"key":"a","value":"minority"}' || true ) &
 shot lab-partition "partition {0,1,2} | {3,4}: the majority's leader commits, the minority cannot" 3
 wait
+post /lab/heal
 fi
 
 # ---- README: an election stepped one message at a time, the inspector open on a reply.
@@ -122,6 +161,8 @@ fi
 # election; then the lab quits and its trace is replayed and exported.
 if [ "$only" = all ] || [ "$only" = record ]; then
 l=$(wait_leader)
+# The timeseries covers this part of the run only (in "all", the lab ran the Report's steps before).
+begun=$(uptime)
 for v in a b c; do post /lab/request "{\"key\":\"r\",\"value\":\"$v\"}"; done
 post "/lab/nodes/$l/kill"
 l2=$(wait_leader "$l")
@@ -152,7 +193,7 @@ post /lab/resume
 tmux -L "$sock" send-keys -t lab q
 for _ in $(seq 50); do tmux -L "$sock" has-session -t lab 2>/dev/null || break; sleep 0.2; done
 "$bin" lab --replay "$data" --export "$data/stepped" --from "${from}ms" --to "${to}ms"
-"$bin" lab --replay "$data" --export "$data/whole"
+"$bin" lab --replay "$data" --export "$data/whole" --from "${begun}ms"
 cp "$data/stepped/lamport.svg" images/lamport-stepped-election.svg
 cp "$data/whole/timeseries.svg" images/timeseries-partition.svg
 echo images/lamport-stepped-election.svg images/timeseries-partition.svg

@@ -11,7 +11,6 @@ parses the ANSI colours; CairoSVG rasterises. A terminal-like palette, DejaVu Sa
 import sys
 from html import escape
 
-import cairosvg
 from rich.cells import cell_len
 from rich.style import Style
 from rich.terminal_theme import SVG_EXPORT_THEME as THEME
@@ -105,4 +104,6 @@ if __name__ == "__main__":
     title = sys.argv[3] if len(sys.argv) > 3 else "raftkv lab"
     with open(src, encoding="utf-8", errors="replace") as f:
         lines = f.read().rstrip("\n").split("\n")
+    import cairosvg  # only to rasterise: images/test_screenshot.py checks the SVG without it
+
     cairosvg.svg2png(bytestring=render(lines, title).encode(), write_to=dest, output_width=1600)

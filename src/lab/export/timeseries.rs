@@ -11,6 +11,9 @@ use crate::lab::fold::Input;
 use crate::lab::safety::Outcome;
 use crate::lab::trace::Record;
 
+/// The width of one character of a 10 px monospace label, for deciding whether it fits.
+const LABEL_CHAR_W: f64 = 6.1;
+
 /// The smallest 1, 2 or 5 times a power of ten at or above `v`: an axis' top that reads well.
 fn nice(v: f64) -> f64 {
     let power = 10f64.powf(v.log10().floor());
@@ -73,24 +76,33 @@ pub(super) fn plot(
         ));
     let lane = h / nodes as f64;
     let span = |a: f64, b: f64| (px(a.max(from)), px(b.min(end)));
+    // A band's label is drawn only where it does not run into the previous label of its row:
+    // bands close together (a run with many pauses) would otherwise print over each other.
+    let mut free = std::collections::HashMap::<&str, f64>::new();
+    let mut label = |row: &'static str, x: f64, y: f64, what: String| {
+        let room = free.entry(row).or_insert(f64::MIN);
+        let fits = x >= *room;
+        if fits {
+            *room = x + 2.0 + what.chars().count() as f64 * LABEL_CHAR_W + 8.0;
+        }
+        text(x + 2.0, y, 10, if fits { what } else { String::new() })
+    };
+    const ROWS: [&str; 8] = ["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7"];
     for (node, a, b) in &bands.down {
         let ((xa, xb), y) = (span(*a, *b), top + *node as f64 * lane);
-        let label = text(xa + 2.0, y + 12.0, 10, format!("n{node} down"));
+        let row = ROWS.get(*node as usize).copied().unwrap_or("n8+");
+        let label = label(row, xa, y + 12.0, format!("n{node} down"));
         doc = doc.add(shade("down", (xa, y, xb - xa, lane), "#cccccc", label));
     }
     for (a, b, what) in &bands.cut {
         let (xa, xb) = span(*a, *b);
-        let label = text(xa + 2.0, top + h - 4.0, 10, what.clone());
+        let label = label("cut", xa, top + h - 4.0, what.clone());
         doc = doc.add(shade("cut", (xa, top, xb - xa, h), "#ffd08a", label));
     }
     for (a, b) in &bands.paused {
         let (xa, xb) = span(*a, *b);
-        let label = text(
-            xa + 2.0,
-            top + 12.0,
-            10,
-            "paused (messages stepped by hand)",
-        );
+        let what = "paused (messages stepped by hand)".to_string();
+        let label = label("paused", xa, top + 12.0, what);
         doc = doc.add(shade("paused", (xa, top, xb - xa, h), "#dbe5fa", label));
     }
     // Axes: time along the bottom, latency up the left.
