@@ -79,16 +79,13 @@ fn fact_lines(s: &Status) -> Vec<Line<'static>> {
                 None => format!("nobody in term {}", s.term),
             },
         ),
+        // openraft's vote: the node it holds, which a follower also takes from its leader.
         fact(
-            "openraft vote",
+            "held vote",
             format!(
-                "{}{}",
+                "{} (openraft's{})",
                 node(s.vote_holder),
-                if s.vote_committed {
-                    " (committed: leader established)"
-                } else {
-                    ""
-                }
+                if s.vote_committed { ", committed" } else { "" }
             ),
         ),
         fact("leader", format!("{} ({contact})", node(s.leader_id))),
