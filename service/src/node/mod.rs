@@ -6,6 +6,7 @@ mod compact;
 pub mod identity;
 mod join;
 mod watch;
+mod watermark;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -93,7 +94,10 @@ impl Node {
         }
 
         let metrics = Arc::new(Metrics::new());
-        let sm = StateMachine::new(SnapshotFile::new(&config.data_dir.join("snapshot"))?);
+        let snapshot = SnapshotFile::new(&config.data_dir.join("snapshot"))?;
+        // Before Raft starts: a node that lost fsynced entries must not vote or count commits.
+        watermark::check(&config.data_dir, &log, &snapshot).await?;
+        let sm = StateMachine::new(snapshot);
         let kv = sm.reader();
         let removal = Arc::new(Removal::default());
         let ballot = Arc::new(Ballot::open(config.data_dir.clone()));
@@ -134,6 +138,11 @@ impl Node {
             raft.clone(),
             id,
             removal.clone(),
+        )));
+        tasks.push(tokio::spawn(watermark::keep(
+            raft.clone(),
+            log.clone(),
+            config.data_dir.clone(),
         )));
         tasks.push(tokio::spawn(compact::by_bytes(
             raft.clone(),
@@ -381,6 +390,17 @@ async fn open_log(config: &NodeConfig) -> Result<LogStore> {
             Ok(log) => return Ok(log),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            // raft-log cuts a torn record at the very end itself; anything else it cannot read
+            // (a checksum that does not match, a record that does not decode) is damage inside
+            // data it had fsynced.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(Error::Config(format!(
+                    "refusing to start: the Raft log in {} is damaged ({e}). Serving would let \
+                     this node vote and count commits without entries it had stored. Restore \
+                     the data directory, or remove this server from the cluster and add a new one",
+                    dir.display()
+                )));
             }
             Err(e) => return Err(e.into()),
         }

@@ -7,6 +7,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::entry::RaftEntry;
@@ -100,16 +101,22 @@ where
     }
 }
 
-/// Who is waiting for a flush: openraft (after `append`) or `save_vote` itself.
+/// Who is waiting for a flush: openraft (after `append`, with the last index appended and where
+/// to record it once durable) or `save_vote` itself.
 pub enum Flushed<C: RaftTypeConfig> {
-    Append(IOFlushed<C>),
+    Append(IOFlushed<C>, Option<u64>, Arc<AtomicU64>),
     Vote(oneshot::Sender<io::Result<()>>),
 }
 
 impl<C: RaftTypeConfig> raft_log::Callback for Flushed<C> {
     fn send(self, res: io::Result<()>) {
         match self {
-            Flushed::Append(flushed) => flushed.io_completed(res),
+            Flushed::Append(flushed, last, durable) => {
+                if let (Ok(()), Some(last)) = (&res, last) {
+                    durable.fetch_max(last + 1, Ordering::Relaxed);
+                }
+                flushed.io_completed(res)
+            }
             Flushed::Vote(tx) => {
                 let _ = tx.send(res);
             }
@@ -124,6 +131,8 @@ where
 {
     wal: Arc<RwLock<RaftLog<WalTypes<C>>>>,
     first_write: Arc<Mutex<Option<FirstWriteHook>>>,
+    /// One past the highest log index known fsynced (0: none since the log was opened).
+    durable: Arc<AtomicU64>,
 }
 
 /// Runs before the first vote or entry of a pristine log is written (see
@@ -138,6 +147,7 @@ where
         LogStore {
             wal: self.wal.clone(),
             first_write: self.first_write.clone(),
+            durable: self.durable.clone(),
         }
     }
 }
@@ -162,6 +172,7 @@ where
         Ok(LogStore {
             wal: Arc::new(RwLock::new(wal)),
             first_write: Default::default(),
+            durable: Default::default(),
         })
     }
 
@@ -172,6 +183,12 @@ where
     /// is removed).
     pub async fn disk_bytes(&self) -> u64 {
         self.wal.read().await.on_disk_size()
+    }
+
+    /// The highest log index this log has fsynced since it was opened (entries appended since
+    /// and not yet flushed are not counted; an entry removed later by a truncation may be).
+    pub fn durable_index(&self) -> Option<u64> {
+        self.durable.load(Ordering::Relaxed).checked_sub(1)
     }
 
     pub async fn fsyncs(&self) -> u64 {
@@ -323,14 +340,19 @@ where
     {
         // ORDERING: as in `save_vote`, the identity record precedes the first entry.
         self.first_write()?;
-        let entries = entries.into_iter().map(|e| (Pack(e.log_id()), Pack(e)));
+        let mut last = None;
+        let entries = entries.into_iter().map(|e| {
+            last = Some(e.log_id().index());
+            (Pack(e.log_id()), Pack(e))
+        });
         let mut wal = self.wal.write().await;
         wal.append(entries)?;
         // FSYNC: the entries are readable now (openraft requires that on return); openraft learns
         // they are durable only when the flush worker has fsynced them and calls `callback`. Only
         // then may this node count them towards a commit or acknowledge them to a leader. Appends
         // queued while a flush runs share the next fsync (group commit).
-        wal.flush(true, Some(Flushed::Append(callback)))?;
+        let durable = self.durable.clone();
+        wal.flush(true, Some(Flushed::Append(callback, last, durable)))?;
         Ok(())
     }
 

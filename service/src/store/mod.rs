@@ -10,6 +10,10 @@
 //!   openraft is told it exists, so the log it covers can be purged safely.
 //! - raft-log holds an exclusive lock on its directory while open: two processes can never share
 //!   one node's data.
+//! - On open, raft-log cuts a record torn at the very end of the log (never fsynced, so never
+//!   acknowledged) and fails on any other record it cannot read (checksum); `node` turns that
+//!   failure into a refusal to start, and `node::watermark` refuses a log cut short inside data
+//!   that was fsynced. [`LogStore::durable_index`] is what that watermark may record.
 
 pub mod codec;
 pub mod log;

@@ -1,0 +1,198 @@
+//! Disk faults on one node's Raft log, checked on a one-node cluster (so nothing can be re-fetched
+//! from a peer: what the node serves after a restart is what its own disk kept).
+//! - A torn tail (a record cut part-way by a crash, or zeros written by the file system after
+//!   it) is cut at restart and every acknowledged write is still there.
+//! - Damage inside fsynced data (a flipped byte; the log cut short, at a record boundary or
+//!   inside a record) makes the node refuse to start with a reason, never serve without it.
+
+mod common;
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{TestCluster, wait_until};
+use rand::Rng;
+
+const WAIT: Duration = Duration::from_secs(20);
+const ACKED: usize = 20;
+
+/// The newest chunk file of the node's WAL (the one a crash can tear).
+fn tail_chunk(data: &Path) -> PathBuf {
+    let mut chunks: Vec<PathBuf> = fs::read_dir(data.join("raft-log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    chunks.sort();
+    chunks.pop().expect("a WAL chunk")
+}
+
+fn len(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().len()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn restore(image: &Path, data: &Path) {
+    fs::remove_dir_all(data).unwrap();
+    copy_dir(image, data);
+}
+
+fn watermark(data: &Path) -> Option<u64> {
+    let bytes = fs::read(data.join("durable.json")).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["index"].as_u64()
+}
+
+/// A node image after `ACKED` acknowledged appends and one more, "torn", acknowledged just after
+/// the watermark covered the others and killed before it could cover it: so the bytes of its
+/// record play the part of a write the crash interrupted. Returns the cluster (node 0 killed),
+/// the image, the tail chunk's length after each acknowledgement, and its length at the kill.
+struct Image {
+    c: TestCluster,
+    image: tempfile::TempDir,
+    data: PathBuf,
+    tail: PathBuf,
+    after: Vec<u64>,
+    end: u64,
+}
+
+async fn image() -> Image {
+    let mut c = TestCluster::start(1, |_| {}).await;
+    c.leader(WAIT).await;
+    let data = c.config(0).data_dir.clone();
+    let mut after = Vec::new();
+    for i in 0..ACKED {
+        assert_eq!(c.append(0, "k", &format!("v{i}")).await, 204);
+        after.push(len(&tail_chunk(&data)));
+    }
+    let last = c.status(0).await.unwrap().last_log_index;
+    wait_until(
+        WAIT,
+        "the watermark covers the acknowledged writes",
+        || async { (watermark(&data) == last).then_some(()) },
+    )
+    .await;
+    // The watermark is renewed once a second; this write and the kill take milliseconds.
+    assert_eq!(c.append(0, "k", "torn").await, 204);
+    let tail = tail_chunk(&data);
+    let end = len(&tail);
+    c.kill(0).await;
+    assert_eq!(
+        watermark(&data),
+        last,
+        "the watermark moved past the acknowledged writes before the kill"
+    );
+    let image = tempfile::tempdir().unwrap();
+    copy_dir(&data, image.path());
+    Image {
+        c,
+        image,
+        data,
+        tail,
+        after,
+        end,
+    }
+}
+
+fn expected() -> Vec<String> {
+    (0..ACKED).map(|i| format!("v{i}")).collect()
+}
+
+impl Image {
+    /// Restarts the node on the image as modified by `damage`; Err is its refusal to start.
+    async fn start_with(&mut self, damage: impl FnOnce(&Path)) -> Result<Vec<String>, String> {
+        restore(self.image.path(), &self.data);
+        damage(&self.tail);
+        self.c.cluster.restart(0).await.map_err(|e| e.to_string())?;
+        let list = wait_until(WAIT, "the node serves k again", || async {
+            match self.c.get(0, "k", "").await {
+                (200, Some(list)) => Some(list),
+                _ => None,
+            }
+        })
+        .await;
+        self.c.kill(0).await;
+        Ok(list)
+    }
+}
+
+fn truncate(at: u64) -> impl FnOnce(&Path) {
+    move |tail| {
+        OpenOptions::new()
+            .write(true)
+            .open(tail)
+            .unwrap()
+            .set_len(at)
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_is_cut_at_restart_and_every_acknowledged_write_survives() {
+    let mut img = image().await;
+    let (from, to) = (img.after[ACKED - 1], img.end);
+    assert!(from < to, "the torn write left no bytes ({from}..{to})");
+    let mut rng = rand::rng();
+    let mut cuts = vec![from, to - 1];
+    cuts.extend((0..14).map(|_| rng.random_range(from..to)));
+    for at in cuts {
+        let list = img.start_with(truncate(at)).await.unwrap_or_else(|e| {
+            panic!("cut at byte {at} ({from}..{to} is the torn write): refused to start: {e}")
+        });
+        let kept = list.len() == ACKED || (list.len() == ACKED + 1 && list[ACKED] == "torn");
+        assert!(
+            kept && list[..ACKED] == expected()[..],
+            "cut at byte {at}: {list:?}"
+        );
+    }
+    // ext4 in data=writeback mode may leave zeros after the last record instead.
+    let zeros = |tail: &Path| {
+        let mut f = OpenOptions::new().append(true).open(tail).unwrap();
+        f.write_all(&[0u8; 4096]).unwrap();
+    };
+    let list = img.start_with(zeros).await.expect("zeros after the tail");
+    assert_eq!(list.len(), ACKED + 1, "{list:?}");
+    img.c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_inside_fsynced_data_makes_the_node_refuse_to_start_with_a_reason() {
+    let mut img = image().await;
+    // The record of the tenth write lies between these offsets; it was fsynced and acknowledged.
+    let (a, b) = (img.after[8], img.after[9]);
+    let flip = move |tail: &Path| {
+        let mut bytes = fs::read(tail).unwrap();
+        bytes[((a + b) / 2) as usize] ^= 0x5a;
+        fs::write(tail, bytes).unwrap();
+    };
+    for (what, damage) in [
+        ("a flipped byte", Box::new(flip) as Box<dyn FnOnce(&Path)>),
+        ("cut at a record boundary", Box::new(truncate(b))),
+        ("cut inside a record", Box::new(truncate(a + 3))),
+    ] {
+        let refused = img.start_with(damage).await;
+        let why = refused.expect_err(&format!("{what}: the node started"));
+        println!("{what}: {why}");
+        assert!(
+            why.contains("refusing to start"),
+            "{what}: the refusal does not say so: {why}"
+        );
+    }
+    // The undamaged image still starts, with everything.
+    let list = img.start_with(|_| {}).await.expect("the intact image");
+    assert_eq!(list.len(), ACKED + 1);
+    img.c.shutdown().await;
+}
