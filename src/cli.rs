@@ -396,6 +396,10 @@ pub struct NodeArgs {
     /// Take a snapshot (and purge the log behind it) every this many log entries.
     #[arg(long, default_value_t = raftkv::raft::SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
+    /// Refuse new writes (503, with the reason) while the data directory's disk has less than
+    /// this many MiB free, instead of letting Raft hit a full disk, which stops the node.
+    #[arg(long, default_value_t = raftkv::config::DISK_RESERVE >> 20, value_name = "MIB")]
+    pub disk_reserve: u64,
     /// HTTP requests served at once; beyond that a request gets 503 at once instead of queueing.
     #[arg(long, default_value_t = config::MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
@@ -464,6 +468,7 @@ pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         snapshot_every: args.snapshot_every.max(1),
         max_in_flight: args.max_in_flight.max(1),
         log_bytes_limit: raftkv::config::LOG_BYTES_LIMIT,
+        disk_reserve: args.disk_reserve << 20,
         secret: secret(args.cluster_secret_file.as_deref())?,
         admin_token: admin_token(args.admin_token_file.as_deref())?,
         tls: args

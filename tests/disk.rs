@@ -196,3 +196,95 @@ async fn damage_inside_fsynced_data_makes_the_node_refuse_to_start_with_a_reason
     assert_eq!(list.len(), ACKED + 1);
     img.c.shutdown().await;
 }
+
+/// A tmpfs of a given size, made (and unmounted on drop) by the test; needs root.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Result<SmallDisk, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A node whose disk fills up refuses new writes with 503 and the reason, keeps running, and
+/// takes writes again once space is freed; nothing it acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_with_a_reason_and_takes_them_again_once_freed() {
+    let disk = match SmallDisk::mount("48m") {
+        Ok(disk) => disk,
+        Err(why) => {
+            println!("SKIPPED: cannot mount a tmpfs here ({why})");
+            return;
+        }
+    };
+    let data = disk.dir.path().join("node0");
+    let ballast = disk.dir.path().join("ballast");
+    fs::write(&ballast, vec![7u8; 16 << 20]).unwrap();
+    let mut c = TestCluster::start(1, |config| {
+        config.data_dir = data.clone();
+        config.disk_reserve = 8 << 20;
+    })
+    .await;
+    c.leader(WAIT).await;
+    let value = "x".repeat(64 << 10);
+    let mut acked = 0;
+    let refusal = loop {
+        assert!(acked < 1000, "48 MiB never filled up");
+        let (code, body) = c
+            .post(
+                0,
+                &format!("k{acked}"),
+                &serde_json::json!({"type": "PUT", "value": [value]}).to_string(),
+            )
+            .await;
+        match code {
+            204 => acked += 1,
+            _ => break (code, body),
+        }
+    };
+    println!("refused after {acked} writes of 64 KiB: {refusal:?}");
+    assert_eq!(refusal.0, 503, "{refusal:?}");
+    assert!(refusal.1.contains("reserve"), "{refusal:?}");
+    let status = c.status(0).await.expect("the node still answers");
+    assert!(status.fatal.is_none(), "{status:?}");
+    fs::remove_file(&ballast).unwrap();
+    wait_until(WAIT, "writes are taken again", || async {
+        let body = serde_json::json!({"type": "PUT", "value": ["after"]}).to_string();
+        (c.post(0, "after", &body).await.0 == 204).then_some(())
+    })
+    .await;
+    for i in 0..acked {
+        let (code, list) = c.get(0, &format!("k{i}"), "").await;
+        assert_eq!(
+            (code, list.map(|l| l[0].len())),
+            (200, Some(64 << 10)),
+            "k{i}"
+        );
+    }
+    c.kill(0).await;
+    c.cluster
+        .restart(0)
+        .await
+        .expect("restarts from the once-full disk");
+    c.shutdown().await;
+    drop(disk);
+}

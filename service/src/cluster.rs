@@ -69,6 +69,7 @@ pub fn loopback_configs(
                 snapshot_every: crate::raft::SNAPSHOT_EVERY,
                 max_in_flight: crate::config::MAX_IN_FLIGHT,
                 log_bytes_limit: crate::config::LOG_BYTES_LIMIT,
+                disk_reserve: crate::config::DISK_RESERVE,
                 secret: None,
                 admin_token: None,
                 tls: None,

@@ -69,6 +69,9 @@ pub struct NodeConfig {
     /// Also snapshot, and purge the log it covers, once the log takes this many bytes on disk
     /// (see `node::compact`): entry counts alone let a log of big values grow to gigabytes.
     pub log_bytes_limit: u64,
+    /// The leader takes no new writes while its data directory's disk has less than this many
+    /// bytes free (`store::space`).
+    pub disk_reserve: u64,
     /// HTTP requests served at once; more are refused at once with 503 (see `api::router`).
     pub max_in_flight: usize,
     /// With a cluster secret, peers authenticate each other and encrypt Raft traffic.
@@ -122,6 +125,10 @@ impl std::fmt::Debug for AdminToken {
 /// Default for [`NodeConfig::log_bytes_limit`]: 256 MiB of log per node at most between
 /// compactions, whatever the size of the values.
 pub const LOG_BYTES_LIMIT: u64 = 256 << 20;
+
+/// Default for [`NodeConfig::disk_reserve`]: room for a WAL chunk (64 MiB) and a snapshot of a
+/// small state. A state of gigabytes needs a larger reserve.
+pub const DISK_RESERVE: u64 = 128 << 20;
 
 /// Default for [`NodeConfig::max_in_flight`]: far above what a node needs to saturate its disk
 /// (the benchmark peaks below 256 connections), low enough to bound memory under a flood.

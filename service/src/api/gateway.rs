@@ -118,6 +118,8 @@ impl Write {
             WriteOutcome::Applied { response, .. } => Step::Done(Ok(response)),
             WriteOutcome::NotLeader { leader } => Step::not_leader(leader, me),
             WriteOutcome::NoQuorum(why) => Step::retry(why),
+            // Certainly not appended, and no other node could take it: answer at once.
+            WriteOutcome::DiskFull(why) => Step::Done(Err(Error::Unavailable(why))),
             // Retrying is safe (same request id); it may learn the outcome.
             WriteOutcome::Unknown(why) => Step::Retry {
                 why,

@@ -33,6 +33,7 @@ use crate::raft::status::Status;
 use crate::raft::typ::{LogStore, Raft};
 use crate::raft::{self as raftmod, StateMachine};
 use crate::store::SnapshotFile;
+use crate::store::space::Space;
 
 pub const CLUSTER_NAME: &str = "raftkv";
 
@@ -122,7 +123,8 @@ impl Node {
         }
         .map_err(|e| Error::Stopped(format!("Raft failed to start: {e}")))?;
 
-        let proposer = Proposer::start(raft.clone(), metrics.clone());
+        let space = Arc::new(Space::new(config.data_dir.clone(), config.disk_reserve));
+        let proposer = Proposer::start(raft.clone(), metrics.clone(), space.clone());
         let mut tasks = vec![tokio::spawn(server::serve(
             raft_listener,
             me.clone(),
@@ -139,6 +141,7 @@ impl Node {
             id,
             removal.clone(),
         )));
+        tasks.push(tokio::spawn(space.watch()));
         tasks.push(tokio::spawn(watermark::keep(
             raft.clone(),
             log.clone(),

@@ -18,6 +18,7 @@ use super::leader::{self, WriteOutcome};
 use super::typ::Raft;
 use crate::kv::{Command, Request, RequestId};
 use crate::metrics::Metrics;
+use crate::store::space::Space;
 
 /// A batch closes at this many writes or this many bytes of keys and values, whichever comes first,
 /// so entries (and the AppendEntries that carry them) stay of the size a single large write has.
@@ -33,19 +34,24 @@ type Waiter = oneshot::Sender<WriteOutcome>;
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::Sender<(Request, Waiter)>,
+    /// New writes wait for room on this node's disk (`store::space`).
+    space: Arc<Space>,
 }
 
 impl Proposer {
     /// Starts the batcher of the node whose Raft is `raft`.
-    pub fn start(raft: Raft, metrics: Arc<Metrics>) -> Proposer {
+    pub fn start(raft: Raft, metrics: Arc<Metrics>, space: Arc<Space>) -> Proposer {
         let (queue, waiting) = mpsc::channel(QUEUE);
         tokio::spawn(run(raft, waiting, metrics));
-        Proposer { queue }
+        Proposer { queue, space }
     }
 
     /// Proposes `request` (in a batch with whatever else is waiting); returns once its entry is
     /// applied on this (leader) node, or why it was not.
     pub async fn propose(&self, request: Request) -> WriteOutcome {
+        if let Some(why) = self.space.low() {
+            return WriteOutcome::DiskFull(why);
+        }
         let (waiter, outcome) = oneshot::channel();
         if self.queue.send((request, waiter)).await.is_err() {
             return WriteOutcome::NoQuorum("this node is shutting down".into());

@@ -28,6 +28,9 @@ pub enum WriteOutcome {
     /// "certainly failed" here: once `client_write` was called, only a forward says nothing was
     /// appended.
     Unknown(String),
+    /// This node leads but its disk has less free space than its reserve (`store::space`):
+    /// nothing was appended. Retrying soon cannot help; freeing space does.
+    DiskFull(String),
 }
 
 /// The result of asking a node for a linearizable read index.

@@ -164,7 +164,9 @@ async fn reserve_node_id(raft: &Raft, at_least: u64) -> Result<u64, MemberOutcom
             .ok_or_else(|| MemberOutcome::Busy("the state machine returned no node id".into())),
         WriteOutcome::NotLeader { leader } => Err(MemberOutcome::NotLeader { leader }),
         // An id reserved but not used is only a gap in the numbering.
-        WriteOutcome::NoQuorum(why) | WriteOutcome::Unknown(why) => Err(MemberOutcome::Busy(why)),
+        WriteOutcome::NoQuorum(why) | WriteOutcome::Unknown(why) | WriteOutcome::DiskFull(why) => {
+            Err(MemberOutcome::Busy(why))
+        }
     }
 }
 

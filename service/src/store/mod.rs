@@ -18,6 +18,7 @@
 pub mod codec;
 pub mod log;
 pub mod snapshot;
+pub mod space;
 
 pub use log::LogStore;
 pub use snapshot::SnapshotFile;
