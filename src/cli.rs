@@ -374,6 +374,10 @@ pub struct NodeArgs {
     /// learner and catches up; promote it with `raftkv member promote ID` to make it vote.
     #[arg(long, value_delimiter = ',', conflicts_with = "peer_addrs")]
     pub join: Vec<String>,
+    /// Trust this certificate authority (PEM) when --join asks members over https:// (besides
+    /// the system's web roots).
+    #[arg(long, requires = "join", value_name = "PEM")]
+    pub join_ca_file: Option<PathBuf>,
     /// Where this node keeps its Raft log, vote and snapshot [default: data/<SELF_ADDR>].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -438,7 +442,10 @@ pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         let (id, members) = config::assign_ids(self_addr, &peers).map_err(anyhow::Error::msg)?;
         config::Start::Founding { id, members }
     } else {
-        config::Start::Join { via: args.join }
+        config::Start::Join {
+            via: args.join,
+            ca: args.join_ca_file,
+        }
     };
     let (election_min_ms, election_max_ms) = args.election_timeout;
     if args.heartbeat == 0 || args.heartbeat >= election_min_ms {

@@ -108,6 +108,29 @@ async fn the_cli_writes_and_reads_over_https_with_the_ca_and_is_refused_without_
     let (code, _, err) = cli(&["get", "k", "--ca-file", empty.to_str().unwrap()], &https).await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no certificate"), "{err}");
+
+    // A server added at runtime asks a member over HTTPS to add it (`--join https://…` with
+    // `--join-ca-file`), then catches up as a learner.
+    let (raft, http) = (free_ports(1)[0], free_ports(1)[0]);
+    let addr = |p: u16| format!("127.0.0.1:{p}").parse().unwrap();
+    let id = cluster.add(addr(raft), addr(http)).await.unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "the new server caught up",
+        || async {
+            let statuses = cluster.statuses().await;
+            let leader = leader_of(statuses.iter().flatten())?.clone();
+            let new = statuses.get(id)?.as_ref()?;
+            (new.last_applied == leader.last_applied).then_some(())
+        },
+    )
+    .await;
+    let (code, out, err) = cli(
+        &["get", "k", "--ca-file", ca],
+        &format!("https://127.0.0.1:{http}"),
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (0, "a\nb\nc"), "{err}");
     cluster.shutdown().await;
 }
 

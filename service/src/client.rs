@@ -94,11 +94,11 @@ impl Client {
     /// Trusts the certificate authorities in the PEM file `ca` for https:// endpoints (besides
     /// the system's web roots): the nodes' own certificate, or the CA that signed it.
     pub fn trusting(mut self, ca: &std::path::Path) -> Result<Client, String> {
-        let pem = std::fs::read(ca).map_err(|e| format!("--ca-file {}: {e}", ca.display()))?;
+        let pem = std::fs::read(ca).map_err(|e| format!("CA file {}: {e}", ca.display()))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("--ca-file {}: {e}", ca.display()))?;
+            .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
         if certs.is_empty() {
-            return Err(format!("--ca-file {}: no certificate in it", ca.display()));
+            return Err(format!("CA file {}: no certificate in it", ca.display()));
         }
         let builder = reqwest::Client::builder().timeout(self.timeout);
         let builder = certs

@@ -193,12 +193,19 @@ impl Cluster {
             )));
         }
         let template = &self.configs[0];
+        // Members serving HTTPS are asked over HTTPS, trusting their own certificate.
+        let scheme = if template.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let config = NodeConfig {
             start: Start::Join {
                 via: self
                     .up()
-                    .map(|n| format!("http://{}", n.http_addr()))
+                    .map(|n| format!("{scheme}://{}", n.http_addr()))
                     .collect(),
+                ca: template.tls.as_ref().map(|t| t.cert.clone()),
             },
             raft_addr,
             http_addr,

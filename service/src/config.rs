@@ -51,7 +51,11 @@ pub enum Start {
     /// A server added at runtime: on its first start it asks a member (any of these HTTP base
     /// URLs) to add its Raft address as a learner, and gets its id back. It then catches up
     /// from the leader (by snapshot if the log was purged) and votes only once promoted.
-    Join { via: Vec<String> },
+    /// `ca`: a certificate authority (PEM) to trust when those URLs are `https://`.
+    Join {
+        via: Vec<String>,
+        ca: Option<PathBuf>,
+    },
 }
 
 /// Everything `node::Node::start` needs.

@@ -5,6 +5,7 @@
 //! before recording the id simply asks again. Once the node has Raft state it never asks again
 //! ("on restart do nothing special"): it keeps the id in its identity record.
 
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -19,7 +20,12 @@ use crate::error::{Error, Result};
 const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// The identity a node started with `--join via...` should have.
-pub async fn identity(via: &[String], config: &NodeConfig, pristine: bool) -> Result<Identity> {
+pub async fn identity(
+    via: &[String],
+    ca: Option<&Path>,
+    config: &NodeConfig,
+    pristine: bool,
+) -> Result<Identity> {
     if let Some(stored) = identity::load(&config.data_dir)? {
         if !stored.members.is_empty() {
             return Err(Error::Config(format!(
@@ -32,7 +38,7 @@ pub async fn identity(via: &[String], config: &NodeConfig, pristine: bool) -> Re
             return Ok(stored);
         }
     }
-    let id = ask(via, config).await?;
+    let id = ask(via, ca, config).await?;
     tracing::info!(node = id, via = ?via, "added to the cluster as a learner");
     Ok(Identity {
         cluster: CLUSTER_NAME.into(),
@@ -44,7 +50,7 @@ pub async fn identity(via: &[String], config: &NodeConfig, pristine: bool) -> Re
 
 /// Asks the members at `via` (in turn, as the client does) until one adds `raft_addr`, or
 /// [`JOIN_PATIENCE`] runs out.
-async fn ask(via: &[String], config: &NodeConfig) -> Result<u64> {
+async fn ask(via: &[String], ca: Option<&Path>, config: &NodeConfig) -> Result<u64> {
     let raft_addr = config.raft_addr.to_string();
     if via.is_empty() {
         return Err(Error::Config(
@@ -54,7 +60,11 @@ async fn ask(via: &[String], config: &NodeConfig) -> Result<u64> {
     let timeout = config.request_timeout + Duration::from_secs(1);
     // A cluster with an admin token wants it from a joining server too.
     let token = config.admin_token.as_ref().map(|t| t.secret().to_owned());
-    let client = Client::new(via.to_vec(), timeout, true).with_admin_token(token);
+    let mut client = Client::new(via.to_vec(), timeout, true).with_admin_token(token);
+    if let Some(ca) = ca {
+        // Members that serve HTTPS with a certificate of this authority (`--join-ca-file`).
+        client = client.trusting(ca).map_err(Error::Config)?;
+    }
     let deadline = Instant::now() + JOIN_PATIENCE;
     loop {
         let outcome = client.member(Membership::Add(raft_addr.clone())).await;

@@ -77,7 +77,9 @@ impl Node {
                 members: members.values().map(|a| a.to_string()).collect(),
                 joined: false,
             },
-            Start::Join { via } => join::identity(via, &config, pristine).await?,
+            Start::Join { via, ca } => {
+                join::identity(via, ca.as_deref(), &config, pristine).await?
+            }
         };
         let identity = identity::check_or_create(&config.data_dir, &expected, pristine)?;
         let id = identity.id;
