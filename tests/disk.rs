@@ -377,3 +377,71 @@ async fn a_failed_snapshot_write_leaves_the_previous_snapshot_usable() {
     c.shutdown().await;
     drop(disk);
 }
+
+/// A follower whose disk fills refuses its leader's entries as an unreachable follower would,
+/// instead of stopping on a failed write: the majority goes on committing, the follower keeps
+/// following (no election), and once space is freed it catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_a_full_disk_keeps_following_and_catches_up_once_freed() {
+    let Some(disk) = SmallDisk::mount_or_skip("40m") else {
+        return;
+    };
+    let small = disk.dir.path().join("node1");
+    let ballast = disk.dir.path().join("ballast");
+    fs::write(&ballast, vec![7u8; 16 << 20]).unwrap();
+    let c = TestCluster::start(3, |config| {
+        if config.data_dir.ends_with("node1") {
+            config.data_dir = small.clone();
+        }
+        config.disk_reserve = 8 << 20;
+    })
+    .await;
+    let (mut leader, term) = c.leader(WAIT).await;
+    if leader == 1 {
+        c.cluster.transfer(0).await.unwrap();
+        leader = wait_until(WAIT, "n0 leads", || c.leader_among(&[0, 2], term)).await;
+    }
+    let value = "z".repeat(64 << 10);
+    let body = serde_json::json!({"type": "PUT", "value": [value]}).to_string();
+    let mut acked = 0;
+    // Until node 1's disk is below its reserve, then 10 MiB more (more than the reserve holds),
+    // all committed by the other two.
+    let mut past = None;
+    while past.is_none_or(|p| acked < p + 160) {
+        assert!(acked < 2000, "node 1's disk never filled");
+        assert_eq!(c.post(leader, &format!("k{acked}"), &body).await.0, 204);
+        acked += 1;
+        if past.is_none() && fs2::available_space(disk.dir.path()).unwrap() < 8 << 20 {
+            past = Some(acked);
+        }
+    }
+    let follower = c.status(1).await.expect("node 1 answers");
+    let head = c.status(leader).await.unwrap();
+    println!(
+        "acknowledged {acked}; node 1 at {:?}, the leader at {:?}",
+        follower.last_log_index, head.last_log_index
+    );
+    assert!(follower.fatal.is_none(), "{follower:?}");
+    assert!(
+        follower.last_log_index < head.last_log_index,
+        "node 1 kept up"
+    );
+    assert_eq!(follower.term, head.term, "node 1 started an election");
+    fs::remove_file(&ballast).unwrap();
+    wait_until(WAIT, "node 1 caught up", || async {
+        let s = c.status(1).await?;
+        (s.last_applied >= head.last_log_index).then_some(())
+    })
+    .await;
+    let (code, list) = c
+        .get(1, &format!("k{}", acked - 1), "?consistency=local")
+        .await;
+    assert_eq!((code, list.map(|l| l[0].len())), (200, Some(64 << 10)));
+    assert_eq!(
+        c.status(leader).await.unwrap().term,
+        head.term,
+        "an election happened"
+    );
+    c.shutdown().await;
+    drop(disk);
+}

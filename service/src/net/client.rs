@@ -26,6 +26,7 @@ use crate::raft::TypeConfig;
 use crate::raft::ballot::Ballot;
 use crate::raft::removal::Removal;
 use crate::raft::typ::{Snapshot, Vote};
+use crate::store::space::Space;
 
 /// How many idle pooled connections to keep per peer for forwarded client requests.
 const POOL_IDLE_PER_PEER: usize = 64;
@@ -44,6 +45,8 @@ pub struct Identity {
     pub removal: Arc<Removal>,
     /// The votes this node grants are recorded here (the paper's votedFor, `raft::ballot`).
     pub ballot: Arc<Ballot>,
+    /// Free space on this node's disk: below the reserve, entries from a leader are refused.
+    pub space: Arc<Space>,
 }
 
 impl Identity {

@@ -136,6 +136,17 @@ async fn handle(
     {
         return Reply::Removed { config_index };
     }
+    // A follower whose disk is nearly full refuses entries (not heartbeats) as an unreachable
+    // follower would: the leader retries later, and this node keeps following instead of
+    // stopping on a failed write (openraft stops a node on any storage error).
+    let carries_data = match &request {
+        Request::AppendEntries(rpc) => !rpc.entries.is_empty(),
+        Request::InstallSnapshot { .. } => true,
+        _ => false,
+    };
+    if carries_data && let Some(why) = me.space.low() {
+        return Reply::Failed(why);
+    }
     match request {
         Request::AppendEntries(rpc) => raft
             .append_entries(rpc)

@@ -104,6 +104,7 @@ impl Node {
         let kv = sm.reader();
         let removal = Arc::new(Removal::default());
         let ballot = Arc::new(Ballot::open(config.data_dir.clone()));
+        let space = Arc::new(Space::new(config.data_dir.clone(), config.disk_reserve));
         let me = NetIdentity {
             cluster: CLUSTER_NAME.into(),
             id,
@@ -113,6 +114,7 @@ impl Node {
             failures: Default::default(),
             removal: removal.clone(),
             ballot: ballot.clone(),
+            space: space.clone(),
         };
         let clock = me.env.clock.clone();
         let network = NetworkFactory { me: me.clone() };
@@ -125,7 +127,6 @@ impl Node {
         }
         .map_err(|e| Error::Stopped(format!("Raft failed to start: {e}")))?;
 
-        let space = Arc::new(Space::new(config.data_dir.clone(), config.disk_reserve));
         let proposer = Proposer::start(raft.clone(), metrics.clone(), space.clone());
         let mut tasks = vec![tokio::spawn(server::serve(
             raft_listener,
