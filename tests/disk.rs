@@ -216,6 +216,13 @@ impl SmallDisk {
         Ok(SmallDisk { dir })
     }
 
+    /// Takes `bytes` of the disk with a file the test deletes to free them again.
+    fn ballast(&self, bytes: u64) -> PathBuf {
+        let path = self.dir.path().join("ballast");
+        fs::write(&path, vec![7u8; bytes as usize]).unwrap();
+        path
+    }
+
     /// The disk, or None after saying why the test is skipped (no root, no tmpfs).
     fn mount_or_skip(size: &str) -> Option<SmallDisk> {
         SmallDisk::mount(size)
@@ -255,8 +262,7 @@ async fn a_full_disk_refuses_writes_with_a_reason_and_takes_them_again_once_free
         return;
     };
     let data = disk.dir.path().join("node0");
-    let ballast = disk.dir.path().join("ballast");
-    fs::write(&ballast, vec![7u8; 16 << 20]).unwrap();
+    let ballast = disk.ballast(16 << 20);
     let mut c = TestCluster::start(1, |config| {
         config.data_dir = data.clone();
         config.disk_reserve = 8 << 20;
@@ -341,8 +347,7 @@ async fn a_failed_snapshot_write_leaves_the_previous_snapshot_usable() {
     .await;
     // Leave room for 40 more log entries (about 2.6 MiB) but not for a snapshot of 100 values.
     let free = fs2::available_space(disk.dir.path()).unwrap();
-    let ballast = disk.dir.path().join("ballast");
-    fs::write(&ballast, vec![7u8; (free - (4 << 20)) as usize]).unwrap();
+    let ballast = disk.ballast(free - (4 << 20));
     let mut acked = 60;
     for i in 60..110 {
         let (key, body) = put(i);
@@ -387,8 +392,7 @@ async fn a_follower_with_a_full_disk_keeps_following_and_catches_up_once_freed()
         return;
     };
     let small = disk.dir.path().join("node1");
-    let ballast = disk.dir.path().join("ballast");
-    fs::write(&ballast, vec![7u8; 16 << 20]).unwrap();
+    let ballast = disk.ballast(16 << 20);
     let c = TestCluster::start(3, |config| {
         if config.data_dir.ends_with("node1") {
             config.data_dir = small.clone();

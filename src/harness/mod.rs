@@ -7,7 +7,6 @@
 //! - [`NodeClient`]: what a client asks any cluster over the nodes' HTTP ports: a status, the
 //!   leader with a quorum among some nodes (always through `raft::status::leader_of`), writes and
 //!   reads. Nothing here panics: callers decide how to wait.
-//!
 //! - [`netns`]: the assignment's two computers on one machine (two network namespaces and a
 //!   cable), servers started by `bin/partition/*.sh`; shared by tests/netns.rs and `scenario`.
 

@@ -19,7 +19,7 @@ use openraft::storage::RaftLogStorage;
 
 use crate::raft::TypeConfig;
 use crate::raft::typ::{LogStore, Raft};
-use crate::store::{SnapshotFile, write_atomically};
+use crate::store::{SnapshotFile, write_atomically_async};
 
 const FILE: &str = "durable.json";
 const EVERY: Duration = Duration::from_secs(1);
@@ -90,21 +90,18 @@ pub async fn keep(raft: Raft, log: LogStore, dir: PathBuf) {
         }
         // ORDERING: only what is already fsynced may be recorded, so the file can never claim
         // more than the log holds after a crash.
-        let index = applied.min(log.durable_index());
-        if index <= saved {
+        let Some(index) = applied
+            .min(log.durable_index())
+            .filter(|i| Some(*i) > saved)
+        else {
             continue;
-        }
-        let Some(index) = index else { continue };
+        };
         let Ok(bytes) = serde_json::to_vec(&Watermark { index }) else {
             continue;
         };
-        let dir = dir.clone();
-        // FSYNC (inside write_atomically): the watermark survives the crash it is there to judge.
-        let written =
-            tokio::task::spawn_blocking(move || write_atomically(&dir, FILE, &bytes)).await;
-        match written {
-            Ok(Ok(())) => saved = Some(index),
-            Ok(Err(e)) => tracing::warn!("could not renew {FILE}: {e}"),
+        // FSYNC (inside): the watermark survives the crash it is there to judge.
+        match write_atomically_async(&dir, FILE, bytes).await {
+            Ok(()) => saved = Some(index),
             Err(e) => tracing::warn!("could not renew {FILE}: {e}"),
         }
     }

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::write_atomically;
+use crate::store::write_atomically_async;
 
 const FILE: &str = "ballot.json";
 
@@ -31,7 +31,7 @@ pub struct Grant {
 
 /// The last vote this server granted, to another candidate or itself, kept in the node's data dir.
 pub struct Ballot {
-    dir: Option<PathBuf>,
+    dir: PathBuf,
     last: Mutex<Option<Grant>>,
     /// One save at a time, each writing the newest grant: two grants answered on two connections
     /// cannot leave the older one on disk.
@@ -46,17 +46,8 @@ impl Ballot {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         Ballot {
-            dir: Some(dir),
+            dir,
             last: Mutex::new(last),
-            saving: Default::default(),
-        }
-    }
-
-    /// A ballot that is not saved (tests).
-    pub fn in_memory() -> Ballot {
-        Ballot {
-            dir: None,
-            last: Mutex::new(None),
             saving: Default::default(),
         }
     }
@@ -77,15 +68,12 @@ impl Ballot {
             }
             *last = Some(grant);
         }
-        let Some(dir) = self.dir.clone() else { return };
         let _saving = self.saving.lock().await;
         let Ok(bytes) = serde_json::to_vec(&self.last()) else {
             return;
         };
-        // Blocking file I/O off the runtime's workers. Elections are rare; the two fsyncs of
-        // `write_atomically` cost a few milliseconds once per grant.
-        let saved = tokio::task::spawn_blocking(move || write_atomically(&dir, FILE, &bytes)).await;
-        if let Ok(Err(e)) | Err(e) = saved.map_err(std::io::Error::other) {
+        // FSYNC (inside): elections are rare; a few milliseconds once per grant.
+        if let Err(e) = write_atomically_async(&self.dir, FILE, bytes).await {
             tracing::warn!("could not save the vote granted in term {term}: {e}");
         }
     }

@@ -40,6 +40,19 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> 
     fsync_dir(dir)
 }
 
+/// [`write_atomically`] on a blocking thread, for async callers: the two fsyncs take
+/// milliseconds that must not hold a runtime worker.
+pub async fn write_atomically_async(
+    dir: &Path,
+    name: &'static str,
+    bytes: Vec<u8>,
+) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || write_atomically(&dir, name, &bytes))
+        .await
+        .map_err(io::Error::other)?
+}
+
 /// Makes the entries of `dir` (a rename into it) durable. On Unix that is an fsync of the
 /// directory itself. Windows cannot open a directory as a file (`File::open` fails with "access
 /// denied", which stopped every first start and snapshot there) and has no directory fsync; NTFS
