@@ -404,6 +404,14 @@ pub struct NodeArgs {
     /// this many MiB free, instead of letting Raft hit a full disk, which stops the node.
     #[arg(long, default_value_t = raftkv::config::DISK_RESERVE >> 20, value_name = "MIB")]
     pub disk_reserve: u64,
+    /// A snapshot goes to a follower in pieces of at most this many KiB (neither side holds more
+    /// of it in memory at a time).
+    #[arg(long, default_value_t = (config::SNAPSHOT_CHUNK >> 10) as u64, value_name = "KIB")]
+    pub snapshot_chunk: u64,
+    /// Largest message between nodes, in MiB (8 to 256); bigger ones are refused. Bounds memory
+    /// per connection, not the size of the data.
+    #[arg(long, default_value_t = (raftkv::net::MAX_FRAME >> 20) as u64, value_name = "MIB")]
+    pub max_message: u64,
     /// HTTP requests served at once; beyond that a request gets 503 at once instead of queueing.
     #[arg(long, default_value_t = config::MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
@@ -454,6 +462,11 @@ pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
             args.heartbeat
         );
     }
+    let transfer = config::Transfer {
+        snapshot_chunk: args.snapshot_chunk.saturating_mul(1 << 10) as usize,
+        max_message: args.max_message.saturating_mul(1 << 20) as usize,
+    };
+    transfer.validate().map_err(anyhow::Error::msg)?;
     let data_dir = args.data_dir.unwrap_or_else(|| {
         PathBuf::from("data").join(args.self_addr.replace([':', '/', '[', ']'], "_"))
     });
@@ -482,6 +495,7 @@ pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
             .tls_cert
             .zip(args.tls_key)
             .map(|(cert, key)| raftkv::config::TlsFiles { cert, key }),
+        transfer,
     })
 }
 

@@ -92,13 +92,18 @@ async fn a_log_of_big_values_is_compacted_by_its_size() {
     for n in 0..40 {
         assert_eq!(c.put(leader, &format!("k{n}"), &[&value]).await, 204);
     }
+    let written = c.status(leader).await.unwrap().commit_index;
     for node in 0..3 {
         let s = wait_until(
             Duration::from_secs(30),
             "every node snapshotted and purged its log behind the snapshot",
             || async {
                 let s = c.status(node).await?;
-                (s.purged_index.is_some() && s.snapshot_index >= s.purged_index).then_some(s)
+                // Applied through the last write too: a local read must find it.
+                (s.purged_index.is_some()
+                    && s.snapshot_index >= s.purged_index
+                    && s.last_applied >= written)
+                    .then_some(s)
             },
         )
         .await;
@@ -110,5 +115,211 @@ async fn a_log_of_big_values_is_compacted_by_its_size() {
         let (code, list) = c.get(node, "k39", "?consistency=local").await;
         assert_eq!((code, list.map(|l| l[0].len())), (200, Some(value.len())));
     }
+    c.shutdown().await;
+}
+
+/// Sizes for the snapshot tests: a state several times the largest message, sent in many chunks.
+const CHUNK: usize = 32 << 10;
+const MAX_MESSAGE: usize = raftkv::config::MIN_MAX_MESSAGE;
+/// Values written before a server is added: 160 × 256 KiB = 40 MiB, 5 × the largest message.
+const LOADED_KEYS: usize = 160;
+
+fn small_transfers(cfg: &mut raftkv::config::NodeConfig) {
+    cfg.transfer = raftkv::config::Transfer {
+        snapshot_chunk: CHUNK,
+        max_message: MAX_MESSAGE,
+    };
+    // Snapshots soon and the log behind them purged: a server added later needs the snapshot.
+    cfg.snapshot_every = 20;
+    cfg.log_bytes_limit = 4 << 20;
+}
+
+fn loaded_value(n: usize) -> String {
+    format!("{n}-{}", "z".repeat(256 << 10))
+}
+
+/// Three nodes holding [`LOADED_KEYS`] big values, their logs purged behind a snapshot.
+async fn loaded_cluster() -> (TestCluster, usize) {
+    let c = TestCluster::start(3, small_transfers).await;
+    let (leader, _) = c.leader(ELECTION).await;
+    for wave in 0..LOADED_KEYS / 16 {
+        let puts = (0..16).map(|i| {
+            let (c, n) = (&c, wave * 16 + i);
+            async move {
+                (
+                    c.put(leader, &format!("k{n}"), &[&loaded_value(n)]).await,
+                    n,
+                )
+            }
+        });
+        for (code, n) in futures::future::join_all(puts).await {
+            assert_eq!(code, 204, "PUT k{n}");
+        }
+    }
+    wait_until(
+        ELECTION,
+        "the leader purged its log behind a snapshot",
+        || async { c.status(leader).await?.purged_index.filter(|p| *p > 0) },
+    )
+    .await;
+    (c, leader)
+}
+
+/// Every loaded key, read locally on `node`.
+async fn assert_holds_everything(c: &TestCluster, node: usize) {
+    for n in 0..LOADED_KEYS {
+        let (code, list) = c.get(node, &format!("k{n}"), "?consistency=local").await;
+        assert_eq!(code, 200, "k{n} on n{node}");
+        assert!(
+            list.unwrap() == vec![loaded_value(n)],
+            "k{n} on n{node} is wrong"
+        );
+    }
+}
+
+fn snapshot_dir(c: &TestCluster, node: usize) -> std::path::PathBuf {
+    c.config(node).data_dir.join("snapshot")
+}
+
+/// Where server `node` (added or not yet) receives a snapshot.
+fn incoming_of(c: &TestCluster, node: usize) -> std::path::PathBuf {
+    c.dir
+        .path()
+        .join(format!("node{node}/snapshot/snapshot.incoming"))
+}
+
+/// Waits (polling every millisecond, bounded) until a few chunks of a snapshot were received.
+async fn first_chunks_arrive(path: &std::path::Path) {
+    wait_until(
+        Duration::from_secs(30),
+        "the first chunks arrived",
+        || async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            (file_len(path) >= 4 * CHUNK as u64).then_some(())
+        },
+    )
+    .await;
+}
+
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Adds a server and waits until it caught up and holds a snapshot.
+async fn add_and_catch_up(c: &mut TestCluster, leader: usize) -> usize {
+    let ports = common::free_ports(2);
+    let raft_addr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+    let http_addr = format!("127.0.0.1:{}", ports[1]).parse().unwrap();
+    let new = c.cluster.add(raft_addr, http_addr).await.expect("add");
+    caught_up(c, leader, new).await;
+    new
+}
+
+async fn caught_up(c: &TestCluster, leader: usize, new: usize) {
+    wait_until(
+        Duration::from_secs(60),
+        "the new server caught up",
+        || async {
+            let (l, s) = (c.status(leader).await?, c.status(new).await?);
+            (s.snapshot_index.is_some() && s.last_applied >= l.commit_index).then_some(())
+        },
+    )
+    .await;
+}
+
+/// A server added to a cluster whose state is several times the largest message catches up by a
+/// snapshot sent in hundreds of chunks, holds every key, and restarts from that snapshot.
+/// (Before: a snapshot travelled in one message, so a state past the largest message could never
+/// reach a new server or a follower far behind.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_server_catches_up_by_a_snapshot_larger_than_any_message() {
+    let (mut c, leader) = loaded_cluster().await;
+    let new = add_and_catch_up(&mut c, leader).await;
+    let size = file_len(&snapshot_dir(&c, new).join("snapshot.bin"));
+    println!("snapshot of {size} bytes; largest message {MAX_MESSAGE}, chunk {CHUNK}");
+    assert!(
+        size > 2 * MAX_MESSAGE as u64,
+        "the snapshot must be several times the largest message"
+    );
+    let metrics = reqwest::get(c.url(leader, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let chunks = common::sample(
+        &metrics,
+        &format!("raftkv_raft_rpcs_total{{peer=\"{new}\",rpc=\"snapshot\",result=\"sent\"}}"),
+    )
+    .unwrap_or(0.0);
+    println!("{chunks} InstallSnapshot chunks sent to n{new}");
+    assert!(chunks >= (size / CHUNK as u64) as f64, "sent in chunks");
+    assert_holds_everything(&c, new).await;
+
+    // A restart reads the multi-chunk snapshot back from disk.
+    c.kill(new).await;
+    c.restart(new).await;
+    caught_up(&c, leader, new).await;
+    assert_holds_everything(&c, new).await;
+    c.shutdown().await;
+}
+
+/// A transfer cut mid-way leaves a half-received file that is never installed; once the link is
+/// back the transfer starts over and completes. Then the same with the sender killed mid-way: the
+/// next leader sends its own snapshot from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_transfer_cut_or_orphaned_midway_starts_over_and_never_installs_half() {
+    let (mut c, leader) = loaded_cluster().await;
+    let new = c.cluster.len();
+    let ports = common::free_ports(2);
+    let raft_addr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+    let http_addr = format!("127.0.0.1:{}", ports[1]).parse().unwrap();
+
+    // The link is cut as soon as a few chunks arrived (polled every millisecond, bounded).
+    let faults = c.cluster.fault_table();
+    let path = incoming_of(&c, new);
+    let ((), added) = tokio::join!(
+        async {
+            first_chunks_arrive(&path).await;
+            faults.cut(leader as u64, new as u64);
+        },
+        c.cluster.add(raft_addr, http_addr)
+    );
+    assert_eq!(added.expect("add"), new);
+    let partial = file_len(&incoming_of(&c, new));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = c.status(new).await.expect("the new server answers");
+    println!("cut with {partial} bytes received: {s:?}");
+    assert_eq!(
+        (s.snapshot_index, s.last_applied),
+        (None, None),
+        "half a snapshot was installed"
+    );
+    assert_eq!(c.get(new, "k0", "?consistency=local").await.0, 404);
+
+    c.cluster.heal().await;
+    caught_up(&c, leader, new).await;
+    assert_holds_everything(&c, new).await;
+    assert!(
+        !incoming_of(&c, new).exists(),
+        "the received file became the snapshot"
+    );
+
+    // The sender killed mid-way: a second server, the leader killed once chunks arrive.
+    let second = c.cluster.len();
+    let ports = common::free_ports(2);
+    let raft_addr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+    let http_addr = format!("127.0.0.1:{}", ports[1]).parse().unwrap();
+    let path = incoming_of(&c, second);
+    let ((), added) = tokio::join!(
+        first_chunks_arrive(&path),
+        c.cluster.add(raft_addr, http_addr)
+    );
+    added.expect("add");
+    c.kill(leader).await;
+    let live: Vec<usize> = (0..3).filter(|n| *n != leader).collect();
+    let next = wait_until(ELECTION, "a new leader", || c.leader_among(&live, 0)).await;
+    caught_up(&c, next, second).await;
+    assert_holds_everything(&c, second).await;
     c.shutdown().await;
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{TestCluster, wait_until};
 use raftkv::config::Start;
-use raftkv::net::{Channel, Secret};
+use raftkv::net::{Channel, MAX_FRAME, Secret};
 use raftkv::raft::status::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -122,7 +122,7 @@ async fn exchange(client_secret: Option<Secret>, server_secret: Option<Secret>) 
     });
     let serving = tokio::spawn(async move {
         let (stream, _) = server.accept().await.unwrap();
-        let mut channel = Channel::accept(stream, server_secret.as_ref()).await?;
+        let mut channel = Channel::accept(stream, server_secret.as_ref(), MAX_FRAME).await?;
         let got = channel.recv().await?.unwrap_or_default();
         // Large enough to span several encrypted chunks.
         let mut reply = got.clone();
@@ -132,7 +132,7 @@ async fn exchange(client_secret: Option<Secret>, server_secret: Option<Secret>) 
     });
     let stream = TcpStream::connect(relay_addr).await.unwrap();
     let talked = async {
-        let mut channel = Channel::initiate(stream, client_secret.as_ref()).await?;
+        let mut channel = Channel::initiate(stream, client_secret.as_ref(), MAX_FRAME).await?;
         channel
             .send(b"append plaintext-marker to k".to_vec())
             .await?;

@@ -73,6 +73,7 @@ pub fn loopback_configs(
                 secret: None,
                 admin_token: None,
                 tls: None,
+                transfer: Default::default(),
             }
         })
         .collect()
@@ -294,6 +295,12 @@ impl Cluster {
         }
         self.env.faults.partition(groups);
         Ok(())
+    }
+
+    /// The fault table every node's transport consults, shared: cutting a link through it works
+    /// while another call holds the cluster (a test cuts a transfer to a server being added).
+    pub fn fault_table(&self) -> std::sync::Arc<crate::net::fault::FaultTable> {
+        self.env.faults.clone()
     }
 
     /// Cuts the link from → to only.

@@ -85,6 +85,63 @@ pub struct NodeConfig {
     pub admin_token: Option<AdminToken>,
     /// With a certificate and its key (PEM files), the HTTP port serves HTTPS only (`api::tls`).
     pub tls: Option<TlsFiles>,
+    /// How much data and how large messages travel between nodes (`net`).
+    pub transfer: Transfer,
+}
+
+/// Sizes on the wire between nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    /// A snapshot is sent to a follower in InstallSnapshot messages of at most this many bytes of
+    /// it (`net::snapshot`), so neither side ever holds more of it in memory than this.
+    pub snapshot_chunk: usize,
+    /// Largest message a node sends or accepts; a bigger one is refused rather than allowed to
+    /// exhaust memory. It bounds AppendEntries (at most `store::log::MAX_APPEND_BYTES` of
+    /// entries, plus one entry of up to 1 MiB of writes) and a snapshot chunk, not the state.
+    pub max_message: usize,
+}
+
+/// Largest [`Transfer::max_message`], and its default (`net::MAX_FRAME`).
+pub const MAX_MESSAGE: usize = 256 << 20;
+/// Default for [`Transfer::snapshot_chunk`]: large enough that a gigabyte moves in a few hundred
+/// round trips, small enough to be a fraction of a heartbeat's worth of time on a slow link.
+pub const SNAPSHOT_CHUNK: usize = 4 << 20;
+/// Smallest [`Transfer::max_message`]: an AppendEntries of `MAX_APPEND_BYTES` must fit.
+pub const MIN_MAX_MESSAGE: usize = 8 << 20;
+/// Smallest [`Transfer::snapshot_chunk`].
+pub const MIN_SNAPSHOT_CHUNK: usize = 4 << 10;
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Transfer {
+            snapshot_chunk: SNAPSHOT_CHUNK,
+            max_message: MAX_MESSAGE,
+        }
+    }
+}
+
+impl Transfer {
+    /// Checks the sizes fit together: a chunk (with its message's fields) inside a message.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_message < MIN_MAX_MESSAGE || self.max_message > MAX_MESSAGE {
+            return Err(format!(
+                "the largest message must be between {} and {} MiB, not {} bytes",
+                MIN_MAX_MESSAGE >> 20,
+                MAX_MESSAGE >> 20,
+                self.max_message
+            ));
+        }
+        if self.snapshot_chunk < MIN_SNAPSHOT_CHUNK || self.snapshot_chunk > self.max_message / 2 {
+            return Err(format!(
+                "a snapshot chunk must be between {} KiB and half the largest message ({} KiB), \
+                 not {} bytes",
+                MIN_SNAPSHOT_CHUNK >> 10,
+                self.max_message >> 11,
+                self.snapshot_chunk
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A PEM certificate chain and its private key (`--tls-cert`, `--tls-key`).

@@ -96,10 +96,17 @@ pub enum Fields {
         last: Option<LogPos>,
         leader_commit: Option<u64>,
     },
-    /// InstallSnapshot: the last entry the snapshot covers, and its size.
+    /// InstallSnapshot: the last entry the snapshot covers, and one chunk of it: `bytes` at
+    /// `offset` of `size`, `done` on the last.
     Snapshot {
         last_included: Option<LogPos>,
         bytes: u64,
+        #[serde(default)]
+        offset: u64,
+        #[serde(default)]
+        size: u64,
+        #[serde(default)]
+        done: bool,
     },
     /// The leader asks `to` to take over; it must hold at least `last_log`.
     TransferLeader { to: u64, last_log: Option<LogPos> },
@@ -125,8 +132,12 @@ pub enum ReplyFields {
     },
     /// The follower's answer to AppendEntries.
     Append(AppendAnswer),
-    /// The follower's term after installing (or refusing) the snapshot.
-    Snapshot { term: u64 },
+    /// The follower's term; after a chunk that was not the last, the offset it wants next.
+    Snapshot {
+        term: u64,
+        #[serde(default)]
+        next_offset: Option<u64>,
+    },
     /// Anything else: the receiver served it (or said why not) in its own words.
     Other { text: String },
 }

@@ -137,11 +137,16 @@ pub fn inspect(h: &Held) -> Vec<Line<'static>> {
         Some(Fields::Snapshot {
             last_included,
             bytes,
+            offset,
+            size,
+            done,
         }) => {
             let (i, t) = pos(last_included);
             rows.push(("lastIncludedIndex".into(), i));
             rows.push(("lastIncludedTerm".into(), t));
-            rows.push(("data".into(), format!("{bytes} bytes")));
+            rows.push(("offset".into(), format!("{offset} of {size} bytes")));
+            rows.push(("data[]".into(), format!("{bytes} bytes")));
+            rows.push(("done".into(), done.to_string()));
         }
         Some(Fields::TransferLeader { to, last_log }) => {
             let (i, t) = pos(last_log);
@@ -180,7 +185,12 @@ pub fn inspect(h: &Held) -> Vec<Line<'static>> {
             };
             rows.push(("reply: success".into(), success));
         }
-        Some(ReplyFields::Snapshot { term }) => rows.push(("reply: term".into(), term.to_string())),
+        Some(ReplyFields::Snapshot { term, next_offset }) => {
+            rows.push(("reply: term".into(), term.to_string()));
+            if let Some(next) = next_offset {
+                rows.push(("reply: next offset".into(), next.to_string()));
+            }
+        }
         Some(ReplyFields::Other { text }) => rows.push(("reply".into(), text.clone())),
         None => {}
     }

@@ -295,8 +295,15 @@ impl MessageView {
             Some(Fields::Snapshot {
                 last_included,
                 bytes,
+                offset,
+                size,
+                done,
             }) => {
-                format!("up to {} ({bytes} bytes)", pos(last_included))
+                let last = if *done { ", done" } else { "" };
+                format!(
+                    "up to {}: {bytes} bytes at {offset} of {size}{last}",
+                    pos(last_included)
+                )
             }
             Some(Fields::TransferLeader { to, last_log }) => {
                 format!("to n{to}, needs {}", pos(last_log))
@@ -356,7 +363,11 @@ pub(super) fn reply_summary(reply: &ReplyFields) -> String {
             format!("refused: term {term} is newer")
         }
         ReplyFields::Append(AppendAnswer::Failed { why }) => format!("failed: {why}"),
-        ReplyFields::Snapshot { term } => format!("installed (term {term})"),
+        ReplyFields::Snapshot {
+            term,
+            next_offset: Some(next),
+        } => format!("received, next offset {next} (term {term})"),
+        ReplyFields::Snapshot { term, .. } => format!("installed (term {term})"),
         ReplyFields::Other { text } => text.clone(),
     }
 }

@@ -19,7 +19,9 @@ use openraft::raft::{
 use openraft::raft::{TransferLeaderRequest, TransferLeaderResponse};
 
 use super::frame::{Hello, Reply, Request};
+use super::snapshot::Inbox;
 use super::{Conn, NetEnv, Secret};
+use crate::config::Transfer;
 use crate::metrics::Metrics;
 use crate::observe::Rpc;
 use crate::raft::TypeConfig;
@@ -47,6 +49,10 @@ pub struct Identity {
     pub ballot: Arc<Ballot>,
     /// Free space on this node's disk: below the reserve, entries from a leader are refused.
     pub space: Arc<Space>,
+    /// Message and snapshot chunk sizes.
+    pub transfer: Transfer,
+    /// Where a snapshot from a leader is received (`net::snapshot`).
+    pub inbox: Arc<Inbox>,
 }
 
 impl Identity {
@@ -145,7 +151,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
 /// A lazily connected link to one peer, used by one openraft task at a time.
 pub struct PeerNetwork {
-    me: Identity,
+    pub(super) me: Identity,
     target: u64,
     addr: Result<SocketAddr, String>,
     conn: Option<Conn>,
@@ -153,7 +159,7 @@ pub struct PeerNetwork {
 
 impl PeerNetwork {
     /// `timeout` is openraft's, on the nodes' clock.
-    async fn call(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
+    pub(super) async fn call(&mut self, request: &Request, timeout: Duration) -> io::Result<Reply> {
         let (me, target) = (self.me.clone(), self.target);
         me.deliver(target, request, self.call_unchecked(request, timeout))
             .await
@@ -171,7 +177,8 @@ impl PeerNetwork {
                     .map_err(|e| io::Error::other(e.clone()))?;
                 let hello = self.me.hello(self.target);
                 let secret = self.me.secret.as_ref();
-                self.conn = Some(Conn::connect(addr, &hello, secret, timeout).await?);
+                let max = self.me.transfer.max_message;
+                self.conn = Some(Conn::connect(addr, &hello, secret, max, timeout).await?);
             }
             self.conn
                 .as_mut()
@@ -223,7 +230,7 @@ fn unexpected(reply: Reply) -> RPCError<TypeConfig> {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerNetwork {
-    type SnapshotData = std::io::Cursor<Vec<u8>>;
+    type SnapshotData = crate::store::SnapshotData;
 
     async fn append_entries(
         &mut self,
@@ -271,21 +278,9 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let request = Request::InstallSnapshot {
-            vote,
-            meta: snapshot.meta,
-            data: snapshot.snapshot.into_inner(),
-        };
-        // A snapshot may take long; openraft's hard deadline applies, and a cancel stops it.
-        let timeout = option.hard_ttl();
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            reply = self.call(&request, timeout) => match reply {
-                Ok(Reply::InstallSnapshot(resp)) => Ok(resp),
-                Ok(Reply::Failed(why)) => Err(StreamingError::Unreachable(Unreachable::new(&io::Error::other(why)))),
-                Ok(other) => Err(StreamingError::Network(NetworkError::new(&io::Error::other(format!("unexpected reply {other:?}"))))),
-                Err(e) => Err(StreamingError::Unreachable(Unreachable::new(&e))),
-            }
+            sent = super::snapshot::send(self, vote, snapshot, &option) => sent,
         }
     }
 
@@ -352,7 +347,8 @@ impl Peers {
                     io::Error::other(format!("node {target} is not in the membership"))
                 })?;
                 let hello = self.me.hello(target);
-                Conn::connect(addr, &hello, self.me.secret.as_ref(), timeout).await?
+                let (secret, max) = (self.me.secret.as_ref(), self.me.transfer.max_message);
+                Conn::connect(addr, &hello, secret, max, timeout).await?
             }
         };
         // On error the connection is dropped, not returned to the pool.

@@ -38,12 +38,16 @@ pub enum Request {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
-    /// A whole snapshot in one frame (bounded by `MAX_FRAME`).
+    /// InstallSnapshot as in the paper's Figure 13: a chunk of the snapshot file, `data`, at
+    /// `offset`; `done` on the last one. `size` is the whole file's (`net::snapshot`).
     InstallSnapshot {
         vote: Vote,
         meta: SnapshotMeta,
+        offset: u64,
+        size: u64,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+        done: bool,
     },
     TransferLeader(TransferLeaderRequest<TypeConfig>),
     /// A client write forwarded by a follower; the receiver proposes it only if it leads.
@@ -59,7 +63,15 @@ pub enum Request {
 pub enum Reply {
     AppendEntries(AppendEntriesResponse<TypeConfig>),
     Vote(VoteResponse<TypeConfig>),
+    /// To the last chunk (installed, or already held), or to any chunk from a leader of an
+    /// older term (refused): the receiver's vote.
     InstallSnapshot(SnapshotResponse<TypeConfig>),
+    /// A chunk was written (or not, if it was not where the receiver's file ends): send the one
+    /// at `next_offset`.
+    SnapshotChunk {
+        vote: Vote,
+        next_offset: u64,
+    },
     TransferLeader(TransferLeaderResponse<TypeConfig>),
     Write(WriteOutcome),
     ReadIndex(ReadOutcome),
@@ -113,9 +125,19 @@ impl Request {
             Request::Vote(r) | Request::PreVote(r) => Fields::Vote {
                 last_log: r.last_log_id.as_ref().map(pos),
             },
-            Request::InstallSnapshot { meta, data, .. } => Fields::Snapshot {
+            Request::InstallSnapshot {
+                meta,
+                offset,
+                size,
+                data,
+                done,
+                ..
+            } => Fields::Snapshot {
                 last_included: meta.last_log_id.as_ref().map(pos),
                 bytes: data.len() as u64,
+                offset: *offset,
+                size: *size,
+                done: *done,
             },
             Request::TransferLeader(r) => Fields::TransferLeader {
                 to: *r.to_node_id(),
@@ -158,6 +180,11 @@ impl Reply {
             }),
             Reply::InstallSnapshot(s) => ReplyFields::Snapshot {
                 term: s.vote.leader_id.term,
+                next_offset: None,
+            },
+            Reply::SnapshotChunk { vote, next_offset } => ReplyFields::Snapshot {
+                term: vote.leader_id.term,
+                next_offset: Some(*next_offset),
             },
             Reply::Failed(why) => ReplyFields::Other { text: why.clone() },
             Reply::Removed { config_index } => ReplyFields::Other {

@@ -14,6 +14,7 @@ pub mod fault;
 pub mod frame;
 pub mod secure;
 pub mod server;
+pub mod snapshot;
 
 use std::io;
 use std::net::SocketAddr;
@@ -173,6 +174,7 @@ impl Conn {
         addr: SocketAddr,
         hello: &Hello,
         secret: Option<&Secret>,
+        max_frame: usize,
         timeout: Duration,
     ) -> io::Result<Conn> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
@@ -187,7 +189,7 @@ impl Conn {
         stream.set_nodelay(true)?;
         let greeted = tokio::time::timeout(timeout, async {
             let mut conn = Conn {
-                channel: Channel::initiate(stream, secret).await?,
+                channel: Channel::initiate(stream, secret, max_frame).await?,
             };
             conn.send(hello).await?;
             Ok::<_, io::Error>((conn.recv::<HelloReply>().await?, conn))

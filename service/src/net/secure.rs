@@ -32,15 +32,15 @@ fn noise_error(e: snow::Error) -> io::Error {
     )
 }
 
-/// Largest frame accepted in either direction. A snapshot travels in one frame, so this bounds
-/// the state machine size that can be replicated by snapshot; anything larger is refused rather
-/// than allowed to exhaust memory.
-pub const MAX_FRAME: usize = 256 << 20;
+/// The largest frame a node can be configured to accept in either direction (the default of
+/// `config::Transfer::max_message`). Anything larger is refused rather than allowed to exhaust
+/// memory. It bounds one message, not the data: a snapshot travels in chunks (`net::snapshot`).
+pub const MAX_FRAME: usize = crate::config::MAX_MESSAGE;
 
-fn codec() -> LengthDelimitedCodec {
+fn codec(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
-        // Room for the per-chunk length and tag of an encrypted MAX_FRAME.
-        .max_frame_length(MAX_FRAME + (MAX_FRAME / CHUNK + 1) * (2 + NOISE_TAG))
+        // Room for the per-chunk length and tag of an encrypted frame of max_frame bytes.
+        .max_frame_length(max_frame + (max_frame / CHUNK + 1) * (2 + NOISE_TAG))
         .new_codec()
 }
 
@@ -48,26 +48,37 @@ fn codec() -> LengthDelimitedCodec {
 pub struct Channel {
     framed: Framed<TcpStream, LengthDelimitedCodec>,
     noise: Option<Box<TransportState>>,
+    max_frame: usize,
 }
 
 impl Channel {
-    /// The connecting side: runs the handshake first if there is a secret.
-    pub async fn initiate(stream: TcpStream, secret: Option<&Secret>) -> io::Result<Channel> {
-        Channel::open(stream, secret, true).await
+    /// The connecting side: runs the handshake first if there is a secret. Frames of more than
+    /// `max_frame` bytes are refused both ways.
+    pub async fn initiate(
+        stream: TcpStream,
+        secret: Option<&Secret>,
+        max_frame: usize,
+    ) -> io::Result<Channel> {
+        Channel::open(stream, secret, max_frame, true).await
     }
 
     /// The accepting side: with a secret, the first frame must be a valid handshake message.
-    pub async fn accept(stream: TcpStream, secret: Option<&Secret>) -> io::Result<Channel> {
-        Channel::open(stream, secret, false).await
+    pub async fn accept(
+        stream: TcpStream,
+        secret: Option<&Secret>,
+        max_frame: usize,
+    ) -> io::Result<Channel> {
+        Channel::open(stream, secret, max_frame, false).await
     }
 
     /// NNpsk0 is two messages: the initiator's, then the responder's.
     async fn open(
         stream: TcpStream,
         secret: Option<&Secret>,
+        max_frame: usize,
         initiator: bool,
     ) -> io::Result<Channel> {
-        let mut channel = Channel::plain(stream);
+        let mut channel = Channel::plain(stream, max_frame);
         let Some(secret) = secret else {
             return Ok(channel);
         };
@@ -93,10 +104,11 @@ impl Channel {
         Ok(channel)
     }
 
-    fn plain(stream: TcpStream) -> Channel {
+    fn plain(stream: TcpStream, max_frame: usize) -> Channel {
         Channel {
-            framed: Framed::new(stream, codec()),
+            framed: Framed::new(stream, codec(max_frame)),
             noise: None,
+            max_frame,
         }
     }
 
@@ -116,10 +128,10 @@ impl Channel {
 
     /// Sends one frame (taken by value: in the clear it goes out without a copy).
     pub async fn send(&mut self, plain: Vec<u8>) -> io::Result<()> {
-        if plain.len() > MAX_FRAME {
+        if plain.len() > self.max_frame {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("a {} byte frame exceeds {MAX_FRAME}", plain.len()),
+                format!("a {} byte frame exceeds {}", plain.len(), self.max_frame),
             ));
         }
         let Some(noise) = self.noise.as_mut() else {

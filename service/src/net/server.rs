@@ -13,8 +13,9 @@ use tokio::task::JoinSet;
 use super::Channel;
 use super::client::Identity;
 use super::frame::{self, Hello, HelloReply, Reply, Request};
+use super::snapshot::Chunk;
 use crate::raft::batch::Proposer;
-use crate::raft::typ::{Raft, Snapshot};
+use crate::raft::typ::Raft;
 use crate::raft::{leader, members, removal};
 
 /// At most this many peer connections are served at once; more wait in the accept backlog.
@@ -62,7 +63,8 @@ async fn serve_connection(
     stream.set_nodelay(true)?;
     // The handshake (with a cluster secret) and the hello must both arrive in time.
     let (mut channel, first) = tokio::time::timeout(HELLO_TIMEOUT, async {
-        let mut channel = Channel::accept(stream, me.secret.as_ref()).await?;
+        let mut channel =
+            Channel::accept(stream, me.secret.as_ref(), me.transfer.max_message).await?;
         let first = channel.recv().await?;
         Ok::<_, std::io::Error>((channel, first))
     })
@@ -170,14 +172,25 @@ async fn handle(
             .pre_vote(rpc)
             .await
             .map_or_else(|e| failed(&e), Reply::Vote),
-        Request::InstallSnapshot { vote, meta, data } => {
-            let snapshot = Snapshot {
+        Request::InstallSnapshot {
+            vote,
+            meta,
+            offset,
+            data,
+            done,
+            ..
+        } => {
+            let chunk = Chunk {
+                vote,
                 meta,
-                snapshot: std::io::Cursor::new(data),
+                offset,
+                data,
+                done,
             };
-            raft.install_full_snapshot(vote, snapshot)
+            me.inbox
+                .receive(raft, chunk)
                 .await
-                .map_or_else(|e| failed(&e), Reply::InstallSnapshot)
+                .unwrap_or_else(|e| failed(&e))
         }
         Request::TransferLeader(rpc) => raft
             .handle_transfer_leader(rpc)

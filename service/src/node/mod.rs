@@ -25,6 +25,7 @@ use crate::config::{Members, NodeConfig, Start};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::net::client::{AddressBook, Identity as NetIdentity, NetworkFactory, Peers};
+use crate::net::snapshot::Inbox;
 use crate::net::{NetEnv, server};
 use crate::raft::ballot::Ballot;
 use crate::raft::batch::Proposer;
@@ -100,6 +101,7 @@ impl Node {
         let snapshot = SnapshotFile::new(&config.data_dir.join("snapshot"))?;
         // Before Raft starts: a node that lost fsynced entries must not vote or count commits.
         watermark::check(&config.data_dir, &log, &snapshot).await?;
+        let inbox = Arc::new(Inbox::new(snapshot.incoming_path()));
         let sm = StateMachine::new(snapshot);
         let kv = sm.reader();
         let removal = Arc::new(Removal::default());
@@ -115,6 +117,8 @@ impl Node {
             removal: removal.clone(),
             ballot: ballot.clone(),
             space: space.clone(),
+            transfer: config.transfer,
+            inbox,
         };
         let clock = me.env.clock.clone();
         let network = NetworkFactory { me: me.clone() };

@@ -42,7 +42,7 @@ fn read(dir: &Path) -> Result<Option<u64>> {
 
 /// Refuses a start whose durable history (the last log index, or the snapshot's, whichever is
 /// higher) ends below the recorded watermark. Run before Raft starts.
-pub async fn check(dir: &Path, log: &LogStore, snapshot: &SnapshotFile) -> Result<()> {
+pub async fn check(dir: &Path, log: &LogStore, snapshot: &SnapshotFile<TypeConfig>) -> Result<()> {
     let Some(recorded) = read(dir)? else {
         return Ok(());
     };
@@ -55,12 +55,12 @@ pub async fn check(dir: &Path, log: &LogStore, snapshot: &SnapshotFile) -> Resul
     if last >= Some(recorded) {
         return Ok(());
     }
-    // Only now read the snapshot (the whole file): a log purged behind it ends early.
+    // Only now read the snapshot's meta: a log purged behind it ends early.
     let file = snapshot.clone();
-    let meta = tokio::task::spawn_blocking(move || file.load::<TypeConfig>())
+    let meta = tokio::task::spawn_blocking(move || file.current_meta())
         .await
         .map_err(std::io::Error::other)??;
-    let snapshot = meta.and_then(|(meta, _)| meta.last_log_id).map(|l| l.index);
+    let snapshot = meta.and_then(|meta| meta.last_log_id).map(|l| l.index);
     if last.max(snapshot) >= Some(recorded) {
         return Ok(());
     }

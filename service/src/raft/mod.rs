@@ -45,8 +45,9 @@
 //!   is applied ([`leader`], `ReadPolicy::ReadIndex`; `api::gateway` forwards from followers).
 //!   No lease reads: a read never trusts a clock.
 //! - **Snapshots and log compaction** (§7). Every [`SNAPSHOT_EVERY`] entries the state machine
-//!   serializes the map ([`state_machine`]), writes it atomically (`store::snapshot`), and the
-//!   log it covers is purged; a follower too far behind receives the snapshot (`net::client`).
+//!   serializes the map ([`state_machine`]) straight into a file (`store::snapshot`), and the
+//!   log it covers is purged; a follower too far behind receives the snapshot in chunks, as
+//!   Figure 13's InstallSnapshot (`net::snapshot`).
 //! - **Membership changes** (§6). One server at a time: added as a learner, promoted to voter
 //!   once caught up, or removed ([`members`]); a new server learns its id from the leader
 //!   (`node::join`). openraft commits each change through a joint configuration.
@@ -58,9 +59,9 @@
 //! # CAVEATS: what is deliberately not done (yet)
 //! - A node whose data directory is wiped must not rejoin under its old id (`node::identity`
 //!   refuses); it may join again as a new node (`members`; ids are never reused).
-//! - A snapshot travels as one frame of at most `net::MAX_FRAME` (256 MiB) (issue 18). It is
-//!   built from a copy of the state taken on the apply path, cheap because the data map is
-//!   persistent (`kv`): the pause is the bounded de-duplication table's copy. Snapshots come
+//! - A snapshot is built from a copy of the state taken on the apply path, cheap because the
+//!   data map is persistent (`kv`): the pause is the bounded de-duplication table's copy. A
+//!   transfer cut off starts over from the first chunk (no resume). Snapshots come
 //!   every `SNAPSHOT_EVERY` entries and, for big values, whenever the log passes its size limit
 //!   (`node::compact`).
 //! - A removed server finds out (`removal`) but does not remember it across a restart: it learns
@@ -109,7 +110,7 @@ pub mod typ {
     pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
     pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
     pub type Snapshot =
-        openraft::type_config::alias::SnapshotOf<TypeConfig, std::io::Cursor<Vec<u8>>>;
+        openraft::type_config::alias::SnapshotOf<TypeConfig, crate::store::SnapshotData>;
     pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
     pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
     pub type ReadLogId = openraft::raft::linearizable_read::ReadLogId<TypeConfig>;

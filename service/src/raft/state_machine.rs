@@ -6,7 +6,7 @@
 //! snapshot file and the log are durable, and the log store persists the committed id. On restart
 //! openraft installs the last snapshot and re-applies the log up to the committed id.
 
-use std::io::{self, Cursor};
+use std::io;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use futures::{Stream, TryStreamExt};
@@ -16,7 +16,7 @@ use openraft::{EntryPayload, OptionalSend};
 use super::TypeConfig;
 use super::typ::{LogId, Snapshot, SnapshotMeta, StoredMembership};
 use crate::kv::{KvState, Replies};
-use crate::store::SnapshotFile;
+use crate::store::{SnapshotData, SnapshotFile};
 
 /// A shared, read-only view of the applied key/value state.
 #[derive(Clone, Default)]
@@ -41,11 +41,11 @@ pub struct StateMachine {
     kv: KvReader,
     applied: Option<LogId>,
     membership: StoredMembership,
-    file: SnapshotFile,
+    file: SnapshotFile<TypeConfig>,
 }
 
 impl StateMachine {
-    pub fn new(file: SnapshotFile) -> Self {
+    pub fn new(file: SnapshotFile<TypeConfig>) -> Self {
         StateMachine {
             kv: KvReader::default(),
             applied: None,
@@ -60,7 +60,7 @@ impl StateMachine {
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
@@ -93,6 +93,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
+            // O(1): the map is persistent (`kv`), so apply goes on while the copy is written out.
             kv: self.kv.read().clone(),
             meta: SnapshotMeta {
                 last_log_id: self.applied,
@@ -105,18 +106,30 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Cursor<Vec<u8>>,
+        mut snapshot: SnapshotData,
     ) -> io::Result<()> {
-        let data = snapshot.into_inner();
-        let kv: KvState = rmp_serde::from_slice(&data)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        // Persist before switching: once this returns openraft may purge the log the snapshot
-        // covers, so the snapshot must already be durable.
         let file = self.file.clone();
-        let owned_meta = meta.clone();
-        tokio::task::spawn_blocking(move || file.save::<TypeConfig>(&owned_meta, &data))
-            .await
-            .map_err(io::Error::other)??;
+        let expected = meta.clone();
+        // Decoding a large state is blocking work: off the async workers, streamed from the file
+        // (never the whole file in memory beside the state it decodes to).
+        let kv = tokio::task::spawn_blocking(move || -> io::Result<KvState> {
+            let (meta, reader) = snapshot.reader::<TypeConfig>()?;
+            if meta != expected {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the snapshot file holds {meta}, not the {expected} being installed"),
+                ));
+            }
+            let kv: KvState = rmp_serde::decode::from_read(reader)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            // Current before switching: once this returns openraft may purge the log the snapshot
+            // covers, so it must already be the durable one (received files are fsynced whole).
+            let last = meta.last_log_id.map(|id| id.index);
+            file.make_current(&mut snapshot, last)?;
+            Ok(kv)
+        })
+        .await
+        .map_err(io::Error::other)??;
         self.kv.replace(kv);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -125,43 +138,47 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let file = self.file.clone();
-        let loaded = tokio::task::spawn_blocking(move || file.load::<TypeConfig>())
-            .await
-            .map_err(io::Error::other)??;
-        Ok(loaded.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Cursor::new(data),
-        }))
+        tokio::task::spawn_blocking(move || -> io::Result<Option<Snapshot>> {
+            let Some(mut snapshot) = file.open_current()? else {
+                return Ok(None);
+            };
+            let meta = snapshot.reader::<TypeConfig>()?.0;
+            Ok(Some(Snapshot { meta, snapshot }))
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 }
 
-/// A frozen copy of the state machine, serialized and saved off the apply path.
+/// A frozen copy of the state machine (structurally shared with the live one), written out off
+/// the apply path.
 pub struct SnapshotBuilder {
     kv: KvState,
     meta: SnapshotMeta,
-    file: SnapshotFile,
+    file: SnapshotFile<TypeConfig>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let kv = std::mem::take(&mut self.kv);
         let meta = self.meta.clone();
         let file = self.file.clone();
         // Serializing and fsyncing a large map is blocking work; keep it off the async workers so
-        // heartbeats are not delayed (a delayed heartbeat looks like a dead leader).
-        let data = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
-            let data = rmp_serde::to_vec_named(&kv).map_err(io::Error::other)?;
-            // FSYNC (inside save): durable before openraft learns of it and purges the log.
-            file.save::<TypeConfig>(&meta, &data)?;
-            Ok(data)
+        // heartbeats are not delayed (a delayed heartbeat looks like a dead leader). The state is
+        // serialized straight into the file, never into a buffer of its size.
+        let snapshot = tokio::task::spawn_blocking(move || {
+            // FSYNC (inside write): durable before openraft learns of it and purges the log.
+            file.write(&meta, |out| {
+                rmp_serde::encode::write_named(out, &kv).map_err(io::Error::other)
+            })
         })
         .await
         .map_err(io::Error::other)??;
         Ok(Snapshot {
             meta: self.meta.clone(),
-            snapshot: Cursor::new(data),
+            snapshot,
         })
     }
 }

@@ -6,8 +6,9 @@
 //!   of the batch (raft-log's flush worker does one fsync for everything queued: group commit).
 //! - Vote and log writes go through one WAL in call order, so a vote can never be overtaken by a
 //!   later log write.
-//! - A snapshot file is written to a temp file, fsynced, renamed, and the directory fsynced before
-//!   openraft is told it exists, so the log it covers can be purged safely.
+//! - A snapshot file is written to a temp file (or received into one), fsynced, renamed, and the
+//!   directory fsynced before openraft is told it exists, so the log it covers can be purged
+//!   safely; a half-received one is never renamed (`snapshot`).
 //! - raft-log holds an exclusive lock on its directory while open: two processes can never share
 //!   one node's data.
 //! - On open, raft-log cuts a record torn at the very end of the log (never fsynced, so never
@@ -21,7 +22,7 @@ pub mod snapshot;
 pub mod space;
 
 pub use log::LogStore;
-pub use snapshot::SnapshotFile;
+pub use snapshot::{SnapshotData, SnapshotFile};
 
 use std::fs::File;
 use std::io::{self, Write};
