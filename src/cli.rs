@@ -122,9 +122,14 @@ pub struct BenchArgs {
     /// Distinct keys (at most 1000).
     #[arg(long, default_value_t = 1000)]
     pub keys: u64,
-    /// Bytes per PUT value.
+    /// Bytes per PUT value (also of the --preload values). A PUT's body must stay under the
+    /// 1 MiB request limit, so at most about 1,048,000.
     #[arg(long, default_value_t = 16)]
     pub value_bytes: usize,
+    /// Before the run, fill the store with this much data (e.g. 100M, 1G: bytes of values, as
+    /// writes of --value-bytes each to keys of their own), timed and reported apart.
+    #[arg(long, default_value = "0", value_parser = parse_size, value_name = "BYTES")]
+    pub preload: u64,
     /// Inject a fault and time it: failover kills the leader (kill -9) a third of the way into
     /// the run under writes to every endpoint; catch-up pauses a follower (kill -STOP) until it is
     /// --behind writes are acknowledged, then resumes it. Needs --pids.
@@ -511,6 +516,35 @@ pub fn secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<raftkv::n
         .map_err(anyhow::Error::msg)
 }
 
+/// A size in bytes: a number with an optional K, M or G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => s.split_at(at),
+        None => (s, ""),
+    };
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => {
+            return Err(format!(
+                "{s:?}: a size is a number with an optional K, M or G suffix"
+            ));
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: a size is a number with an optional K, M or G suffix"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,5 +558,40 @@ mod tests {
             panic!("not the node command")
         };
         assert_eq!(node_config(args).unwrap().timing, Timing::default());
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_refuse_anything_else() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("100M"), Ok(100 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4KiB"), Ok(4 << 10));
+        assert_eq!(parse_size("7b"), Ok(7));
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
+
+    #[test]
+    fn transfer_sizes_that_do_not_fit_together_are_refused() {
+        let args = |extra: &[&str]| {
+            let mut argv = vec!["raftkv", "node", "8080", "127.0.0.1:6000", "127.0.0.1:6001"];
+            argv.extend_from_slice(extra);
+            match Cli::parse_from(argv).command {
+                Some(Command::Node(args)) => node_config(args).map(|c| c.transfer),
+                _ => panic!("not the node command"),
+            }
+        };
+        assert_eq!(args(&[]).unwrap(), config::Transfer::default());
+        assert!(
+            args(&["--max-message", "4"]).is_err(),
+            "below an AppendEntries"
+        );
+        assert!(args(&["--snapshot-chunk", "8192", "--max-message", "8"]).is_err());
+        let small = args(&["--snapshot-chunk", "64", "--max-message", "8"]).unwrap();
+        assert_eq!(
+            (small.snapshot_chunk, small.max_message),
+            (64 << 10, 8 << 20)
+        );
     }
 }

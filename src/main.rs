@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
                 rate: args.rate,
                 keys: args.keys.clamp(1, 1000),
                 value_bytes: args.value_bytes,
+                preload: args.preload,
                 fault: args.fault,
                 pids: args.pids,
                 behind: args.behind.max(1),

@@ -1,6 +1,7 @@
 //! Smoke test of the load generator against a small live cluster: every workload runs, counts
 //! operations and reports no errors. No timing is asserted (figures come from `raftkv bench`);
-//! only that the open loop never sends more than its schedule allows.
+//! only that the open loop never sends more than its schedule allows, and that --preload writes
+//! what it says.
 
 mod common;
 
@@ -24,6 +25,7 @@ async fn every_workload_runs_without_errors_and_the_open_loop_keeps_its_schedule
         rate,
         keys: 20,
         value_bytes: 16,
+        preload: 0,
         fault: None,
         pids: Vec::new(),
         behind: 0,
@@ -54,5 +56,20 @@ async fn every_workload_runs_without_errors_and_the_open_loop_keeps_its_schedule
         "40 requests/s for 1 s, yet {} were sent",
         open.ops
     );
+
+    // --preload: 2 MiB as 64 KiB values, each to a key of its own, before the run.
+    let preloaded = run(Config {
+        preload: 2 << 20,
+        value_bytes: 64 << 10,
+        ..config(Workload::Put, 0)
+    })
+    .await
+    .unwrap();
+    let fill = preloaded.preload.expect("a preload report");
+    println!("{fill}");
+    assert_eq!((fill.writes, fill.bytes), (32, 2 << 20));
+    let (code, list) = c.get(0, "p31", "").await;
+    assert_eq!((code, list.map(|l| l[0].len())), (200, Some(64 << 10)));
+    assert_eq!(c.get(0, "p32", "").await.0, 404, "no more than asked");
     c.shutdown().await;
 }

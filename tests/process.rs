@@ -411,6 +411,7 @@ async fn the_bench_times_a_catch_up_and_a_failover_of_real_processes() {
         rate: 0,
         keys: 20,
         value_bytes: 16,
+        preload: 0,
         fault: Some(Fault::CatchUp),
         pids: (0..3)
             .filter_map(|i| procs.nodes.child(i))

@@ -10,6 +10,7 @@
 
 pub mod fault;
 mod http;
+pub mod preload;
 pub mod system;
 pub mod trust;
 
@@ -57,6 +58,8 @@ pub struct Config {
     pub rate: u64,
     pub keys: u64,
     pub value_bytes: usize,
+    /// Bytes of values written to keys of their own before the run (0: none).
+    pub preload: u64,
     /// A fault to inject and time; it needs `pids` (one per endpoint, same order).
     pub fault: Option<Fault>,
     pub pids: Vec<u32>,
@@ -88,6 +91,8 @@ pub struct Report {
     pub elections: Option<u64>,
     /// What the injected fault cost, if one was injected.
     pub fault: Option<fault::FaultReport>,
+    /// The fill before the run, if `--preload` asked for one.
+    pub preload: Option<preload::PreloadReport>,
 }
 
 impl Report {
@@ -126,6 +131,10 @@ impl Report {
                 s * 100.0
             ))
         );
+        if let Some(preload) = &self.preload {
+            text.push('\n');
+            text.push_str(&preload.to_string());
+        }
         if let Some(fault) = &self.fault {
             text.push('\n');
             text.push_str(&fault.to_string());
@@ -231,6 +240,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<Report> {
         ],
         Workload::Mixed => e.clone(),
     };
+    let preloaded = preload::fill(&config, &e[leader]).await?;
     seed_keys(&config, &target[0]).await?;
     let start = Instant::now() + Duration::from_millis(50);
     let measure_from = start + config.warmup;
@@ -253,7 +263,9 @@ pub async fn run(mut config: Config) -> anyhow::Result<Report> {
     let cpu = cpu_share(cpu_before, cpu_after, seconds);
     let fault = injected.map(|k| k.report(&counts.acks));
     let elections = elections(terms_before, terms_after);
-    Ok(counts.report(&config, seconds, cpu, elections, fault))
+    let mut report = counts.report(&config, seconds, cpu, elections, fault);
+    report.preload = preloaded;
+    Ok(report)
 }
 
 /// Every key exists before reads start, so a GET is a real read, not a 404. The keys are written
@@ -329,6 +341,7 @@ impl Counts {
             client_cpu_share,
             elections,
             fault,
+            preload: None,
         }
     }
 }
