@@ -254,6 +254,28 @@ async fn a_new_server_catches_up_by_a_snapshot_larger_than_any_message() {
     .unwrap_or(0.0);
     println!("{chunks} InstallSnapshot chunks sent to n{new}");
     assert!(chunks >= (size / CHUNK as u64) as f64, "sent in chunks");
+    // Each step is counted and timed where an operator looks (GET /metrics).
+    let steps = |text: &str, phase: &str| {
+        common::sample(
+            text,
+            &format!("raftkv_snapshots_total{{phase=\"{phase}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let learner = reqwest::get(c.url(new, "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (text, phase) in [
+        (&metrics, "build"),
+        (&metrics, "send"),
+        (&learner, "receive"),
+        (&learner, "install"),
+    ] {
+        assert!(steps(text, phase) >= 1.0, "no {phase} step counted");
+    }
     assert_holds_everything(&c, new).await;
 
     // A restart reads the multi-chunk snapshot back from disk.

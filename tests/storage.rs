@@ -16,6 +16,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for FreshStore {
         let log = LogStore::open(&dir.path().join("raft-log")).expect("open log");
         let sm = StateMachine::new(
             SnapshotFile::new(&dir.path().join("snapshot")).expect("snapshot dir"),
+            Default::default(),
         );
         Ok((dir, log, sm))
     }

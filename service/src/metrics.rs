@@ -40,6 +40,14 @@ pub struct PeerLabels {
     pub peer: u64,
 }
 
+/// A step of a snapshot's life: `build` (write the state to a file), `send` (to one follower, all
+/// chunks), `receive` (all chunks, until the file is whole and fsynced), `install` (decode the
+/// file into the state; also on every start that restores from a snapshot).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RoleLabels {
     pub role: String,
@@ -77,6 +85,10 @@ pub struct Metrics {
     /// ratio is the mean batch size: `raft::batch`).
     pub entries_proposed: Counter,
     pub writes_proposed: Counter,
+    /// Snapshot steps done, and the duration and size of the last one of each kind.
+    pub snapshots: Family<PhaseLabels, Counter>,
+    pub snapshot_last_ms: Family<PhaseLabels, Gauge>,
+    pub snapshot_last_bytes: Family<PhaseLabels, Gauge>,
     pub raft: RaftGauges,
 }
 
@@ -102,6 +114,9 @@ impl Metrics {
             leader_changes: Counter::default(),
             entries_proposed: Counter::default(),
             writes_proposed: Counter::default(),
+            snapshots: Family::default(),
+            snapshot_last_ms: Family::default(),
+            snapshot_last_bytes: Family::default(),
             raft: RaftGauges::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
@@ -140,6 +155,21 @@ impl Metrics {
             "raft_proposed_writes",
             "Client writes carried by those entries (several per entry under load)",
             m.writes_proposed.clone(),
+        );
+        registry.register(
+            "snapshots",
+            "Snapshot steps done: build, send (to a follower), receive, install",
+            m.snapshots.clone(),
+        );
+        registry.register(
+            "snapshot_last_duration_ms",
+            "How long the last snapshot step of each kind took",
+            m.snapshot_last_ms.clone(),
+        );
+        registry.register(
+            "snapshot_last_bytes",
+            "Size of the snapshot file of the last step of each kind",
+            m.snapshot_last_bytes.clone(),
         );
         let g = &m.raft;
         registry.register("raft_term", "Current term", g.term.clone());
@@ -194,6 +224,24 @@ impl Metrics {
             g.replication_lag.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Records one snapshot step: how long it took and the snapshot file's size.
+    pub fn snapshot_step(&self, phase: &str, took: std::time::Duration, bytes: u64) {
+        let labels = PhaseLabels {
+            phase: phase.into(),
+        };
+        self.snapshots.get_or_create(&labels).inc();
+        let ms = i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
+        self.snapshot_last_ms.get_or_create(&labels).set(ms);
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.snapshot_last_bytes.get_or_create(&labels).set(bytes);
+        tracing::info!(
+            phase,
+            ms,
+            bytes,
+            "snapshot {phase}: {bytes} bytes in {ms} ms"
+        );
     }
 
     /// Counts one RPC to or from `peer`.

@@ -188,7 +188,7 @@ async fn handle(
                 done,
             };
             me.inbox
-                .receive(raft, chunk)
+                .receive(raft, &me.metrics, chunk)
                 .await
                 .unwrap_or_else(|e| failed(&e))
         }

@@ -29,6 +29,7 @@ use tokio::sync::Mutex;
 use super::client::PeerNetwork;
 use super::frame::{Reply, Request};
 use super::transfer_time;
+use crate::metrics::Metrics;
 use crate::raft::TypeConfig;
 use crate::raft::typ::{LogId, Raft, Snapshot, SnapshotMeta, Vote};
 use crate::store::SnapshotData;
@@ -51,7 +52,7 @@ pub(super) async fn send(
         snapshot: mut file,
     } = snapshot;
     let (size, chunk) = (file.len(), peer.me.transfer.snapshot_chunk);
-    let (mut offset, mut restarts) = (0, 0);
+    let (mut offset, mut restarts, started) = (0, 0, std::time::Instant::now());
     loop {
         let data;
         // Reading the file is blocking; the handle goes to the blocking thread and back.
@@ -78,7 +79,12 @@ pub(super) async fn send(
             deadline += transfer_time(size as usize);
         }
         match peer.call(&request, deadline).await {
-            Ok(Reply::InstallSnapshot(answer)) => return Ok(answer),
+            Ok(Reply::InstallSnapshot(answer)) => {
+                peer.me
+                    .metrics
+                    .snapshot_step("send", started.elapsed(), size);
+                return Ok(answer);
+            }
             Ok(Reply::SnapshotChunk { next_offset, .. }) if next_offset <= size => {
                 let expected = request_end(&request);
                 if next_offset != expected {
@@ -130,6 +136,7 @@ struct Receiving {
     last_included: Option<LogId>,
     file: tokio::fs::File,
     len: u64,
+    started: std::time::Instant,
 }
 
 /// One InstallSnapshot message, as received.
@@ -154,7 +161,7 @@ impl Inbox {
     /// at offset 0; write at offset; reply and wait for more unless done), then, when done,
     /// installs through openraft (steps 6-8: it keeps the log entries that follow the snapshot,
     /// or discards the whole log).
-    pub async fn receive(&self, raft: &Raft, chunk: Chunk) -> io::Result<Reply> {
+    pub async fn receive(&self, raft: &Raft, metrics: &Metrics, chunk: Chunk) -> io::Result<Reply> {
         let current = raft.metrics().borrow_watched().vote;
         // Step 1: reply immediately if term < currentTerm (openraft compares whole votes).
         if current > chunk.vote {
@@ -175,6 +182,7 @@ impl Inbox {
                 last_included: chunk.meta.last_log_id,
                 file: tokio::fs::File::create(&self.path).await?,
                 len: 0,
+                started: std::time::Instant::now(),
             });
         }
         let next_offset = match receiving.as_mut() {
@@ -217,6 +225,7 @@ impl Inbox {
         // is, openraft may purge the log it covers.
         whole.file.sync_all().await?;
         drop(whole.file);
+        metrics.snapshot_step("receive", whole.started.elapsed(), whole.len);
         let path = self.path.clone();
         let data = tokio::task::spawn_blocking(move || SnapshotData::open(path))
             .await

@@ -102,7 +102,7 @@ impl Node {
         // Before Raft starts: a node that lost fsynced entries must not vote or count commits.
         watermark::check(&config.data_dir, &log, &snapshot).await?;
         let inbox = Arc::new(Inbox::new(snapshot.incoming_path()));
-        let sm = StateMachine::new(snapshot);
+        let sm = StateMachine::new(snapshot, metrics.clone());
         let kv = sm.reader();
         let removal = Arc::new(Removal::default());
         let ballot = Arc::new(Ballot::open(config.data_dir.clone()));

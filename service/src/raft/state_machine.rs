@@ -8,6 +8,7 @@
 
 use std::io;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Instant;
 
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -16,6 +17,7 @@ use openraft::{EntryPayload, OptionalSend};
 use super::TypeConfig;
 use super::typ::{LogId, Snapshot, SnapshotMeta, StoredMembership};
 use crate::kv::{KvState, Replies};
+use crate::metrics::Metrics;
 use crate::store::{SnapshotData, SnapshotFile};
 
 /// A shared, read-only view of the applied key/value state.
@@ -42,15 +44,17 @@ pub struct StateMachine {
     applied: Option<LogId>,
     membership: StoredMembership,
     file: SnapshotFile<TypeConfig>,
+    metrics: Arc<Metrics>,
 }
 
 impl StateMachine {
-    pub fn new(file: SnapshotFile<TypeConfig>) -> Self {
+    pub fn new(file: SnapshotFile<TypeConfig>, metrics: Arc<Metrics>) -> Self {
         StateMachine {
             kv: KvReader::default(),
             applied: None,
             membership: Default::default(),
             file,
+            metrics,
         }
     }
 
@@ -100,6 +104,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 last_membership: self.membership.clone(),
             },
             file: self.file.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -108,7 +113,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         mut snapshot: SnapshotData,
     ) -> io::Result<()> {
-        let file = self.file.clone();
+        let (file, started, bytes) = (self.file.clone(), Instant::now(), snapshot.len());
         let expected = meta.clone();
         // Decoding a large state is blocking work: off the async workers, streamed from the file
         // (never the whole file in memory beside the state it decodes to).
@@ -130,6 +135,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .await
         .map_err(io::Error::other)??;
+        self.metrics
+            .snapshot_step("install", started.elapsed(), bytes);
         self.kv.replace(kv);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -156,6 +163,7 @@ pub struct SnapshotBuilder {
     kv: KvState,
     meta: SnapshotMeta,
     file: SnapshotFile<TypeConfig>,
+    metrics: Arc<Metrics>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -164,7 +172,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let kv = std::mem::take(&mut self.kv);
         let meta = self.meta.clone();
-        let file = self.file.clone();
+        let (file, started) = (self.file.clone(), Instant::now());
         // Serializing and fsyncing a large map is blocking work; keep it off the async workers so
         // heartbeats are not delayed (a delayed heartbeat looks like a dead leader). The state is
         // serialized straight into the file, never into a buffer of its size.
@@ -176,6 +184,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
         .map_err(io::Error::other)??;
+        self.metrics
+            .snapshot_step("build", started.elapsed(), snapshot.len());
         Ok(Snapshot {
             meta: self.meta.clone(),
             snapshot,
