@@ -405,6 +405,10 @@ pub struct NodeArgs {
     /// Take a snapshot (and purge the log behind it) every this many log entries.
     #[arg(long, default_value_t = raftkv::raft::SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
+    /// Also take a snapshot (and purge the log behind it) once the Raft log takes this many MiB
+    /// on disk: with big values, entry counts alone let the log grow to gigabytes.
+    #[arg(long, default_value_t = raftkv::config::LOG_BYTES_LIMIT >> 20, value_name = "MIB")]
+    pub log_limit: u64,
     /// Refuse new writes (503, with the reason) while the data directory's disk has less than
     /// this many MiB free, instead of letting Raft hit a full disk, which stops the node.
     #[arg(long, default_value_t = raftkv::config::DISK_RESERVE >> 20, value_name = "MIB")]
@@ -492,7 +496,7 @@ pub fn node_config(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         request_timeout: Duration::from_millis(args.request_timeout),
         snapshot_every: args.snapshot_every.max(1),
         max_in_flight: args.max_in_flight.max(1),
-        log_bytes_limit: raftkv::config::LOG_BYTES_LIMIT,
+        log_bytes_limit: args.log_limit.max(1).saturating_mul(1 << 20),
         disk_reserve: args.disk_reserve << 20,
         secret: secret(args.cluster_secret_file.as_deref())?,
         admin_token: admin_token(args.admin_token_file.as_deref())?,
