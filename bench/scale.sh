@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Cost curves as the data grows (issue 18), on this machine, in one run: for each system
+# (raftkv: 5 `raftkv node` processes; etcd: 5 members, --quota-backend-bytes raised to 8 GiB so a
+# gigabyte fits), each state size and each value size, on a fresh cluster:
+#   - preload the state (`raftkv bench --preload`, values of that size, each to a key of its own);
+#   - PUTs of that value size at 64 connections for SECONDS_PER_RUN, REPS times: throughput and
+#     latency percentiles (medians of the runs);
+#   - resident memory and data directory size of every node;
+#   - restart, REPS times: kill -9 of a follower, start it again, time until it serves a
+#     linearizable read;
+#   - raftkv only: a sixth server joins and catches up by snapshot; the leader's last snapshot
+#     build and send, the new server's receive and install, from their /metrics.
+# Then, raftkv at the largest state with 4 KiB values: the same PUT run with snapshots as
+# configured and with snapshots off (--snapshot-every and --log-limit out of reach), to compare
+# write latency with and without a snapshot of the whole state being built.
+#
+#   bench/scale.sh                       (SIZES="0 100M 1G" VALUES="100 4096 65536 1000000")
+#   SIZES="0 10M" VALUES="4096" SYSTEMS="raftkv" bench/scale.sh    (a quick look)
+#
+# A state of 100-byte values is loaded only up to 100M (a gigabyte would be 10 million writes).
+# Writes raw JSON to bench/results/scale/raw/, the table to bench/results/scale/summary.md and
+# plots to images/scale-*.png (bench/scale_report.py). Only loopback addresses are used.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$here"
+read -r -a SIZES <<<"${SIZES:-0 100M 1G}"
+read -r -a VALUES <<<"${VALUES:-100 4096 65536 1000000}"
+read -r -a SYSTEMS <<<"${SYSTEMS:-raftkv etcd}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
+REPS="${REPS:-3}"
+OUT="$here/bench/results/scale"
+RAW="$OUT/raw"
+WORK="$(mktemp -d /tmp/raftkv-scale.XXXXXX)"
+BIN="$here/target/release/raftkv"
+ETCD_ARGS=(--quota-backend-bytes 8589934592 --max-request-bytes 2097152)
+# shellcheck source=bench/cluster.sh
+source "$here/bench/cluster.sh"
+JOINER=""
+trap 'stop_all; [ -n "$JOINER" ] && kill -9 "$JOINER" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
+
+# A size with an optional K/M/G suffix (powers of 1024), in bytes.
+bytes() { python3 -c 'import sys
+s = sys.argv[1].upper(); m = {"K": 10, "M": 20, "G": 30}
+print(int(s[:-1]) << m[s[-1]] if s[-1] in m else int(s))' "$1"; }
+
+# The node of system $1 that leads now (by asking each), or nothing.
+leader_of() {
+  local s="$1" i url
+  for i in 0 1 2 3 4; do
+    url="$(node_url "$s" "$i")"
+    if [ "$s" = raftkv ]; then
+      curl -sf -m 2 "$url/admin/status" | grep -q '"role":"leader"' && { echo "$i"; return; }
+    else
+      curl -sf -m 2 -X POST "$url/v3/maintenance/status" -d '{}' |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(d["header"]["member_id"] != d["leader"])' &&
+        { echo "$i"; return; }
+    fi
+  done
+}
+
+# The value of metric $2 (with labels, exactly) on node URL $1; 0 if absent or not answering.
+metric() {
+  { curl -sf -m 5 "$1/metrics" || true; } | awk -v m="$2" '$1 == m {print $2; f = 1} END {if (!f) print 0}'
+}
+
+# kill -9 of a follower of system $1, restarted at once; sets RESTART_MS to the ms until it serves
+# a read. (Not run in a $(...) subshell: the restarted node's pid must reach PID here.)
+restart_follower() {
+  local s="$1" lead i
+  lead="$(leader_of "$s")"
+  i=$(((${lead:-0} + 1) % 5))
+  kill -9 "${PID[i]}"
+  wait "${PID[i]}" 2>/dev/null || true
+  start_node "$s" "$i"
+  RESTART_MS="$(wait_serving "$s" "$i")"
+}
+
+# A sixth raftkv server joins and catches up; sets JOIN to a JSON object of the snapshot steps.
+join_and_catch_up() {
+  local lead url t0 ms applied commit
+  lead="$(leader_of raftkv)"
+  url="$(node_url raftkv "${lead:-0}")"
+  t0=$(date +%s%N)
+  "$BIN" node 18085 127.0.0.1:16005 --join "$url" --data-dir "$WORK/raftkv/joiner" \
+    "${RAFTKV_ARGS[@]}" >>"$WORK/raftkv/log-joiner" 2>&1 &
+  JOINER=$!
+  for _ in $(seq 1 6000); do
+    commit=$(metric "$url" raftkv_raft_commit_index)
+    applied=$(metric http://127.0.0.1:18085 raftkv_raft_last_applied)
+    [ "${applied%.*}" -ge "${commit%.*}" ] 2>/dev/null && [ "${commit%.*}" -gt 0 ] && break
+    sleep 0.1
+  done
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  local j=http://127.0.0.1:18085
+  JOIN="$(printf '{"catch_up_ms":%s,"build_ms":%s,"build_bytes":%s,"send_ms":%s,"receive_ms":%s,"install_ms":%s,"install_bytes":%s,"joiner_peak_rss_kb":%s}\n' \
+    "$ms" \
+    "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="build"}')" \
+    "$(metric "$url" 'raftkv_snapshot_last_bytes{phase="build"}')" \
+    "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="send"}')" \
+    "$(metric "$j" 'raftkv_snapshot_last_duration_ms{phase="receive"}')" \
+    "$(metric "$j" 'raftkv_snapshot_last_duration_ms{phase="install"}')" \
+    "$(metric "$j" 'raftkv_snapshot_last_bytes{phase="install"}')" \
+    "$(awk '$1 == "VmHWM:" {print $2}' "/proc/$JOINER/status")")"
+  kill -9 "$JOINER"
+  wait "$JOINER" 2>/dev/null || true
+  JOINER=""
+}
+
+# One configuration: system $1, state size $2, value size $3. The PUT run and the restart are
+# each done REPS times on the loaded cluster (the table shows medians); the preload and the join
+# once.
+measure() {
+  local s="$1" size="$2" value="$3" name="$1-$2-$3" r restarts="" join="null"
+  SYSTEM="$s"
+  log "$name: starting 5 nodes, preloading"
+  start_cluster "$s"
+  "$BIN" bench --system "$(bench_system "$s")" --endpoints "$(endpoints "$s")" --json \
+    --workload put --connections 64 --seconds 1 --warmup 0 \
+    --value-bytes "$value" --preload "$(bytes "$size")" >"$RAW/$name.preload.json"
+  for r in $(seq 1 "$REPS"); do
+    log "$name: PUTs at 64 connections (run $r)"
+    "$BIN" bench --system "$(bench_system "$s")" --endpoints "$(endpoints "$s")" --json \
+      --workload put --connections 64 --seconds "$SECONDS_PER_RUN" --warmup 2 \
+      --value-bytes "$value" >"$RAW/$name.r$r.bench.json"
+  done
+  local rss disk
+  rss="$(rss_list VmRSS | xargs | tr ' ' ,)"
+  disk="$(for i in 0 1 2 3 4; do du -sk "$WORK/$s/$i" | cut -f1; done | xargs | tr ' ' ,)"
+  for r in $(seq 1 "$REPS"); do
+    log "$name: restart of a follower (run $r)"
+    restart_follower "$s"
+    restarts="$restarts,$RESTART_MS"
+  done
+  if [ "$s" = raftkv ]; then
+    log "$name: a sixth server joins"
+    join_and_catch_up
+    join="$JOIN"
+  fi
+  printf '{"system":"%s","size":"%s","value_bytes":%s,"rss_kb":[%s],"disk_kb":[%s],"restart_ms":[%s],"join":%s}\n' \
+    "$s" "$size" "$value" "$rss" "$disk" "${restarts#,}" "$join" >"$RAW/$name.nodes.json"
+  stop_all
+}
+
+# raftkv at state $1 with 4 KiB values: PUT latency with snapshots on ("on") and off ("off").
+snapshots_on_off() {
+  local size="$1" mode lead url b0 b1
+  SYSTEM=raftkv
+  for mode in on off; do
+    if [ "$mode" = off ]; then
+      RAFTKV_ARGS=(--snapshot-every 1000000000000 --log-limit 1000000000)
+    else
+      RAFTKV_ARGS=()
+    fi
+    log "snapshots $mode: $size of 4 KiB values, then PUTs for $((SECONDS_PER_RUN * 3)) s"
+    start_cluster raftkv
+    "$BIN" bench --endpoints "$(endpoints raftkv)" --workload put --connections 64 --seconds 1 \
+      --warmup 0 --value-bytes 4096 --preload "$(bytes "$size")" --json >/dev/null
+    lead="$(leader_of raftkv)"
+    url="$(node_url raftkv "${lead:-0}")"
+    b0=$(metric "$url" 'raftkv_snapshots_total{phase="build"}')
+    "$BIN" bench --endpoints "$(endpoints raftkv)" --workload put --connections 64 \
+      --seconds $((SECONDS_PER_RUN * 3)) --warmup 2 --value-bytes 4096 --json \
+      >"$RAW/snapshots-$mode.bench.json"
+    b1=$(metric "$url" 'raftkv_snapshots_total{phase="build"}')
+    printf '{"mode":"%s","size":"%s","builds_during_run":%s,"last_build_ms":%s}\n' "$mode" "$size" \
+      "$((${b1%.*} - ${b0%.*}))" "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="build"}')" \
+      >"$RAW/snapshots-$mode.json"
+    stop_all
+  done
+  RAFTKV_ARGS=()
+}
+
+install
+rm -rf "$RAW"
+mkdir -p "$RAW"
+{
+  echo "{\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
+  echo " \"cores\": $(nproc), \"mem_gb\": $(awk '/MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo),"
+  echo " \"etcd\": \"$(etcd --version | awk '/etcd Version/ {print $3}')\","
+  echo " \"raftkv\": \"$(git -C "$here" rev-parse --short HEAD)\", \"date\": \"$(date -u +%FT%TZ)\"}"
+} >"$RAW/machine.json"
+for value in "${VALUES[@]}"; do
+  for size in "${SIZES[@]}"; do
+    [ "$value" -lt 4096 ] && [ "$(bytes "$size")" -gt $((100 << 20)) ] && continue
+    for s in "${SYSTEMS[@]}"; do measure "$s" "$size" "$value"; done
+  done
+done
+if [[ " ${SYSTEMS[*]} " == *" raftkv "* ]]; then
+  snapshots_on_off "${SIZES[-1]}"
+fi
+python3 "$here/bench/scale_report.py" "$OUT" "$here/images"
+log "done: $OUT/summary.md"

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Turns bench/scale.sh's raw JSON into bench/results/scale/summary.md and images/scale-*.png.
+
+    scale_report.py RESULTS_DIR IMAGES_DIR
+
+Nothing here measures; it reads what `raftkv bench` and scale.sh wrote. Throughput, latency and
+restart times are medians over the runs of a cell (their number is printed); memory, disk, the
+preload and the join come from one reading.
+"""
+
+import glob
+import json
+import os
+import statistics
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+SIZE_ORDER = {"0": 0, "10M": 1, "100M": 2, "1G": 3}
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=0):
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def value_label(v):
+    if v >= 1_000_000:
+        return f"{v / 1e6:.0f} MB"
+    if v >= 1024:
+        return f"{v // 1024} KiB"
+    return f"{v} B"
+
+
+def cells(raw):
+    rows = []
+    for path in sorted(glob.glob(os.path.join(raw, "*.nodes.json"))):
+        nodes = json.load(open(path))
+        name = f"{nodes['system']}-{nodes['size']}-{nodes['value_bytes']}"
+        runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(raw, f"{name}.r*.bench.json")))]
+        preload = json.load(open(os.path.join(raw, f"{name}.preload.json"))).get("preload")
+        join = nodes.get("join") or {}
+        errors = sum(sum(r["errors"].values()) for r in runs)
+        rows.append(
+            {
+                "system": nodes["system"],
+                "size": nodes["size"],
+                "value": nodes["value_bytes"],
+                "runs": len(runs),
+                "ops": median([r["ops_per_sec"] for r in runs]),
+                "mbs": median([r["ops_per_sec"] * nodes["value_bytes"] / 1e6 for r in runs]),
+                "p50": median([r["p50_ms"] for r in runs]),
+                "p99": median([r["p99_ms"] for r in runs]),
+                "errors": errors,
+                "preload_mbs": preload and preload["mb_per_sec"],
+                "rss_mb": median(nodes["rss_kb"]) / 1024,
+                "disk_mb": median(nodes["disk_kb"]) / 1024,
+                "restart_ms": median(nodes["restart_ms"]),
+                "restarts": len(nodes["restart_ms"]),
+                "join": join,
+            }
+        )
+    rows.sort(key=lambda r: (r["system"], r["value"], SIZE_ORDER.get(r["size"], 9)))
+    return rows
+
+
+def rate(nbytes, ms):
+    if not nbytes or not ms:
+        return None
+    return nbytes / 1e6 / (ms / 1000)
+
+
+def table(rows, machine):
+    out = [
+        "# Cost curves as the data grows (bench/scale.sh)",
+        "",
+        f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('mem_gb')} GB; "
+        f"etcd {machine.get('etcd')}; raftkv {machine.get('raftkv')}; {machine.get('date')}.",
+        "Five nodes as five processes on loopback, fsync on. PUT figures: 64 connections, median "
+        "of the runs shown; restart: kill -9 of a follower until it serves a linearizable read, "
+        "median. RSS and disk: median node after the runs.",
+        "",
+        "| system | state | value | runs | PUT/s | MB/s | p50 ms | p99 ms | errors | preload MB/s "
+        "| RSS MB | disk MB | restart ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['system']} | {r['size']} | {value_label(r['value'])} | {r['runs']} | {fmt(r['ops'])} "
+            f"| {fmt(r['mbs'], 1)} | {fmt(r['p50'], 2)} | {fmt(r['p99'], 2)} | {r['errors']} "
+            f"| {fmt(r['preload_mbs'], 1)} | {fmt(r['rss_mb'])} | {fmt(r['disk_mb'])} "
+            f"| {fmt(r['restart_ms'])} |"
+        )
+    out += [
+        "",
+        "Snapshots (raftkv): a sixth server joins the loaded cluster and catches up; the leader's "
+        "last build and send, the new server's receive and install (one reading each).",
+        "",
+        "| state | value | snapshot MB | build ms (MB/s) | send ms (MB/s) | receive ms | install ms (MB/s) "
+        "| catch-up ms | new server's peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        j = r["join"]
+        if r["system"] != "raftkv" or not j:
+            continue
+        size = j.get("install_bytes") or j.get("build_bytes")
+        out.append(
+            f"| {r['size']} | {value_label(r['value'])} | {fmt(size and size / 1e6, 1)} "
+            f"| {fmt(j.get('build_ms'))} ({fmt(rate(j.get('build_bytes'), j.get('build_ms')))}) "
+            f"| {fmt(j.get('send_ms'))} ({fmt(rate(size, j.get('send_ms')))}) | {fmt(j.get('receive_ms'))} "
+            f"| {fmt(j.get('install_ms'))} ({fmt(rate(size, j.get('install_ms')))}) "
+            f"| {fmt(j.get('catch_up_ms'))} | {fmt(j.get('joiner_peak_rss_kb', 0) / 1024)} |"
+        )
+    return out
+
+
+def on_off(raw):
+    out = []
+    modes = {}
+    for mode in ("on", "off"):
+        path = os.path.join(raw, f"snapshots-{mode}.json")
+        bench = os.path.join(raw, f"snapshots-{mode}.bench.json")
+        if os.path.exists(path) and os.path.exists(bench):
+            modes[mode] = (json.load(open(path)), json.load(open(bench)))
+    if len(modes) < 2:
+        return out
+    out += [
+        "",
+        "Write latency while snapshots of the whole state are built (raftkv, 4 KiB PUTs at 64 "
+        "connections, one run each): snapshots as configured against snapshots off.",
+        "",
+        "| snapshots | state | builds during the run | last build ms | PUT/s | p50 ms | p99 ms | p99.9 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, (meta, r) in modes.items():
+        out.append(
+            f"| {mode} | {meta['size']} | {meta['builds_during_run']} | {fmt(meta['last_build_ms'])} "
+            f"| {fmt(r['ops_per_sec'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['p999_ms'], 2)} |"
+        )
+    ratio = modes["on"][1]["p99_ms"] / modes["off"][1]["p99_ms"]
+    out.append("")
+    out.append(f"p99 with snapshots / without: {ratio:.2f}×.")
+    return out
+
+
+def plot(rows, images):
+    sizes = sorted({r["size"] for r in rows}, key=lambda s: SIZE_ORDER.get(s, 9))
+    for key, ylabel, fname in [
+        ("ops", "PUTs per second (64 connections)", "scale-throughput.png"),
+        ("p99", "PUT p99 latency, ms", "scale-p99.png"),
+        ("rss_mb", "resident memory per node, MB", "scale-rss.png"),
+        ("restart_ms", "kill -9 → serving a linearizable read, ms", "scale-restart.png"),
+    ]:
+        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+        for system, style in (("raftkv", "-o"), ("etcd", "--s")):
+            for value in sorted({r["value"] for r in rows}):
+                pts = [(sizes.index(r["size"]), r[key]) for r in rows
+                       if r["system"] == system and r["value"] == value and r[key] is not None]
+                if pts:
+                    xs, ys = zip(*pts)
+                    ax.plot(xs, ys, style, label=f"{system}, {value_label(value)} values")
+        ax.set_xticks(range(len(sizes)))
+        ax.set_xticklabels([f"{s} loaded" for s in sizes])
+        ax.set_ylabel(ylabel)
+        if key in ("ops", "p99"):
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        ax.set_title(f"{ylabel} as the state grows (five nodes, one machine)", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(os.path.join(images, fname))
+        plt.close(fig)
+
+
+def main():
+    out_dir, images = sys.argv[1], sys.argv[2]
+    raw = os.path.join(out_dir, "raw")
+    machine = json.load(open(os.path.join(raw, "machine.json")))
+    rows = cells(raw)
+    lines = table(rows, machine) + on_off(raw)
+    with open(os.path.join(out_dir, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    plot(rows, images)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
