@@ -58,6 +58,16 @@ leader_of() {
   done
 }
 
+# Waits (bounded, 30 s) until some node of system $1 leads.
+wait_leader() {
+  local _
+  for _ in $(seq 1 300); do
+    [ -n "$(leader_of "$1")" ] && return 0
+    sleep 0.1
+  done
+  log "$1: no leader after 30 s"
+}
+
 # The value of metric $2 (with labels, exactly) on node URL $1; 0 if absent or not answering.
 metric() {
   { curl -sf -m 5 "$1/metrics" || true; } | awk -v m="$2" '$1 == m {print $2; f = 1} END {if (!f) print 0}'
@@ -119,9 +129,13 @@ measure() {
     --value-bytes "$value" --preload "$(bytes "$size")" >"$RAW/$name.preload.json"
   for r in $(seq 1 "$REPS"); do
     log "$name: PUTs at 64 connections (run $r)"
+    # A run the cluster cannot serve (no leader at its start: etcd lost its leader under 1 MB
+    # values) is recorded as failed, with the bench's reason, and the measurement goes on.
+    wait_leader "$s"
     "$BIN" bench --system "$(bench_system "$s")" --endpoints "$(endpoints "$s")" --json \
       --workload put --connections 64 --seconds "$SECONDS_PER_RUN" --warmup 2 \
-      --value-bytes "$value" >"$RAW/$name.r$r.bench.json"
+      --value-bytes "$value" >"$RAW/$name.r$r.bench.json" 2>"$WORK/bench.err" ||
+      printf '{"failed":"%s"}\n' "$(head -1 "$WORK/bench.err" | tr -d '"')" >"$RAW/$name.r$r.bench.json"
   done
   local rss disk
   rss="$(rss_list VmRSS | xargs | tr ' ' ,)"

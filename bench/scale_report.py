@@ -45,6 +45,8 @@ def cells(raw):
         nodes = json.load(open(path))
         name = f"{nodes['system']}-{nodes['size']}-{nodes['value_bytes']}"
         runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(raw, f"{name}.r*.bench.json")))]
+        failed = [r["failed"] for r in runs if "failed" in r]
+        runs = [r for r in runs if "failed" not in r]
         preload = json.load(open(os.path.join(raw, f"{name}.preload.json"))).get("preload")
         join = nodes.get("join") or {}
         errors = sum(sum(r["errors"].values()) for r in runs)
@@ -54,6 +56,7 @@ def cells(raw):
                 "size": nodes["size"],
                 "value": nodes["value_bytes"],
                 "runs": len(runs),
+                "failed": failed,
                 "ops": median([r["ops_per_sec"] for r in runs]),
                 "mbs": median([r["ops_per_sec"] * nodes["value_bytes"] / 1e6 for r in runs]),
                 "p50": median([r["p50_ms"] for r in runs]),
@@ -93,7 +96,8 @@ def table(rows, machine):
     ]
     for r in rows:
         out.append(
-            f"| {r['system']} | {r['size']} | {value_label(r['value'])} | {r['runs']} | {fmt(r['ops'])} "
+            f"| {r['system']} | {r['size']} | {value_label(r['value'])} | {r['runs']}"
+            f"{' (+' + str(len(r['failed'])) + ' failed: ' + r['failed'][0] + ')' if r['failed'] else ''} | {fmt(r['ops'])} "
             f"| {fmt(r['mbs'], 1)} | {fmt(r['p50'], 2)} | {fmt(r['p99'], 2)} | {r['errors']} "
             f"| {fmt(r['preload_mbs'], 1)} | {fmt(r['rss_mb'])} | {fmt(r['disk_mb'])} "
             f"| {fmt(r['restart_ms'])} |"

@@ -102,6 +102,7 @@ impl Node {
         // Before Raft starts: a node that lost fsynced entries must not vote or count commits.
         watermark::check(&config.data_dir, &log, &snapshot).await?;
         let inbox = Arc::new(Inbox::new(snapshot.incoming_path()));
+        let snapshot_size = snapshot.clone();
         let sm = StateMachine::new(snapshot, metrics.clone());
         let kv = sm.reader();
         let removal = Arc::new(Removal::default());
@@ -157,6 +158,7 @@ impl Node {
         tasks.push(tokio::spawn(compact::by_bytes(
             raft.clone(),
             log.clone(),
+            snapshot_size,
             config.log_bytes_limit,
         )));
         let members = raft.clone();

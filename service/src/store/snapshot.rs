@@ -136,6 +136,11 @@ impl<C: RaftTypeConfig> SnapshotFile<C> {
         })
     }
 
+    /// The current snapshot file's size in bytes (0 without one). One `stat`, no read.
+    pub fn current_len(&self) -> u64 {
+        fs::metadata(self.dir.join(CURRENT)).map_or(0, |m| m.len())
+    }
+
     /// Where a snapshot being received is written.
     pub fn incoming_path(&self) -> PathBuf {
         self.dir.join(INCOMING)
