@@ -185,9 +185,11 @@ snapshots_on_off() {
 }
 
 install
-rm -rf "$RAW"
+# RESUME=1 keeps the raw results of an interrupted run and measures only the cells it lacks.
+[ -n "${RESUME:-}" ] || rm -rf "$RAW"
 mkdir -p "$RAW"
-{
+[ -z "${RESUME:-}" ] || echo "$(date -u +%FT%TZ) at $(git -C "$here" rev-parse --short HEAD)" >>"$RAW/resumed"
+[ -f "$RAW/machine.json" ] || {
   echo "{\"cpu\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
   echo " \"cores\": $(nproc), \"mem_gb\": $(awk '/MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo),"
   echo " \"etcd\": \"$(etcd --version | awk '/etcd Version/ {print $3}')\","
@@ -196,10 +198,12 @@ mkdir -p "$RAW"
 for value in "${VALUES[@]}"; do
   for size in "${SIZES[@]}"; do
     [ "$value" -lt 4096 ] && [ "$(bytes "$size")" -gt $((100 << 20)) ] && continue
-    for s in "${SYSTEMS[@]}"; do measure "$s" "$size" "$value"; done
+    for s in "${SYSTEMS[@]}"; do
+      [ -f "$RAW/$s-$size-$value.nodes.json" ] || measure "$s" "$size" "$value"
+    done
   done
 done
-if [[ " ${SYSTEMS[*]} " == *" raftkv "* ]]; then
+if [[ " ${SYSTEMS[*]} " == *" raftkv "* ]] && [ ! -f "$RAW/snapshots-off.json" ]; then
   snapshots_on_off "${SIZES[-1]}"
 fi
 python3 "$here/bench/scale_report.py" "$OUT" "$here/images"

@@ -80,12 +80,15 @@ def rate(nbytes, ms):
     return nbytes / 1e6 / (ms / 1000)
 
 
-def table(rows, machine):
+def table(rows, machine, raw_dir):
     out = [
         "# Cost curves as the data grows (bench/scale.sh)",
         "",
         f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('mem_gb')} GB; "
-        f"etcd {machine.get('etcd')}; raftkv {machine.get('raftkv')}; {machine.get('date')}.",
+        f"etcd {machine.get('etcd')}; raftkv {machine.get('raftkv')}; {machine.get('date')}"
+        + (f"; resumed {', '.join(open(os.path.join(raw_dir, 'resumed')).read().split(chr(10))[:-1])}"
+           if os.path.exists(os.path.join(raw_dir, "resumed")) else "")
+        + ".",
         "Five nodes as five processes on loopback, fsync on. PUT figures: 64 connections, median "
         "of the runs shown; restart: kill -9 of a follower until it serves a linearizable read, "
         "median. RSS and disk: median node after the runs.",
@@ -189,7 +192,7 @@ def main():
     raw = os.path.join(out_dir, "raw")
     machine = json.load(open(os.path.join(raw, "machine.json")))
     rows = cells(raw)
-    lines = table(rows, machine) + on_off(raw)
+    lines = table(rows, machine, raw) + on_off(raw)
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     plot(rows, images)

@@ -11,6 +11,8 @@ use tokio::time::Instant;
 use super::system::Write;
 use super::{Config, http};
 
+/// Attempts per write before the fill gives up.
+const MAX_ATTEMPTS: u64 = 20;
 /// A write that takes longer than this during the fill ends it with an error.
 const PRELOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -22,18 +24,21 @@ pub struct PreloadReport {
     pub value_bytes: usize,
     pub seconds: f64,
     pub mb_per_sec: f64,
+    /// Writes sent again after a 503 or a transport error.
+    pub retried: u64,
 }
 
 impl std::fmt::Display for PreloadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "preloaded {:.0} MB as {} writes of {} bytes in {:.1} s ({:.1} MB/s)",
+            "preloaded {:.0} MB as {} writes of {} bytes in {:.1} s ({:.1} MB/s, {} retried)",
             self.bytes as f64 / 1e6,
             self.writes,
             self.value_bytes,
             self.seconds,
-            self.mb_per_sec
+            self.mb_per_sec,
+            self.retried
         )
     }
 }
@@ -52,20 +57,32 @@ pub async fn fill(config: &Config, endpoint: &str) -> anyhow::Result<Option<Prel
         let value = &value;
         async move {
             let mut conn = http::Conn::new(config.trust.clone());
+            let mut retried = 0;
             for i in (first..writes).step_by(writers as usize) {
                 let call = config.system.write(&format!("p{i}"), Write::Put(value))?;
-                match conn.send(endpoint, &call, PRELOAD_TIMEOUT).await {
-                    Ok(200..=299) => {}
-                    Ok(status) => anyhow::bail!("preloading p{i} on {endpoint}: HTTP {status}"),
-                    Err(failure) => {
-                        anyhow::bail!("preloading p{i} on {endpoint}: {}", failure.kind())
+                // A PUT is idempotent: one refused as busy (503: etcd's "too many requests", a
+                // leader change) is sent again after a pause, a bounded number of times.
+                for attempt in 1.. {
+                    let why = match conn.send(endpoint, &call, PRELOAD_TIMEOUT).await {
+                        Ok(200..=299) => break,
+                        Ok(503) => "HTTP 503".to_string(),
+                        Ok(status) => anyhow::bail!("preloading p{i} on {endpoint}: HTTP {status}"),
+                        Err(failure) => failure.kind().to_string(),
+                    };
+                    if attempt > MAX_ATTEMPTS {
+                        anyhow::bail!("preloading p{i} on {endpoint}: {why}, {MAX_ATTEMPTS} times");
                     }
+                    retried += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt.min(10))).await;
                 }
             }
-            anyhow::Ok(())
+            anyhow::Ok(retried)
         }
     };
-    futures::future::try_join_all((0..writers.min(writes)).map(writer)).await?;
+    let retried = futures::future::try_join_all((0..writers.min(writes)).map(writer))
+        .await?
+        .into_iter()
+        .sum();
     let seconds = started.elapsed().as_secs_f64();
     let bytes = writes * value_bytes as u64;
     Ok(Some(PreloadReport {
@@ -74,5 +91,6 @@ pub async fn fill(config: &Config, endpoint: &str) -> anyhow::Result<Option<Prel
         value_bytes,
         seconds,
         mb_per_sec: bytes as f64 / 1e6 / seconds,
+        retried,
     }))
 }
