@@ -112,7 +112,9 @@ seed() {
 wait_serving() {
   local s="$1" i="$2" t0
   t0=$(date +%s%N)
+  # Bounded by time, not only by tries: a try may itself wait up to a second.
   for _ in $(seq 1 3000); do
+    [ $(($(date +%s%N) - t0)) -lt 30000000000 ] || break
     if read_ready "$s" "$i"; then
       echo $((($(date +%s%N) - t0) / 1000000))
       return 0

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Turns bench/scale.sh's raw JSON into bench/results/scale/summary.md and images/scale-*.png.
 
-    scale_report.py RESULTS_DIR IMAGES_DIR
+    scale_report.py RESULTS_DIR IMAGES_DIR [README]
+
+With README given it also writes the tables into it, between the scale-table markers; CI does
+that to a copy of the README and checks that nothing changed.
 
 Nothing here measures; it reads what `raftkv bench` and scale.sh wrote. Throughput, latency and
 restart times are medians over the runs of a cell (their number is printed); memory, disk, the
@@ -66,6 +69,7 @@ def cells(raw):
                 "rss_mb": median(nodes["rss_kb"]) / 1024,
                 "disk_mb": median(nodes["disk_kb"]) / 1024,
                 "restart_ms": median(nodes["restart_ms"]),
+                "restart_failed": nodes.get("restart_failed"),
                 "restarts": len(nodes["restart_ms"]),
                 "join": join,
             }
@@ -103,8 +107,12 @@ def table(rows, machine, raw_dir):
             f"{' (+' + str(len(r['failed'])) + ' failed: ' + r['failed'][0] + ')' if r['failed'] else ''} | {fmt(r['ops'])} "
             f"| {fmt(r['mbs'], 1)} | {fmt(r['p50'], 2)} | {fmt(r['p99'], 2)} | {r['errors']} "
             f"| {fmt(r['preload_mbs'], 1)} | {fmt(r['rss_mb'])} | {fmt(r['disk_mb'])} "
-            f"| {fmt(r['restart_ms'])} |"
+            f"| {fmt(r['restart_ms']) if not r['restart_failed'] else 'failed¹'} |"
         )
+    failed = [r for r in rows if r["restart_failed"]]
+    if failed:
+        out.append("")
+        out += [f"¹ {r['system']}, {r['size']}, {value_label(r['value'])}: {r['restart_failed']}." for r in failed]
     out += [
         "",
         "Snapshots (raftkv): a sixth server joins the loaded cluster and catches up; the leader's "
@@ -196,7 +204,16 @@ def main():
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     plot(rows, images)
+    if len(sys.argv) > 3:
+        readme = open(sys.argv[3]).read()
+        start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
+        body = "\n".join(lines[2:]) + "\n"  # without the title
+        with open(sys.argv[3], "w") as f:
+            f.write(readme[:start] + body + readme[end:])
     print("\n".join(lines))
+
+
+BEGIN, END = "<!-- scale-table:begin -->\n", "<!-- scale-table:end -->\n"
 
 
 if __name__ == "__main__":
