@@ -205,11 +205,16 @@ fn file_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
+/// A Raft and an HTTP address on loopback for a server to be added.
+fn fresh_addrs() -> (std::net::SocketAddr, std::net::SocketAddr) {
+    let ports = common::free_ports(2);
+    let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    (addr(ports[0]), addr(ports[1]))
+}
+
 /// Adds a server and waits until it caught up and holds a snapshot.
 async fn add_and_catch_up(c: &mut TestCluster, leader: usize) -> usize {
-    let ports = common::free_ports(2);
-    let raft_addr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
-    let http_addr = format!("127.0.0.1:{}", ports[1]).parse().unwrap();
+    let (raft_addr, http_addr) = fresh_addrs();
     let new = c.cluster.add(raft_addr, http_addr).await.expect("add");
     caught_up(c, leader, new).await;
     new
@@ -293,9 +298,7 @@ async fn a_new_server_catches_up_by_a_snapshot_larger_than_any_message() {
 async fn a_snapshot_transfer_cut_or_orphaned_midway_starts_over_and_never_installs_half() {
     let (mut c, leader) = loaded_cluster().await;
     let new = c.cluster.len();
-    let ports = common::free_ports(2);
-    let raft_addr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
-    let http_addr = format!("127.0.0.1:{}", ports[1]).parse().unwrap();
+    let (raft_addr, http_addr) = fresh_addrs();
 
     // The link is cut as soon as a few chunks arrived (polled every millisecond, bounded).
     let faults = c.cluster.fault_table();
@@ -329,9 +332,7 @@ async fn a_snapshot_transfer_cut_or_orphaned_midway_starts_over_and_never_instal
 
     // The sender killed mid-way: a second server, the leader killed once chunks arrive.
     let second = c.cluster.len();
-    let ports = common::free_ports(2);
-    let raft_addr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
-    let http_addr = format!("127.0.0.1:{}", ports[1]).parse().unwrap();
+    let (raft_addr, http_addr) = fresh_addrs();
     let path = incoming_of(&c, second);
     let ((), added) = tokio::join!(
         first_chunks_arrive(&path),

@@ -63,7 +63,8 @@ pub(super) async fn send(
         .await
         .map_err(|e| unreachable(&io::Error::other(e)))?;
         let data = data.map_err(|e| unreachable(&e))?;
-        let done = offset + data.len() as u64 >= size;
+        let end = offset + data.len() as u64;
+        let done = end >= size;
         let request = Request::InstallSnapshot {
             vote,
             meta: meta.clone(),
@@ -86,8 +87,7 @@ pub(super) async fn send(
                 return Ok(answer);
             }
             Ok(Reply::SnapshotChunk { next_offset, .. }) if next_offset <= size => {
-                let expected = request_end(&request);
-                if next_offset != expected {
+                if next_offset != end {
                     restarts += 1;
                     if restarts > MAX_RESTARTS {
                         return Err(unreachable(&io::Error::other(format!(
@@ -105,13 +105,6 @@ pub(super) async fn send(
             Ok(other) => return Err(network(format!("unexpected reply {other:?}"))),
             Err(e) => return Err(unreachable(&e)),
         }
-    }
-}
-
-fn request_end(request: &Request) -> u64 {
-    match request {
-        Request::InstallSnapshot { offset, data, .. } => offset + data.len() as u64,
-        _ => 0,
     }
 }
 
