@@ -10,6 +10,9 @@ pub enum Error {
     /// The request is malformed; retrying it unchanged cannot help.
     #[error("{0}")]
     InvalidInput(String),
+    /// No resource at this path (an unknown route, or an empty key: `/keys/`).
+    #[error("{0}")]
+    NotFound(String),
     /// The request body is not JSON (wrong Content-Type).
     #[error("{0}")]
     UnsupportedMediaType(String),

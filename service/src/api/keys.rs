@@ -28,6 +28,14 @@ pub struct ReadParams {
 /// become our `Error`, so every refusal is mapped in one place.
 fn key(path: std::result::Result<Path<String>, PathRejection>) -> Result<String> {
     let Path(key) = path.map_err(|e| Error::InvalidInput(format!("bad key: {}", e.body_text())))?;
+    // A URL client (curl, browsers, reqwest) removes `.` and `..` path segments, `%2E` included,
+    // before sending: a key written by a raw client under such a name could never be read back.
+    if key == "." || key == ".." {
+        return Err(Error::InvalidInput(format!(
+            "the key {key:?} is a URL dot segment, which HTTP clients remove from the path; \
+             choose another key"
+        )));
+    }
     if key.len() > super::MAX_KEY_BYTES {
         return Err(Error::KeyTooLong(format!(
             "the key is {} bytes; at most {} are allowed",

@@ -102,10 +102,21 @@ pub fn router(state: Arc<AppState>, max_in_flight: usize) -> Router {
         .route("/admin/status", get(admin_status))
         .merge(membership)
         .route("/metrics", get(metrics))
+        .fallback(no_route)
         .route_layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(shed)
         .with_state(state)
+}
+
+/// Any path the API does not have gets a 404 that says so, instead of an empty body: a client
+/// that removed a `.` key segment (`/keys/.` becomes `/keys/`) learns what happened.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error_response(Error::NotFound(format!(
+        "no resource at {method} {}: keys are at /keys/{{key}} (a non-empty key, not `.` or `..`), \
+         status at /admin/status, metrics at /metrics",
+        uri.path()
+    )))
 }
 
 async fn admin_status(State(state): State<Arc<AppState>>) -> Json<Status> {
@@ -190,6 +201,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 pub fn error_response(err: Error) -> Response {
     let status = match &err {
         Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::KeyTooLong(_) => StatusCode::URI_TOO_LONG,
