@@ -320,6 +320,10 @@ pub fn held_line(h: &Held) -> String {
     let view = MessageView::of_held(h);
     let head = format!("#{} n{} → n{}", h.id, h.from, h.to);
     match (&h.leg, &h.reply) {
+        // A forwarded client request and its answer carry no term.
+        (Leg::Reply, Some(reply)) if h.rpc == Rpc::Forward => {
+            format!("{head} reply to {:?}: {}", h.rpc, reply_summary(reply))
+        }
         (Leg::Reply, Some(reply)) => {
             let why = view.why.map(|w| format!(": {w}")).unwrap_or_default();
             format!(

@@ -196,13 +196,13 @@ impl Reply {
                 text: "transfer accepted".into(),
             },
             Reply::Write(o) => ReplyFields::Other {
-                text: format!("{o:?}"),
+                text: o.to_string(),
             },
             Reply::ReadIndex(o) => ReplyFields::Other {
-                text: format!("{o:?}"),
+                text: o.to_string(),
             },
             Reply::Member(o) => ReplyFields::Other {
-                text: format!("{o:?}"),
+                text: o.to_string(),
             },
         }
     }

@@ -48,6 +48,45 @@ pub enum ReadOutcome {
     Failed(String),
 }
 
+/// "not the leader (n2 leads)", or that no leader is known.
+pub(super) fn not_leader(leader: Option<u64>) -> String {
+    match leader {
+        Some(l) => format!("not the leader (n{l} leads)"),
+        None => "not the leader, and no leader is known".into(),
+    }
+}
+
+/// A leader's answer to a forwarded write, in the lab's message list.
+impl std::fmt::Display for WriteOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteOutcome::Applied { log_id, .. } => write!(
+                f,
+                "committed and applied at index {} (term {})",
+                log_id.index, log_id.leader_id.term
+            ),
+            WriteOutcome::NotLeader { leader } => f.write_str(&not_leader(*leader)),
+            WriteOutcome::NoQuorum(why) => write!(f, "no quorum: {why}"),
+            WriteOutcome::Unknown(why) => write!(f, "outcome unknown: {why}"),
+            WriteOutcome::DiskFull(why) => write!(f, "refused: {why}"),
+        }
+    }
+}
+
+/// A leader's answer to a forwarded read-index request.
+impl std::fmt::Display for ReadOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadOutcome::Ready { index } => {
+                write!(f, "leadership confirmed by a quorum; read index {index}")
+            }
+            ReadOutcome::NotLeader { leader } => f.write_str(&not_leader(*leader)),
+            ReadOutcome::NoQuorum(why) => write!(f, "no quorum: {why}"),
+            ReadOutcome::Failed(why) => write!(f, "failed: {why}"),
+        }
+    }
+}
+
 pub(super) fn not_leader_or_no_quorum<T>(
     f: ForwardToLeader,
     not_leader: impl Fn(Option<u64>) -> T,

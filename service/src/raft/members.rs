@@ -50,6 +50,20 @@ pub enum MemberOutcome {
     Refused(String),
 }
 
+/// A leader's answer to a forwarded membership change.
+impl std::fmt::Display for MemberOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemberOutcome::Done { id } => {
+                write!(f, "done: the change concerning n{id} is committed")
+            }
+            MemberOutcome::NotLeader { leader } => f.write_str(&super::leader::not_leader(*leader)),
+            MemberOutcome::Busy(why) => write!(f, "not now: {why}"),
+            MemberOutcome::Refused(why) => write!(f, "refused: {why}"),
+        }
+    }
+}
+
 /// Applies `change` if this node leads.
 pub async fn change(raft: &Raft, change: MemberChange) -> MemberOutcome {
     let m = raft.metrics().borrow_watched().clone();
