@@ -224,6 +224,38 @@ async fn a_write_in_flight_when_its_leader_dies_is_reported_unknown_and_may_comm
     );
 }
 
+/// A write forwarded by a follower whose leader's replies cannot reach it (link leader →
+/// follower cut, follower → leader open): the leader commits the write with the other follower,
+/// and the reply is lost on its way back (the leader's end closes the connection, as a silent
+/// link would time out). The client must not hear "unavailable" for a write that is in the log.
+/// The same with the reply lost in the sender's hold, as a learner drops it: golden `lost-reply`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_write_whose_reply_is_lost_is_reported_unknown_and_is_committed() {
+    let c = TestCluster::start(3, |cfg| cfg.request_timeout = Duration::from_secs(2)).await;
+    let (leader, _) = c.leader(WAIT).await;
+    let follower = (leader + 1) % 3;
+    wait_until(WAIT, "the follower knows the leader", || async {
+        (c.status(follower).await?.leader_id == Some(leader as u64)).then_some(())
+    })
+    .await;
+    c.cluster.cut(leader as u64, follower as u64).unwrap();
+    let (code, text) = c
+        .post(follower, "k", r#"{"type":"APPEND","value":"v"}"#)
+        .await;
+    assert_eq!(code, 503, "{text}");
+    assert!(
+        text.starts_with("outcome unknown:"),
+        "the leader may have committed it, yet the client was told it did not: {text}"
+    );
+    assert_eq!(
+        c.get(leader, "k", "").await,
+        (200, Some(vec!["v".to_string()])),
+        "the write was committed (by the leader and the other follower)"
+    );
+    c.cluster.heal().await;
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_candidates_timing_out_together_never_both_lead_in_one_term() {
     // Without pre-vote, both go straight to the same new term and ask for votes at once.

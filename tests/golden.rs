@@ -7,7 +7,7 @@
 //!
 //! Verbs: `timeout N`; `deliver 2-0` (the oldest held message on the link n2 → n0, request or
 //! reply; several links may follow), `deliver from=2` (every message held from n2 now),
-//! `deliver all`; `drop` likewise; `request [via=N] key=K value=V` (answered by `requests`, which
+//! `deliver all`; `drop` likewise; `rpc=Forward` before the links picks only that kind; `request [via=N] key=K value=V` (answered by `requests`, which
 //! waits for the answers); `cut FROM-TO`, `isolate N`, `heal`, `kill N`, `restart N`, `pause`,
 //! `resume`, `load N` (N writes while running, until the reachable followers know the commit),
 //! `status`, `held`. A command in parentheses runs without output.
@@ -150,6 +150,9 @@ impl Runner {
             let from_there = by_link.iter().filter(|h| h.from == from);
             return Ok(from_there.map(|h| h.id).collect());
         }
+        // `rpc=Forward` (say): only messages of that kind, on the links that follow.
+        let rpc = args.take_key("rpc").map(str::to_owned);
+        let kind = |h: &Held| rpc.as_ref().is_none_or(|r| format!("{:?}", h.rpc) == *r);
         let mut ids = Vec::new();
         while let Some(link) = args.next_pos() {
             if link == "all" {
@@ -162,7 +165,7 @@ impl Runner {
             let (from, to): (u64, u64) = (from.parse()?, to.parse()?);
             let oldest = held
                 .iter()
-                .find(|h| (h.from, h.to) == (from, to) && !ids.contains(&h.id))
+                .find(|h| (h.from, h.to) == (from, to) && kind(h) && !ids.contains(&h.id))
                 .ok_or_else(|| format!("nothing is held on {link}"))?;
             ids.push(oldest.id);
         }
@@ -429,4 +432,9 @@ fn pre_vote() {
 #[test]
 fn back_up() {
     run("back-up", true);
+}
+
+#[test]
+fn lost_reply() {
+    run("lost-reply", false);
 }

@@ -330,7 +330,7 @@ impl Gateway {
                         why: format!("leader {leader} unreachable: {e}"),
                         // Unless we never got through, the request may have reached the leader
                         // before the connection broke.
-                        maybe_applied: e.kind() != std::io::ErrorKind::ConnectionRefused,
+                        maybe_applied: !crate::net::never_delivered(&e),
                     },
                 },
                 None => Step::not_leader(None, self.id),

@@ -26,7 +26,7 @@ use frame::{Hello, HelloReply, Reply, Request};
 pub use secure::{Channel, MAX_FRAME, Secret};
 
 use crate::clock::Clock;
-use crate::observe::{Event, Fate, Legs, Observer};
+use crate::observe::{Event, Fate, Legs, Observer, Rpc};
 use fault::{FaultTable, Held, Leg, Passage};
 
 /// What the transport of every node in one process shares: the injected faults, the event
@@ -102,7 +102,12 @@ impl NetEnv {
             return Err(lost(passage, from, to));
         }
         let delivered = std::time::Instant::now();
-        let moving = self.faults.start_moving();
+        // A Raft RPC is answered by its receiver alone, so a paused cluster settles only once its
+        // reply is back in the hold. A forwarded client request is answered only after the
+        // leader's AppendEntries (or heartbeats) and their replies, which the learner has yet to
+        // step: counting it made every step wait out the settle bound (5 s), and the forward
+        // then missed its deadline.
+        let moving = (rpc != Rpc::Forward).then(|| self.faults.start_moving());
         let result = call.await;
         drop(moving);
         let answered = result.is_ok().then(std::time::Instant::now);
@@ -122,7 +127,11 @@ impl NetEnv {
                     reported_us: since(std::time::Instant::now()),
                 });
                 self.observer.emit(event);
-                return Err(lost(passage, to, from));
+                // The request was delivered and acted on (a forwarded write may commit): not
+                // `lost`, which tells the sender nothing reached the peer. Conflating the two
+                // made a follower answer "unavailable" for a write that then appeared (found
+                // by the nemesis run, seed 7, under one-way link cuts).
+                return Err(reply_lost(passage, to, from));
             }
         }
         event.fate = match &result {
@@ -142,13 +151,35 @@ impl NetEnv {
     }
 }
 
-/// The error a sender sees for a message the fault table did not let through.
+/// The error a sender sees for a request the fault table did not let through: the peer never
+/// saw it. `ConnectionRefused` is the one kind that means "certainly not delivered" (a refused
+/// TCP connect or hello is the other source), see [`never_delivered`].
 fn lost(passage: Passage, from: u64, to: u64) -> io::Error {
     let why = match passage {
         Passage::Dropped => format!("the lab dropped the message n{from} → n{to}"),
         _ => format!("link n{from} → n{to} is cut"),
     };
     io::Error::new(io::ErrorKind::ConnectionRefused, why)
+}
+
+/// The error a sender sees when the peer got its request but the reply (`from` → `to`, the
+/// reverse link) did not come through: whatever the request asked may have been done.
+fn reply_lost(passage: Passage, from: u64, to: u64) -> io::Error {
+    let how = match passage {
+        Passage::Dropped => "the lab dropped it",
+        _ => "the link is cut",
+    };
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        format!("the request was delivered but its reply n{from} → n{to} was lost ({how})"),
+    )
+}
+
+/// Whether an RPC's error proves the peer never received the request (connection or hello
+/// refused, or the lab's fault table stopped it on the way there). Any other error may come
+/// after the peer acted on it.
+pub fn never_delivered(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ConnectionRefused
 }
 
 /// The slowest rate at which we expect a peer to take in a large request (receive, decode and
