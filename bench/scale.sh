@@ -27,6 +27,7 @@ read -r -a SIZES <<<"${SIZES:-0 100M 1G}"
 read -r -a VALUES <<<"${VALUES:-100 4096 65536 1000000}"
 read -r -a SYSTEMS <<<"${SYSTEMS:-raftkv etcd}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
+ONOFF_SECONDS="${ONOFF_SECONDS:-120}"
 REPS="${REPS:-3}"
 OUT="$here/bench/results/scale"
 RAW="$OUT/raw"
@@ -155,7 +156,19 @@ measure() {
   stop_all
 }
 
-# raftkv at state $1 with 4 KiB values: PUT latency with snapshots on ("on") and off ("off").
+# Snapshots built so far by the five raftkv nodes together.
+builds_all() {
+  local i n=0 b
+  for i in 0 1 2 3 4; do
+    b=$(metric "$(node_url raftkv "$i")" 'raftkv_snapshots_total{phase="build"}')
+    n=$((n + ${b%.*}))
+  done
+  echo "$n"
+}
+
+# raftkv at state $1 with 4 KiB values: PUT latency with snapshots on ("on") and off ("off"),
+# ONOFF_SECONDS each: long enough for every node to build at least once at a gigabyte (a node
+# builds after a snapshot's worth of log, ×1.0–1.8 by node id: ~50–90 s of these writes).
 snapshots_on_off() {
   local size="$1" mode lead url b0 b1
   SYSTEM=raftkv
@@ -171,13 +184,13 @@ snapshots_on_off() {
       --warmup 0 --value-bytes 4096 --preload "$(bytes "$size")" --json >/dev/null
     lead="$(leader_of raftkv)"
     url="$(node_url raftkv "${lead:-0}")"
-    b0=$(metric "$url" 'raftkv_snapshots_total{phase="build"}')
+    b0=$(builds_all)
     "$BIN" bench --endpoints "$(endpoints raftkv)" --workload put --connections 64 \
-      --seconds $((SECONDS_PER_RUN * 3)) --warmup 2 --value-bytes 4096 --json \
+      --seconds "$ONOFF_SECONDS" --warmup 2 --value-bytes 4096 --json \
       >"$RAW/snapshots-$mode.bench.json"
-    b1=$(metric "$url" 'raftkv_snapshots_total{phase="build"}')
+    b1=$(builds_all)
     printf '{"mode":"%s","size":"%s","builds_during_run":%s,"last_build_ms":%s}\n' "$mode" "$size" \
-      "$((${b1%.*} - ${b0%.*}))" "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="build"}')" \
+      "$((b1 - b0))" "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="build"}')" \
       >"$RAW/snapshots-$mode.json"
     stop_all
   done

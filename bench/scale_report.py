@@ -150,9 +150,10 @@ def on_off(raw):
     out += [
         "",
         "Write latency while snapshots of the whole state are built (raftkv, 4 KiB PUTs at 64 "
-        "connections, one run each): snapshots as configured against snapshots off.",
+        f"connections, one run of {fmt(modes['on'][1]['seconds'])} s each): snapshots as "
+        "configured against snapshots off.",
         "",
-        "| snapshots | state | builds during the run | last build ms | PUT/s | p50 ms | p99 ms | p99.9 ms |",
+        "| snapshots | state | builds during the run (all nodes) | leader's last build ms | PUT/s | p50 ms | p99 ms | p99.9 ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for mode, (meta, r) in modes.items():

@@ -155,11 +155,16 @@ impl Node {
             log.clone(),
             config.data_dir.clone(),
         )));
-        tasks.push(tokio::spawn(compact::by_bytes(
+        let policy = compact::Policy {
+            every: config.snapshot_every,
+            log_limit: config.log_bytes_limit,
+            spread: 0,
+        };
+        tasks.push(tokio::spawn(compact::run(
             raft.clone(),
             log.clone(),
             snapshot_size,
-            config.log_bytes_limit,
+            policy.spread(id),
         )));
         let members = raft.clone();
         let addresses: AddressBook = Arc::new(move |peer| {

@@ -44,9 +44,10 @@
 //!   majority that it still leads, notes its commit index, and the read waits until that index
 //!   is applied ([`leader`], `ReadPolicy::ReadIndex`; `api::gateway` forwards from followers).
 //!   No lease reads: a read never trusts a clock.
-//! - **Snapshots and log compaction** (§7). Every [`SNAPSHOT_EVERY`] entries the state machine
-//!   serializes the map ([`state_machine`]) straight into a file (`store::snapshot`), and the
-//!   log it covers is purged; a follower too far behind receives the snapshot in chunks, as
+//! - **Snapshots and log compaction** (§7). Every [`SNAPSHOT_EVERY`] entries, once the log is as
+//!   large as the last snapshot, or when the log passes its byte limit (`node::compact` decides,
+//!   each node at its own thresholds), the state machine serializes the map ([`state_machine`])
+//!   straight into a file (`store::snapshot`), and the log it covers is purged; a follower too far behind receives the snapshot in chunks, as
 //!   Figure 13's InstallSnapshot (`net::snapshot`).
 //! - **Membership changes** (§6). One server at a time: added as a learner, promoted to voter
 //!   once caught up, or removed ([`members`]); a new server learns its id from the leader
@@ -61,9 +62,9 @@
 //!   refuses); it may join again as a new node (`members`; ids are never reused).
 //! - A snapshot is built from a copy of the state taken on the apply path, cheap because the
 //!   data map is persistent (`kv`): the pause is the bounded de-duplication table's copy. A
-//!   transfer cut off starts over from the first chunk (no resume). Snapshots come
-//!   every `SNAPSHOT_EVERY` entries and, for big values, whenever the log passes its size limit
-//!   (`node::compact`).
+//!   transfer cut off starts over from the first chunk (no resume). A snapshot rewrites the
+//!   whole state (no incremental snapshots): `node::compact` bounds that cost to a byte of
+//!   snapshot per byte of log, and spreads the nodes' builds apart.
 //! - A removed server finds out (`removal`) but does not remember it across a restart: it learns
 //!   again from its first vote request. Client TLS and disk-fault handling are not done
 //!   (issue 19).
@@ -138,7 +139,8 @@ pub fn openraft_config(
         // A restarted leader comes back as a follower and must win a new election, as in the
         // paper; openraft's default restores leadership from the persisted vote (openraft #1511).
         enable_leader_restore: Some(false),
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
+        // `node::compact` decides when to snapshot, by entries and by bytes.
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         // Keep some log behind a snapshot so a briefly lagging follower catches up from the log
         // rather than by a full snapshot transfer (and see openraft #1706, #2116).
         max_in_snapshot_log_to_keep: 1_000.min(snapshot_every),
