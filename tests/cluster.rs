@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestCluster, sample, wait_until};
+use common::{TestCluster, free_ports, sample, timing, wait_until};
 use raftkv::error::Error;
 use raftkv::kv::Command;
 use raftkv::raft::status::Role;
@@ -352,4 +352,43 @@ async fn voted_for_names_only_a_vote_cast_in_this_term() {
     let s = wait_until(ELECTION, "the voter is back", || c.status(voter)).await;
     assert_eq!((s.term, s.voted_for), (new_term, Some(winner as u64)));
     c.shutdown().await;
+}
+
+/// A start that fails after its servers are up stops what it started (issue 15). Here the
+/// founding membership lacks the node itself, which openraft refuses to initialize; before the
+/// fix, the Raft and HTTP servers kept both ports and the log's lock, so no corrected start
+/// could follow in the same process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_frees_its_ports_and_its_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs =
+        raftkv::cluster::loopback_configs(&free_ports(1), &free_ports(1), dir.path(), timing());
+    let good = configs[0].clone();
+    let mut bad = good.clone();
+    let raftkv::config::Start::Founding { id, members } = &mut bad.start else {
+        panic!("a founding member")
+    };
+    let elsewhere = members.remove(id).unwrap();
+    members.insert(*id + 1, elsewhere);
+    let error = match raftkv::node::Node::start(bad, Default::default()).await {
+        Ok(_) => panic!("a node started without being in its own membership"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("cannot initialize"), "{error}");
+    // The aborted servers drop their listeners as the runtime reaps them: bounded wait.
+    wait_until(
+        Duration::from_secs(5),
+        "both ports to be free again",
+        || async {
+            let raft = std::net::TcpListener::bind(good.raft_addr).ok()?;
+            let http = std::net::TcpListener::bind(good.http_addr).ok()?;
+            drop((raft, http));
+            Some(())
+        },
+    )
+    .await;
+    let node = raftkv::node::Node::start(good, Default::default())
+        .await
+        .expect("a corrected start on the same ports and data directory");
+    node.shutdown().await;
 }
