@@ -166,11 +166,12 @@ builds_all() {
   echo "$n"
 }
 
-# raftkv at state $1 with 4 KiB values: PUT latency with snapshots on ("on") and off ("off"),
-# ONOFF_SECONDS each: long enough for every node to build at least once at a gigabyte (a node
-# builds after a snapshot's worth of log, ×1.0–1.8 by node id: ~50–90 s of these writes).
+# raftkv at state $1 with 4 KiB values: PUT latency with snapshots on ("on") and off ("off"):
+# one cluster per mode, loaded once, then REPS runs of ONOFF_SECONDS each, long enough for every
+# node to build at least once at a gigabyte (a node builds after a snapshot's worth of log,
+# ×1.0–1.8 by node id: ~50–90 s of these writes). Raw: one JSON line per run.
 snapshots_on_off() {
-  local size="$1" mode lead url b0 b1
+  local size="$1" mode lead url b0 b1 r
   SYSTEM=raftkv
   for mode in on off; do
     if [ "$mode" = off ]; then
@@ -178,20 +179,26 @@ snapshots_on_off() {
     else
       RAFTKV_ARGS=()
     fi
-    log "snapshots $mode: $size of 4 KiB values, then PUTs for $((SECONDS_PER_RUN * 3)) s"
+    log "snapshots $mode: $size of 4 KiB values, then $REPS runs of PUTs for $ONOFF_SECONDS s"
     start_cluster raftkv
     "$BIN" bench --endpoints "$(endpoints raftkv)" --workload put --connections 64 --seconds 1 \
       --warmup 0 --value-bytes 4096 --preload "$(bytes "$size")" --json >/dev/null
-    lead="$(leader_of raftkv)"
-    url="$(node_url raftkv "${lead:-0}")"
-    b0=$(builds_all)
-    "$BIN" bench --endpoints "$(endpoints raftkv)" --workload put --connections 64 \
-      --seconds "$ONOFF_SECONDS" --warmup 2 --value-bytes 4096 --json \
-      >"$RAW/snapshots-$mode.bench.json"
-    b1=$(builds_all)
-    printf '{"mode":"%s","size":"%s","builds_during_run":%s,"last_build_ms":%s}\n' "$mode" "$size" \
-      "$((b1 - b0))" "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="build"}')" \
-      >"$RAW/snapshots-$mode.json"
+    rm -f "$RAW/snapshots-$mode.bench.jsonl" "$RAW/snapshots-$mode.jsonl"
+    for r in $(seq 1 "$REPS"); do
+      lead="$(leader_of raftkv)"
+      url="$(node_url raftkv "${lead:-0}")"
+      b0=$(builds_all)
+      "$BIN" bench --endpoints "$(endpoints raftkv)" --workload put --connections 64 \
+        --seconds "$ONOFF_SECONDS" --warmup 2 --value-bytes 4096 --json |
+        tr -d '\n' >>"$RAW/snapshots-$mode.bench.jsonl"
+      echo >>"$RAW/snapshots-$mode.bench.jsonl"
+      b1=$(builds_all)
+      printf '{"mode":"%s","size":"%s","run":%s,"builds_during_run":%s,"last_build_ms":%s}\n' \
+        "$mode" "$size" "$r" "$((b1 - b0))" \
+        "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="build"}')" \
+        >>"$RAW/snapshots-$mode.jsonl"
+      tail -1 "$RAW/snapshots-$mode.jsonl" >&2
+    done
     stop_all
   done
   RAFTKV_ARGS=()
@@ -216,7 +223,7 @@ for value in "${VALUES[@]}"; do
     done
   done
 done
-if [[ " ${SYSTEMS[*]} " == *" raftkv "* ]] && [ ! -f "$RAW/snapshots-off.json" ]; then
+if [[ " ${SYSTEMS[*]} " == *" raftkv "* ]] && [ ! -f "$RAW/snapshots-off.jsonl" ]; then
   snapshots_on_off "${SIZES[-1]}"
 fi
 python3 "$here/bench/scale_report.py" "$OUT" "$here/images"
