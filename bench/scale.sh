@@ -140,7 +140,10 @@ measure() {
   done
   local rss disk
   rss="$(rss_list VmRSS | xargs | tr ' ' ,)"
-  disk="$(for i in 0 1 2 3 4; do du -sk "$WORK/$s/$i" | cut -f1; done | xargs | tr ' ' ,)"
+  # A snapshot's temp file may be renamed while du walks the directory: du then complains and
+  # exits 1, but still prints the total, which is what we want.
+  disk="$(for i in 0 1 2 3 4; do { du -sk "$WORK/$s/$i" 2>/dev/null || true; } | cut -f1; done |
+    xargs | tr ' ' ,)"
   for r in $(seq 1 "$REPS"); do
     log "$name: restart of a follower (run $r)"
     restart_follower "$s"
