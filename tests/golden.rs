@@ -7,8 +7,8 @@
 //!
 //! Verbs: `timeout N`; `deliver 2-0` (the oldest held message on the link n2 → n0, request or
 //! reply; several links may follow), `deliver from=2` (every message held from n2 now),
-//! `deliver all`; `drop` likewise; `rpc=Forward` before the links picks only that kind; `request [via=N] key=K value=V` (answered by `requests`, which
-//! waits for the answers); `cut FROM-TO`, `isolate N`, `heal`, `kill N`, `restart N`, `pause`,
+//! `deliver all`; `drop` likewise; `rpc=Forward` before the links (or `all`) picks only that
+//! kind; `request [via=N] key=K value=V` (answered by `requests`, which waits for the answers); `cut FROM-TO`, `isolate N`, `heal`, `kill N`, `restart N`, `pause`,
 //! `resume`, `load N` (N writes while running, until the reachable followers know the commit),
 //! `status`, `held`. A command in parentheses runs without output.
 
@@ -156,7 +156,7 @@ impl Runner {
         let mut ids = Vec::new();
         while let Some(link) = args.next_pos() {
             if link == "all" {
-                ids.extend(by_link.iter().map(|h| h.id));
+                ids.extend(by_link.iter().filter(|h| kind(h)).map(|h| h.id));
                 continue;
             }
             let (from, to) = link

@@ -92,6 +92,20 @@ async fn closed(stream: &mut TcpStream) -> bool {
     }
 }
 
+/// Sends `request` as raw bytes on a new connection and returns whatever the server answers
+/// before it closes the connection (within 5 s; a reset ends the answer). The sending half stays
+/// open: a half-closed request is dropped unanswered (tested below).
+async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers or closes")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 async fn send_frame(stream: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
     stream
         .write_all(&(payload.len() as u32).to_be_bytes())
@@ -299,35 +313,17 @@ async fn invalid_utf8_garbage_slow_and_half_closed_clients_are_handled() {
     assert_eq!(code, 404, "{text}");
     assert!(text.contains("no resource at POST /keys/"), "{text}");
     for raw in ["%2E", "%2e%2E"] {
-        let mut dot = TcpStream::connect(addr).await.unwrap();
         let body = r#"{"type":"APPEND","value":"x"}"#;
         let request = format!(
             "POST /keys/{raw} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        dot.write_all(request.as_bytes()).await.unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), dot.read_to_end(&mut answer))
-            .await
-            .expect("the server answers and closes")
-            .unwrap();
-        let answer = String::from_utf8_lossy(&answer);
+        let answer = exchange(addr, request.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{raw}: {answer}");
         assert!(answer.contains("dot segment"), "{raw}: {answer}");
     }
 
-    let mut garbage = TcpStream::connect(addr).await.unwrap();
-    garbage
-        .write_all(b"\x00\xffNOT HTTP AT ALL\r\n\r\n")
-        .await
-        .unwrap();
-    garbage.shutdown().await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), garbage.read_to_end(&mut answer))
-        .await
-        .expect("the server answers or closes")
-        .ok();
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = exchange(addr, b"\x00\xffNOT HTTP AT ALL\r\n\r\n").await;
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
         "{answer}"

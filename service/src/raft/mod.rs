@@ -44,11 +44,12 @@
 //!   majority that it still leads, notes its commit index, and the read waits until that index
 //!   is applied ([`leader`], `ReadPolicy::ReadIndex`; `api::gateway` forwards from followers).
 //!   No lease reads: a read never trusts a clock.
-//! - **Snapshots and log compaction** (§7). Every [`SNAPSHOT_EVERY`] entries, once the log is as
-//!   large as the last snapshot, or when the log passes its byte limit (`node::compact` decides,
-//!   each node at its own thresholds), the state machine serializes the map ([`state_machine`])
-//!   straight into a file (`store::snapshot`), and the log it covers is purged; a follower too far behind receives the snapshot in chunks, as
-//!   Figure 13's InstallSnapshot (`net::snapshot`).
+//! - **Snapshots and log compaction** (§7). Every [`SNAPSHOT_EVERY`] entries (for a state larger
+//!   than the log limit, only once the log is as large as the last snapshot), or when the log
+//!   passes its byte limit, the state machine serializes the map ([`state_machine`]) straight
+//!   into a file (`store::snapshot`), and the log it covers is purged (`node::compact` decides,
+//!   each node at its own thresholds); a follower too far behind receives the snapshot in
+//!   chunks, as Figure 13's InstallSnapshot (`net::snapshot`).
 //! - **Membership changes** (§6). One server at a time: added as a learner, promoted to voter
 //!   once caught up, or removed ([`members`]); a new server learns its id from the leader
 //!   (`node::join`). openraft commits each change through a joint configuration.
@@ -63,8 +64,9 @@
 //! - A snapshot is built from a copy of the state taken on the apply path, cheap because the
 //!   data map is persistent (`kv`): the pause is the bounded de-duplication table's copy. A
 //!   transfer cut off starts over from the first chunk (no resume). A snapshot rewrites the
-//!   whole state (no incremental snapshots): `node::compact` bounds that cost to a byte of
-//!   snapshot per byte of log, and spreads the nodes' builds apart.
+//!   whole state (no incremental snapshots): for a state larger than the log limit,
+//!   `node::compact` bounds that cost to a byte of snapshot per byte of log, and it spreads the
+//!   nodes' builds apart.
 //! - A removed server finds out (`removal`) but does not remember it across a restart: it learns
 //!   again from its first vote request. Client TLS and disk-fault handling are not done
 //!   (issue 19).
