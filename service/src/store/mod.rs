@@ -54,18 +54,20 @@ pub async fn write_atomically_async(
         .map_err(io::Error::other)?
 }
 
-/// Makes the entries of `dir` (a rename into it) durable. On Unix that is an fsync of the
-/// directory itself. Windows cannot open a directory as a file (`File::open` fails with "access
-/// denied", which stopped every first start and snapshot there) and has no directory fsync; NTFS
-/// journals the rename's metadata itself, so there is nothing to do.
+/// Makes the entries of `dir` (a rename into it) durable: an fsync of the directory itself.
+///
+/// Unix only, like the whole store: raft-log's chunked-wal uses Unix-only file calls, so raftkv
+/// does not build as a Windows program and runs in WSL there (README: Windows; `bin/*.bat`).
+/// Should the store ever build on Windows, this must not silently become a no-op: Windows cannot
+/// open a directory with `File::open` ("access denied") and has no directory fsync; the durable
+/// rename there is `MoveFileExW` with `MOVEFILE_WRITE_THROUGH`. Hence the compile error below.
+#[cfg(unix)]
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
+    File::open(dir)?.sync_all()
 }
+
+#[cfg(not(unix))]
+compile_error!(
+    "raftkv's store is Unix-only (README: Windows): on Windows, run raftkv in WSL; a native port \
+     needs a durable rename (MoveFileExW with MOVEFILE_WRITE_THROUGH) instead of store::fsync_dir"
+);
