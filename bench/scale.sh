@@ -8,8 +8,11 @@
 #   - resident memory and data directory size of every node;
 #   - restart, REPS times: kill -9 of a follower, start it again, time until it serves a
 #     linearizable read;
-#   - raftkv only: a sixth server joins and catches up by snapshot; the leader's last snapshot
-#     build and send, the new server's receive and install, from their /metrics.
+#   - a sixth server joins (raftkv: `--join`; etcd: `member add --learner`) and catches up, by
+#     snapshot where the log it needs was compacted: time to catch up and the new server's peak
+#     RSS; the phases from /metrics (raftkv: the leader's build and send, the new server's receive
+#     and install; etcd: the leader's send and the learner's receive of its database file, which
+#     etcd streams as it is, with no build step).
 # Then, raftkv at the largest state with 4 KiB values: the same PUT run with snapshots as
 # configured and with snapshots off (--snapshot-every and --log-limit out of reach), to compare
 # write latency with and without a snapshot of the whole state being built.
@@ -75,7 +78,8 @@ metric() {
 }
 
 # kill -9 of a follower of system $1, restarted at once; sets RESTART_MS to the ms until it serves
-# a read. (Not run in a $(...) subshell: the restarted node's pid must reach PID here.)
+# a read, or to nothing if it did not within wait_serving's bound. (Not run in a $(...) subshell:
+# the restarted node's pid must reach PID here.)
 restart_follower() {
   local s="$1" lead i
   lead="$(leader_of "$s")"
@@ -83,12 +87,13 @@ restart_follower() {
   kill -9 "${PID[i]}"
   wait "${PID[i]}" 2>/dev/null || true
   start_node "$s" "$i"
-  RESTART_MS="$(wait_serving "$s" "$i")"
+  RESTART_MS="$(wait_serving "$s" "$i")" || RESTART_MS=""
 }
 
-# A sixth raftkv server joins and catches up; sets JOIN to a JSON object of the snapshot steps.
-join_and_catch_up() {
-  local lead url t0 ms applied commit
+# A sixth raftkv server joins and catches up (bounded, 10 min); sets JOIN to a JSON object of the
+# snapshot steps.
+join_raftkv() {
+  local lead url t0 ms applied commit caught=false
   lead="$(leader_of raftkv)"
   url="$(node_url raftkv "${lead:-0}")"
   t0=$(date +%s%N)
@@ -98,13 +103,13 @@ join_and_catch_up() {
   for _ in $(seq 1 6000); do
     commit=$(metric "$url" raftkv_raft_commit_index)
     applied=$(metric http://127.0.0.1:18085 raftkv_raft_last_applied)
-    [ "${applied%.*}" -ge "${commit%.*}" ] 2>/dev/null && [ "${commit%.*}" -gt 0 ] && break
+    [ "${applied%.*}" -ge "${commit%.*}" ] 2>/dev/null && [ "${commit%.*}" -gt 0 ] && caught=true && break
     sleep 0.1
   done
   ms=$((($(date +%s%N) - t0) / 1000000))
   local j=http://127.0.0.1:18085
-  JOIN="$(printf '{"catch_up_ms":%s,"build_ms":%s,"build_bytes":%s,"send_ms":%s,"receive_ms":%s,"install_ms":%s,"install_bytes":%s,"joiner_peak_rss_kb":%s}\n' \
-    "$ms" \
+  JOIN="$(printf '{"caught_up":%s,"catch_up_ms":%s,"build_ms":%s,"build_bytes":%s,"send_ms":%s,"receive_ms":%s,"install_ms":%s,"install_bytes":%s,"joiner_peak_rss_kb":%s}\n' \
+    "$caught" "$ms" \
     "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="build"}')" \
     "$(metric "$url" 'raftkv_snapshot_last_bytes{phase="build"}')" \
     "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="send"}')" \
@@ -117,11 +122,69 @@ join_and_catch_up() {
   JOINER=""
 }
 
+# A field of etcd node URL $1's status (raftIndex, raftAppliedIndex, dbSize); 0 if not answering.
+etcd_status() {
+  { curl -sf -m 2 -X POST "$1/v3/maintenance/status" -d '{}' || true; } | awk -v f="\"$2\":\"" '
+    { i = index($0, f); if (i) { v = substr($0, i + length(f)); sub(/".*/, "", v); print v + 0; n = 1 } }
+    END { if (!n) print 0 }'
+}
+
+# The sum over all label sets of etcd metric $2 on node URL $1 (0 if absent).
+etcd_metric_sum() {
+  { curl -sf -m 5 "$1/metrics" || true; } | awk -v m="$2" 'index($1, m "{") == 1 || $1 == m {t += $2} END {print t + 0}'
+}
+
+# A sixth etcd member joins as a learner (etcd's way to add a server without risking the quorum)
+# and catches up (bounded, 10 min): its applied index reaches the leader's last index. Sets JOIN.
+join_etcd() {
+  local lead url t0 ms k last applied added="" cluster="" j=http://127.0.0.1:12385 peer=http://127.0.0.1:12485
+  local caught=false
+  lead="$(leader_of etcd)"
+  url="$(node_url etcd "${lead:-0}")"
+  for k in 0 1 2 3 4; do cluster="$cluster,e$k=http://127.0.0.1:$(($(raft_base etcd) + k))"; done
+  # etcd refuses a reconfiguration while a member is not yet healthy (the follower restarted
+  # just before): retried, bounded (30 s), keeping etcd's last answer; the catch-up time
+  # starts at the attempt that succeeds.
+  for _ in $(seq 1 60); do
+    t0=$(date +%s%N)
+    added="$(curl -s -m 10 -X POST "$url/v3/cluster/member/add" \
+      -d "{\"peerURLs\":[\"$peer\"],\"isLearner\":true}" || true)"
+    [[ "$added" == *'"member"'* ]] && break
+    sleep 0.5
+  done
+  if [[ "$added" != *'"member"'* ]]; then
+    JOIN="{\"caught_up\":false,\"failed\":\"member add was refused: $(echo "$added" | tr -d '"\\' | head -c 200)\"}"
+    return
+  fi
+  etcd --name e5 --data-dir "$WORK/etcd/joiner" --log-level error \
+    --listen-client-urls "$j" --advertise-client-urls "$j" \
+    --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+    --initial-cluster "${cluster#,},e5=$peer" --initial-cluster-state existing "${ETCD_ARGS[@]}" \
+    >>"$WORK/etcd/log-joiner" 2>&1 &
+  JOINER=$!
+  for _ in $(seq 1 6000); do
+    last=$(etcd_status "$url" raftIndex)
+    applied=$(etcd_status "$j" raftAppliedIndex)
+    [ "$applied" -ge "$last" ] && [ "$last" -gt 0 ] && caught=true && break
+    sleep 0.1
+  done
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  JOIN="$(printf '{"caught_up":%s,"catch_up_ms":%s,"send_ms":%s,"receive_ms":%s,"install_bytes":%s,"joiner_peak_rss_kb":%s}\n' \
+    "$caught" "$ms" \
+    "$(etcd_metric_sum "$url" etcd_network_snapshot_send_total_duration_seconds_sum | awk '{printf "%d", $1 * 1000}')" \
+    "$(etcd_metric_sum "$j" etcd_network_snapshot_receive_total_duration_seconds_sum | awk '{printf "%d", $1 * 1000}')" \
+    "$(etcd_status "$j" dbSize)" \
+    "$(awk '$1 == "VmHWM:" {print $2}' "/proc/$JOINER/status")")"
+  kill -9 "$JOINER"
+  wait "$JOINER" 2>/dev/null || true
+  JOINER=""
+}
+
 # One configuration: system $1, state size $2, value size $3. The PUT run and the restart are
 # each done REPS times on the loaded cluster (the table shows medians); the preload and the join
 # once.
 measure() {
-  local s="$1" size="$2" value="$3" name="$1-$2-$3" r restarts="" join="null"
+  local s="$1" size="$2" value="$3" name="$1-$2-$3" r restarts="" join="null" failed=""
   SYSTEM="$s"
   log "$name: starting 5 nodes, preloading"
   start_cluster "$s"
@@ -147,15 +210,18 @@ measure() {
   for r in $(seq 1 "$REPS"); do
     log "$name: restart of a follower (run $r)"
     restart_follower "$s"
+    if [ -z "$RESTART_MS" ]; then
+      # Recorded, and the cell goes on: one system's failure must not end the whole run.
+      failed=",\"restart_failed\":\"run $r: the killed follower did not serve a linearizable read within 30 s\""
+      break
+    fi
     restarts="$restarts,$RESTART_MS"
   done
-  if [ "$s" = raftkv ]; then
-    log "$name: a sixth server joins"
-    join_and_catch_up
-    join="$JOIN"
-  fi
-  printf '{"system":"%s","size":"%s","value_bytes":%s,"rss_kb":[%s],"disk_kb":[%s],"restart_ms":[%s],"join":%s}\n' \
-    "$s" "$size" "$value" "$rss" "$disk" "${restarts#,}" "$join" >"$RAW/$name.nodes.json"
+  log "$name: a sixth server joins"
+  "join_$s"
+  join="$JOIN"
+  printf '{"system":"%s","size":"%s","value_bytes":%s,"rss_kb":[%s],"disk_kb":[%s],"restart_ms":[%s]%s,"join":%s}\n' \
+    "$s" "$size" "$value" "$rss" "$disk" "${restarts#,}" "$failed" "$join" >"$RAW/$name.nodes.json"
   stop_all
 }
 

@@ -115,23 +115,40 @@ def table(rows, machine, raw_dir):
         out += [f"¹ {r['system']}, {r['size']}, {value_label(r['value'])}: {r['restart_failed']}." for r in failed]
     out += [
         "",
-        "Snapshots (raftkv): a sixth server joins the loaded cluster and catches up; the leader's "
-        "last build and send, the new server's receive and install (one reading each).",
+        "Catching up (a sixth server joins the loaded cluster: raftkv `--join`, etcd "
+        "`member add --learner`): time until it has applied the leader's last entry and its peak "
+        "RSS; the snapshot's phases from /metrics, one reading each. raftkv: the leader's last "
+        "build and send, the new server's receive and install. etcd streams its database file as "
+        "it is (no build step) and its metrics time the send and the receive only; its snapshot "
+        "MB is the learner's database afterwards. A state with no snapshot yet (etcd compacts "
+        "its log every 100,000 entries) is caught up by log replication: no phases.",
         "",
-        "| state | value | snapshot MB | build ms (MB/s) | send ms (MB/s) | receive ms | install ms (MB/s) "
-        "| catch-up ms | new server's peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| system | state | value | snapshot MB | build ms (MB/s) | send ms (MB/s) | receive ms "
+        "| install ms (MB/s) | catch-up ms | new server's peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         j = r["join"]
-        if r["system"] != "raftkv" or not j:
+        if not j:
+            continue
+        if j.get("failed") or j.get("caught_up") is False:
+            out.append(
+                f"| {r['system']} | {r['size']} | {value_label(r['value'])} | – | – | – | – | – "
+                f"| did not catch up{': ' + j['failed'] if j.get('failed') else ' in 10 min'} | – |"
+            )
             continue
         size = j.get("install_bytes") or j.get("build_bytes")
+
+        def phase(ms, nbytes):
+            if not ms:  # absent, or 0: no snapshot was needed
+                return "–"
+            return f"{fmt(ms)} ({fmt(rate(nbytes, ms))})"
+
         out.append(
-            f"| {r['size']} | {value_label(r['value'])} | {fmt(size and size / 1e6, 1)} "
-            f"| {fmt(j.get('build_ms'))} ({fmt(rate(j.get('build_bytes'), j.get('build_ms')))}) "
-            f"| {fmt(j.get('send_ms'))} ({fmt(rate(size, j.get('send_ms')))}) | {fmt(j.get('receive_ms'))} "
-            f"| {fmt(j.get('install_ms'))} ({fmt(rate(size, j.get('install_ms')))}) "
+            f"| {r['system']} | {r['size']} | {value_label(r['value'])} | {fmt(size and size / 1e6, 1)} "
+            f"| {phase(j.get('build_ms'), j.get('build_bytes'))} "
+            f"| {phase(j.get('send_ms'), size)} | {fmt(j.get('receive_ms')) if j.get('receive_ms') else '–'} "
+            f"| {phase(j.get('install_ms'), size)} "
             f"| {fmt(j.get('catch_up_ms'))} | {fmt(j.get('joiner_peak_rss_kb', 0) / 1024)} |"
         )
     return out
