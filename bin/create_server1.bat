@@ -1,3 +1,6 @@
 @echo off
-rem Server 1 of the 5-node cluster on this machine: HTTP port 8081, Raft 127.0.0.1:6001.
-call "%~dp0raftkv.bat" node 8081 127.0.0.1:6001 127.0.0.1:6000 127.0.0.1:6002 127.0.0.1:6003 127.0.0.1:6004 --data-dir "%~dp0..\data\server1" %*
+rem Server 1 of the 5-node cluster on this machine: HTTP port 8081, Raft 127.0.0.1:6001, data
+rem in data\server1. Runs create_server1.sh inside WSL (see run_in_wsl.bat for why); extra
+rem arguments go to raftkv node.
+call "%~dp0run_in_wsl.bat" create_server1.sh %*
+exit /b %ERRORLEVEL%

@@ -1,3 +1,6 @@
 @echo off
-rem Server 2 of the 5-node cluster on this machine: HTTP port 8082, Raft 127.0.0.1:6002.
-call "%~dp0raftkv.bat" node 8082 127.0.0.1:6002 127.0.0.1:6000 127.0.0.1:6001 127.0.0.1:6003 127.0.0.1:6004 --data-dir "%~dp0..\data\server2" %*
+rem Server 2 of the 5-node cluster on this machine: HTTP port 8082, Raft 127.0.0.1:6002, data
+rem in data\server2. Runs create_server2.sh inside WSL (see run_in_wsl.bat for why); extra
+rem arguments go to raftkv node.
+call "%~dp0run_in_wsl.bat" create_server2.sh %*
+exit /b %ERRORLEVEL%

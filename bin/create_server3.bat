@@ -1,3 +1,6 @@
 @echo off
-rem Server 3 of the 5-node cluster on this machine: HTTP port 8083, Raft 127.0.0.1:6003.
-call "%~dp0raftkv.bat" node 8083 127.0.0.1:6003 127.0.0.1:6000 127.0.0.1:6001 127.0.0.1:6002 127.0.0.1:6004 --data-dir "%~dp0..\data\server3" %*
+rem Server 3 of the 5-node cluster on this machine: HTTP port 8083, Raft 127.0.0.1:6003, data
+rem in data\server3. Runs create_server3.sh inside WSL (see run_in_wsl.bat for why); extra
+rem arguments go to raftkv node.
+call "%~dp0run_in_wsl.bat" create_server3.sh %*
+exit /b %ERRORLEVEL%

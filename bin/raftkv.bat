@@ -1,8 +1,5 @@
 @echo off
-rem Runs the raftkv binary from the repository's release build, building it first if it is missing.
-set "ROOT=%~dp0.."
-if not exist "%ROOT%\target\release\raftkv.exe" (
-  echo building raftkv ^(first run only^)...
-  cargo build --release --manifest-path "%ROOT%\Cargo.toml" || exit /b 1
-)
-"%ROOT%\target\release\raftkv.exe" %*
+rem Runs the raftkv binary (any subcommand and arguments) through raftkv.sh inside WSL, which builds
+rem the release binary on first use: see run_in_wsl.bat for why raftkv runs in WSL on Windows.
+call "%~dp0run_in_wsl.bat" raftkv.sh %*
+exit /b %ERRORLEVEL%
