@@ -108,20 +108,21 @@ seed() {
   return 1
 }
 
-# Waits (bounded) until node $2 serves a linearizable read; prints the milliseconds it took.
+# Waits (bounded: $3 seconds, 30 if not given) until node $2 serves a linearizable read; prints
+# the milliseconds it took.
 wait_serving() {
-  local s="$1" i="$2" t0
+  local s="$1" i="$2" bound="${3:-30}" t0
   t0=$(date +%s%N)
   # Bounded by time, not only by tries: a try may itself wait up to a second.
-  for _ in $(seq 1 3000); do
-    [ $(($(date +%s%N) - t0)) -lt 30000000000 ] || break
+  for _ in $(seq 1 $((bound * 100))); do
+    [ $(($(date +%s%N) - t0)) -lt $((bound * 1000000000)) ] || break
     if read_ready "$s" "$i"; then
       echo $((($(date +%s%N) - t0) / 1000000))
       return 0
     fi
     sleep 0.01
   done
-  log "$s: node $i did not serve a read in 30 s"
+  log "$s: node $i did not serve a read in $bound s"
   return 1
 }
 

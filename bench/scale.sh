@@ -31,6 +31,9 @@ read -r -a VALUES <<<"${VALUES:-100 4096 65536 1000000}"
 read -r -a SYSTEMS <<<"${SYSTEMS:-raftkv etcd}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-10}"
 ONOFF_SECONDS="${ONOFF_SECONDS:-120}"
+# How long a restarted node may take to serve a read before the restart counts as failed: an
+# etcd member restarting at 1 GB of 64 KiB values took 34 s in an earlier run.
+RESTART_BOUND="${RESTART_BOUND:-180}"
 REPS="${REPS:-3}"
 OUT="$here/bench/results/scale"
 RAW="$OUT/raw"
@@ -77,6 +80,21 @@ metric() {
   { curl -sf -m 5 "$1/metrics" || true; } | awk -v m="$2" '$1 == m {print $2; f = 1} END {if (!f) print 0}'
 }
 
+# The CPU counters of /proc/stat (all CPUs): "steal total", in ticks. Steal is time the
+# hypervisor gave this virtual machine's CPUs to another: a run with much of it measured a slower
+# machine.
+cpu_counters() {
+  awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t; exit}' /proc/stat
+}
+
+# Steal, as a percentage of all CPU time, since counters $1 (from cpu_counters).
+steal_since() {
+  local s0 t0 s1 t1
+  read -r s0 t0 <<<"$1"
+  read -r s1 t1 <<<"$(cpu_counters)"
+  awk -v s=$((s1 - s0)) -v t=$((t1 - t0)) 'BEGIN {printf "%.1f", (t > 0 ? 100 * s / t : 0)}'
+}
+
 # kill -9 of a follower of system $1, restarted at once; sets RESTART_MS to the ms until it serves
 # a read, or to nothing if it did not within wait_serving's bound. (Not run in a $(...) subshell:
 # the restarted node's pid must reach PID here.)
@@ -87,7 +105,7 @@ restart_follower() {
   kill -9 "${PID[i]}"
   wait "${PID[i]}" 2>/dev/null || true
   start_node "$s" "$i"
-  RESTART_MS="$(wait_serving "$s" "$i")" || RESTART_MS=""
+  RESTART_MS="$(wait_serving "$s" "$i" "$RESTART_BOUND")" || RESTART_MS=""
 }
 
 # A sixth raftkv server joins and catches up (bounded, 10 min); sets JOIN to a JSON object of the
@@ -125,7 +143,7 @@ join_raftkv() {
 # A field of etcd node URL $1's status (raftIndex, raftAppliedIndex, dbSize); 0 if not answering.
 etcd_status() {
   { curl -sf -m 2 -X POST "$1/v3/maintenance/status" -d '{}' || true; } | awk -v f="\"$2\":\"" '
-    { i = index($0, f); if (i) { v = substr($0, i + length(f)); sub(/".*/, "", v); print v + 0; n = 1 } }
+    { i = index($0, f); if (i) { v = substr($0, i + length(f)); sub(/".*/, "", v); print v; n = 1 } }
     END { if (!n) print 0 }'
 }
 
@@ -184,7 +202,7 @@ join_etcd() {
 # each done REPS times on the loaded cluster (the table shows medians); the preload and the join
 # once.
 measure() {
-  local s="$1" size="$2" value="$3" name="$1-$2-$3" r restarts="" join="null" failed=""
+  local s="$1" size="$2" value="$3" name="$1-$2-$3" r c0 steal="" restarts="" join="null" failed=""
   SYSTEM="$s"
   log "$name: starting 5 nodes, preloading"
   start_cluster "$s"
@@ -196,10 +214,12 @@ measure() {
     # A run the cluster cannot serve (no leader at its start: etcd lost its leader under 1 MB
     # values) is recorded as failed, with the bench's reason, and the measurement goes on.
     wait_leader "$s"
+    c0="$(cpu_counters)"
     "$BIN" bench --system "$(bench_system "$s")" --endpoints "$(endpoints "$s")" --json \
       --workload put --connections 64 --seconds "$SECONDS_PER_RUN" --warmup 2 \
       --value-bytes "$value" >"$RAW/$name.r$r.bench.json" 2>"$WORK/bench.err" ||
       printf '{"failed":"%s"}\n' "$(head -1 "$WORK/bench.err" | tr -d '"')" >"$RAW/$name.r$r.bench.json"
+    steal="$steal,$(steal_since "$c0")"
   done
   local rss disk
   rss="$(rss_list VmRSS | xargs | tr ' ' ,)"
@@ -212,7 +232,7 @@ measure() {
     restart_follower "$s"
     if [ -z "$RESTART_MS" ]; then
       # Recorded, and the cell goes on: one system's failure must not end the whole run.
-      failed=",\"restart_failed\":\"run $r: the killed follower did not serve a linearizable read within 30 s\""
+      failed=",\"restart_failed\":\"run $r: the killed follower did not serve a linearizable read within $RESTART_BOUND s\""
       break
     fi
     restarts="$restarts,$RESTART_MS"
@@ -220,8 +240,8 @@ measure() {
   log "$name: a sixth server joins"
   "join_$s"
   join="$JOIN"
-  printf '{"system":"%s","size":"%s","value_bytes":%s,"rss_kb":[%s],"disk_kb":[%s],"restart_ms":[%s]%s,"join":%s}\n' \
-    "$s" "$size" "$value" "$rss" "$disk" "${restarts#,}" "$failed" "$join" >"$RAW/$name.nodes.json"
+  printf '{"system":"%s","size":"%s","value_bytes":%s,"steal_pct":[%s],"rss_kb":[%s],"disk_kb":[%s],"restart_ms":[%s]%s,"join":%s}\n' \
+    "$s" "$size" "$value" "${steal#,}" "$rss" "$disk" "${restarts#,}" "$failed" "$join" >"$RAW/$name.nodes.json"
   stop_all
 }
 
@@ -240,7 +260,7 @@ builds_all() {
 # node to build at least once at a gigabyte (a node builds after a snapshot's worth of log,
 # ×1.0–1.8 by node id: ~50–90 s of these writes). Raw: one JSON line per run.
 snapshots_on_off() {
-  local size="$1" mode lead url b0 b1 r
+  local size="$1" mode lead url b0 b1 r c0
   SYSTEM=raftkv
   for mode in on off; do
     if [ "$mode" = off ]; then
@@ -257,13 +277,14 @@ snapshots_on_off() {
       lead="$(leader_of raftkv)"
       url="$(node_url raftkv "${lead:-0}")"
       b0=$(builds_all)
+      c0="$(cpu_counters)"
       "$BIN" bench --endpoints "$(endpoints raftkv)" --workload put --connections 64 \
         --seconds "$ONOFF_SECONDS" --warmup 2 --value-bytes 4096 --json |
         tr -d '\n' >>"$RAW/snapshots-$mode.bench.jsonl"
       echo >>"$RAW/snapshots-$mode.bench.jsonl"
       b1=$(builds_all)
-      printf '{"mode":"%s","size":"%s","run":%s,"builds_during_run":%s,"last_build_ms":%s}\n' \
-        "$mode" "$size" "$r" "$((b1 - b0))" \
+      printf '{"mode":"%s","size":"%s","run":%s,"steal_pct":%s,"builds_during_run":%s,"last_build_ms":%s}\n' \
+        "$mode" "$size" "$r" "$(steal_since "$c0")" "$((b1 - b0))" \
         "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="build"}')" \
         >>"$RAW/snapshots-$mode.jsonl"
       tail -1 "$RAW/snapshots-$mode.jsonl" >&2

@@ -65,6 +65,7 @@ def cells(raw):
                 "p50": median([r["p50_ms"] for r in runs]),
                 "p99": median([r["p99_ms"] for r in runs]),
                 "errors": errors,
+                "steal": median(nodes.get("steal_pct") or []),
                 "preload_mbs": preload and preload["mb_per_sec"],
                 "rss_mb": median(nodes["rss_kb"]) / 1024,
                 "disk_mb": median(nodes["disk_kb"]) / 1024,
@@ -95,17 +96,20 @@ def table(rows, machine, raw_dir):
         + ".",
         "Five nodes as five processes on loopback, fsync on. PUT figures: 64 connections, median "
         "of the runs shown; restart: kill -9 of a follower until it serves a linearizable read, "
-        "median. RSS and disk: median node after the runs.",
+        "median. RSS and disk: median node after the runs. Steal: the share of CPU time the "
+        "hypervisor gave to other machines during the PUT runs (/proc/stat), median; a cell with "
+        "much of it measured a slower machine (– : not recorded, runs before steal was).",
         "",
-        "| system | state | value | runs | PUT/s | MB/s | p50 ms | p99 ms | errors | preload MB/s "
-        "| RSS MB | disk MB | restart ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | state | value | runs | PUT/s | MB/s | p50 ms | p99 ms | errors | steal % "
+        "| preload MB/s | RSS MB | disk MB | restart ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
             f"| {r['system']} | {r['size']} | {value_label(r['value'])} | {r['runs']}"
             f"{' (+' + str(len(r['failed'])) + ' failed: ' + r['failed'][0] + ')' if r['failed'] else ''} | {fmt(r['ops'])} "
             f"| {fmt(r['mbs'], 1)} | {fmt(r['p50'], 2)} | {fmt(r['p99'], 2)} | {r['errors']} "
+            f"| {fmt(r['steal'], 1)} "
             f"| {fmt(r['preload_mbs'], 1)} | {fmt(r['rss_mb'])} | {fmt(r['disk_mb'])} "
             f"| {fmt(r['restart_ms']) if not r['restart_failed'] else 'failed¹'} |"
         )
@@ -171,6 +175,10 @@ def on_off(raw):
     def median(runs, key):
         return statistics.median(r[key] for r in runs)
 
+    def steal(metas):
+        values = [m["steal_pct"] for m in metas if "steal_pct" in m]
+        return statistics.median(values) if values else None
+
     on = modes["on"][1]
     out += [
         "",
@@ -178,15 +186,17 @@ def on_off(raw):
         f"connections, {len(on)} runs of {fmt(on[0]['seconds'])} s per mode on one loaded "
         "cluster each, medians): snapshots as configured against snapshots off.",
         "",
-        "| snapshots | state | builds in each run (all nodes) | leader's last build ms | PUT/s | p50 ms | p99 ms | p99.9 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| snapshots | state | builds in each run (all nodes) | leader's last build ms | PUT/s "
+        "| p50 ms | p99 ms | p99.9 ms | steal % |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, (metas, runs) in modes.items():
         builds = ", ".join(str(m["builds_during_run"]) for m in metas)
         out.append(
             f"| {mode} | {metas[0]['size']} | {builds} | {fmt(metas[-1]['last_build_ms'])} "
             f"| {fmt(median(runs, 'ops_per_sec'))} | {fmt(median(runs, 'p50_ms'), 2)} "
-            f"| {fmt(median(runs, 'p99_ms'), 2)} | {fmt(median(runs, 'p999_ms'), 2)} |"
+            f"| {fmt(median(runs, 'p99_ms'), 2)} | {fmt(median(runs, 'p999_ms'), 2)} "
+            f"| {fmt(steal(metas), 1)} |"
         )
     ratio = median(modes["on"][1], "p99_ms") / median(modes["off"][1], "p99_ms")
     per_run = ", ".join(
