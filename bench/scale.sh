@@ -111,14 +111,17 @@ restart_follower() {
 # A sixth raftkv server joins and catches up (bounded, 10 min); sets JOIN to a JSON object of the
 # snapshot steps.
 join_raftkv() {
-  local lead url t0 ms applied commit caught=false
+  local lead url t0 ms applied commit deadline caught=false
   lead="$(leader_of raftkv)"
   url="$(node_url raftkv "${lead:-0}")"
   t0=$(date +%s%N)
   "$BIN" node 18085 127.0.0.1:16005 --join "$url" --data-dir "$WORK/raftkv/joiner" \
     "${RAFTKV_ARGS[@]}" >>"$WORK/raftkv/log-joiner" 2>&1 &
   JOINER=$!
-  for _ in $(seq 1 6000); do
+  # Bounded by the clock, not by tries: each try asks two nodes, and a node swapping or busy
+  # installing may take seconds per answer (a run stood 12 minutes here counting tries).
+  deadline=$(($(date +%s) + 600))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
     commit=$(metric "$url" raftkv_raft_commit_index)
     applied=$(metric http://127.0.0.1:18085 raftkv_raft_last_applied)
     [ "${applied%.*}" -ge "${commit%.*}" ] 2>/dev/null && [ "${commit%.*}" -gt 0 ] && caught=true && break
@@ -156,7 +159,7 @@ etcd_metric_sum() {
 # and catches up (bounded, 10 min): its applied index reaches the leader's last index. Sets JOIN.
 join_etcd() {
   local lead url t0 ms k last applied added="" cluster="" j=http://127.0.0.1:12385 peer=http://127.0.0.1:12485
-  local caught=false
+  local caught=false deadline
   lead="$(leader_of etcd)"
   url="$(node_url etcd "${lead:-0}")"
   for k in 0 1 2 3 4; do cluster="$cluster,e$k=http://127.0.0.1:$(($(raft_base etcd) + k))"; done
@@ -180,7 +183,10 @@ join_etcd() {
     --initial-cluster "${cluster#,},e5=$peer" --initial-cluster-state existing "${ETCD_ARGS[@]}" \
     >>"$WORK/etcd/log-joiner" 2>&1 &
   JOINER=$!
-  for _ in $(seq 1 6000); do
+  # Bounded by the clock, not by tries: each try asks two nodes, and a node swapping or busy
+  # installing may take seconds per answer (a run stood 12 minutes here counting tries).
+  deadline=$(($(date +%s) + 600))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
     last=$(etcd_status "$url" raftIndex)
     applied=$(etcd_status "$j" raftAppliedIndex)
     [ "$applied" -ge "$last" ] && [ "$last" -gt 0 ] && caught=true && break
