@@ -85,6 +85,14 @@ def rate(nbytes, ms):
     return nbytes / 1e6 / (ms / 1000)
 
 
+def phase(ms, nbytes=None):
+    """A snapshot phase's duration, with its rate when the bytes are known; – when absent or 0
+    (no snapshot was needed)."""
+    if not ms:
+        return "–"
+    return fmt(ms) if nbytes is None else f"{fmt(ms)} ({fmt(rate(nbytes, ms))})"
+
+
 def table(rows, machine, raw_dir):
     out = [
         "# Cost curves as the data grows (bench/scale.sh)",
@@ -143,15 +151,10 @@ def table(rows, machine, raw_dir):
             continue
         size = j.get("install_bytes") or j.get("build_bytes")
 
-        def phase(ms, nbytes):
-            if not ms:  # absent, or 0: no snapshot was needed
-                return "–"
-            return f"{fmt(ms)} ({fmt(rate(nbytes, ms))})"
-
         out.append(
             f"| {r['system']} | {r['size']} | {value_label(r['value'])} | {fmt(size and size / 1e6, 1)} "
             f"| {phase(j.get('build_ms'), j.get('build_bytes'))} "
-            f"| {phase(j.get('send_ms'), size)} | {fmt(j.get('receive_ms')) if j.get('receive_ms') else '–'} "
+            f"| {phase(j.get('send_ms'), size)} | {phase(j.get('receive_ms'))} "
             f"| {phase(j.get('install_ms'), size)} "
             f"| {fmt(j.get('catch_up_ms'))} | {fmt(j.get('joiner_peak_rss_kb', 0) / 1024)} |"
         )
