@@ -15,6 +15,9 @@ use super::system::Call;
 use super::trust::Trust;
 use tokio_rustls::rustls::pki_types::ServerName;
 
+/// How much of a refusal's body is kept for messages.
+const REFUSAL_BYTES: usize = 300;
+
 /// Why a request got no HTTP status, as the report counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -45,11 +48,17 @@ pub struct Conn {
     open: Option<(String, SendRequest<Body>)>,
     /// For https:// endpoints.
     trust: Trust,
+    /// The start of the body of the last answer that was not a success (a server's reason).
+    refusal: String,
 }
 
 impl Conn {
     pub fn new(trust: Trust) -> Conn {
-        Conn { open: None, trust }
+        Conn {
+            open: None,
+            trust,
+            refusal: String::new(),
+        }
     }
 
     /// Sends `call` to `endpoint` (`http://host:port`) and reads the whole response; returns its
@@ -86,11 +95,16 @@ impl Conn {
                     .get(http::header::CONNECTION)
                     .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
             // Read the body so the connection can carry the next request.
-            response
+            let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|_| Failure::Transport)?;
+                .map_err(|_| Failure::Transport)?
+                .to_bytes();
+            if !(200..300).contains(&status) {
+                let start = &body[..body.len().min(REFUSAL_BYTES)];
+                self.refusal = String::from_utf8_lossy(start).trim().to_string();
+            }
             Ok((status, closing))
         };
         let outcome = tokio::time::timeout(timeout, exchange)
@@ -101,6 +115,12 @@ impl Conn {
             self.open = None;
         }
         outcome.map(|(status, _)| status)
+    }
+
+    /// The start of the body of the last answer that was not a success: the server's reason
+    /// (etcd's gateway sends `{"error": …, "code": …}`), for messages.
+    pub fn refusal(&self) -> &str {
+        &self.refusal
     }
 
     async fn connect(&mut self, endpoint: &str) -> Result<&mut SendRequest<Body>, Failure> {

@@ -66,7 +66,10 @@ pub async fn fill(config: &Config, endpoint: &str) -> anyhow::Result<Option<Prel
                     let why = match conn.send(endpoint, &call, PRELOAD_TIMEOUT).await {
                         Ok(200..=299) => break,
                         Ok(503) => "HTTP 503".to_string(),
-                        Ok(status) => anyhow::bail!("preloading p{i} on {endpoint}: HTTP {status}"),
+                        Ok(status) => anyhow::bail!(
+                            "preloading p{i} on {endpoint}: HTTP {status} {}",
+                            conn.refusal()
+                        ),
                         Err(failure) => failure.kind().to_string(),
                     };
                     if attempt > MAX_ATTEMPTS {
