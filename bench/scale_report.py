@@ -67,8 +67,9 @@ def cells(raw):
                 "errors": errors,
                 "steal": median(nodes.get("steal_pct") or []),
                 "preload_mbs": preload and preload["mb_per_sec"],
-                "rss_mb": median(nodes["rss_kb"]) / 1024,
-                "disk_mb": median(nodes["disk_kb"]) / 1024,
+                "preload_failed": nodes.get("preload_failed"),
+                "rss_mb": mb(median(nodes["rss_kb"])),
+                "disk_mb": mb(median(nodes["disk_kb"])),
                 "restart_ms": median(nodes["restart_ms"]),
                 "restart_failed": nodes.get("restart_failed"),
                 "restarts": len(nodes["restart_ms"]),
@@ -77,6 +78,10 @@ def cells(raw):
         )
     rows.sort(key=lambda r: (r["system"], r["value"], SIZE_ORDER.get(r["size"], 9)))
     return rows
+
+
+def mb(kb):
+    return None if kb is None else kb / 1024
 
 
 def rate(nbytes, ms):
@@ -97,7 +102,10 @@ def table(rows, machine, raw_dir):
     out = [
         "# Cost curves as the data grows (bench/scale.sh)",
         "",
-        f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('mem_gb')} GB; "
+        f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('mem_gb')} GB"
+        + (f", disk writing {machine['disk_write_mb_s']} MB/s (1 GiB, fdatasync)"
+           if machine.get("disk_write_mb_s") else "")
+        + "; "
         f"etcd {machine.get('etcd')}; raftkv {machine.get('raftkv')}; {machine.get('date')}"
         + (f"; resumed {', '.join(open(os.path.join(raw_dir, 'resumed')).read().split(chr(10))[:-1])}"
            if os.path.exists(os.path.join(raw_dir, "resumed")) else "")
@@ -113,6 +121,12 @@ def table(rows, machine, raw_dir):
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r["preload_failed"]:
+            out.append(
+                f"| {r['system']} | {r['size']} | {value_label(r['value'])} | preload failed² "
+                + "| – " * 10 + "|"
+            )
+            continue
         out.append(
             f"| {r['system']} | {r['size']} | {value_label(r['value'])} | {r['runs']}"
             f"{' (+' + str(len(r['failed'])) + ' failed: ' + r['failed'][0] + ')' if r['failed'] else ''} | {fmt(r['ops'])} "
@@ -125,6 +139,14 @@ def table(rows, machine, raw_dir):
     if failed:
         out.append("")
         out += [f"¹ {r['system']}, {r['size']}, {value_label(r['value'])}: {r['restart_failed']}." for r in failed]
+    unloaded = [r for r in rows if r["preload_failed"]]
+    if unloaded:
+        out.append("")
+        out += [
+            f"² {r['system']}, {r['size']}, {value_label(r['value'])}: loading the state failed: "
+            f"{r['preload_failed']}."
+            for r in unloaded
+        ]
     out += [
         "",
         "Catching up (a sixth server joins the loaded cluster: raftkv `--join`, etcd "
