@@ -375,8 +375,14 @@ impl Cluster {
     }
 
     /// Waits until the paused cluster has nothing left to do by itself: no message between the
-    /// hold and its reply, and no held message, node state or event changing for `quiet`.
-    /// Gives up after `bound` (returns false). Golden scripts step with this in between.
+    /// hold and its reply, no vote or entry waiting for its fsync, and no held message, node
+    /// state or event changing for `quiet`. Gives up after `bound` (returns false). Golden
+    /// scripts step with this in between.
+    ///
+    /// Why the fsyncs: a candidate sends its vote requests only once its vote is on disk, and
+    /// nothing of it shows before (its status changes after the write). Timing alone missed
+    /// them where an fsync outlasted `quiet` (a golden script failed 2 CI runs of 4 on a slow
+    /// disk with "nothing is held" right after a pre-vote quorum).
     pub async fn settle(&self, quiet: Duration, bound: Duration) -> bool {
         let start = tokio::time::Instant::now();
         let mut changes = self.env.faults.changes();
@@ -397,7 +403,7 @@ impl Cluster {
                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
             }
             let now = self.fingerprint().await;
-            if now != last {
+            if now != last || self.up().any(|n| n.writes_in_flight() > 0) {
                 last = now;
                 calm_since = tokio::time::Instant::now();
             }

@@ -254,6 +254,12 @@ impl Node {
         self.app.gateway.clone()
     }
 
+    /// Votes and log entries this node has written and not yet fsynced
+    /// ([`crate::store::LogStore::writes_in_flight`]).
+    pub fn writes_in_flight(&self) -> u64 {
+        self.app.log.writes_in_flight()
+    }
+
     /// This node's applied key/value contents (possibly stale).
     pub fn local_entries(&self) -> Vec<(String, Vec<String>)> {
         self.app

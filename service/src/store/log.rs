@@ -102,25 +102,43 @@ where
 }
 
 /// Who is waiting for a flush: openraft (after `append`, with the last index appended and where
-/// to record it once durable) or `save_vote` itself.
+/// to record it once durable) or `save_vote` itself. Each counts as a write in flight while it
+/// lives (see [`LogStore::writes_in_flight`]).
 pub enum Flushed<C: RaftTypeConfig> {
-    Append(IOFlushed<C>, Option<u64>, Arc<AtomicU64>),
-    Vote(oneshot::Sender<io::Result<()>>),
+    Append(IOFlushed<C>, Option<u64>, Arc<AtomicU64>, InFlight),
+    Vote(oneshot::Sender<io::Result<()>>, InFlight),
 }
 
 impl<C: RaftTypeConfig> raft_log::Callback for Flushed<C> {
     fn send(self, res: io::Result<()>) {
         match self {
-            Flushed::Append(flushed, last, durable) => {
+            Flushed::Append(flushed, last, durable, _in_flight) => {
                 if let (Ok(()), Some(last)) = (&res, last) {
                     durable.fetch_max(last + 1, Ordering::Relaxed);
                 }
                 flushed.io_completed(res)
             }
-            Flushed::Vote(tx) => {
+            Flushed::Vote(tx, _in_flight) => {
                 let _ = tx.send(res);
             }
         }
+    }
+}
+
+/// One write handed to the flush worker and not yet fsynced: counted up when made, down when
+/// dropped, which is after its waiter was told (or when the worker dropped it unanswered).
+pub struct InFlight(Arc<AtomicU64>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicU64>) -> InFlight {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -133,6 +151,8 @@ where
     first_write: Arc<Mutex<Option<FirstWriteHook>>>,
     /// One past the highest log index known fsynced (0: none since the log was opened).
     durable: Arc<AtomicU64>,
+    /// Votes and appends handed to the flush worker and not yet fsynced.
+    in_flight: Arc<AtomicU64>,
 }
 
 /// Runs before the first vote or entry of a pristine log is written (see
@@ -148,6 +168,7 @@ where
             wal: self.wal.clone(),
             first_write: self.first_write.clone(),
             durable: self.durable.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -173,12 +194,10 @@ where
             wal: Arc::new(RwLock::new(wal)),
             first_write: Default::default(),
             durable: Default::default(),
+            in_flight: Default::default(),
         })
     }
 
-    /// fsyncs of the log file since it was opened. The flush worker does one per batch of
-    /// appends queued while the previous one ran (group commit), so under load this is well
-    /// below the number of entries.
     /// Bytes the log takes on disk (every chunk file, purged entries included until their chunk
     /// is removed).
     pub async fn disk_bytes(&self) -> u64 {
@@ -191,6 +210,17 @@ where
         self.durable.load(Ordering::Relaxed).checked_sub(1)
     }
 
+    /// Votes and batches of entries written and not yet fsynced. While one is, the node owes a
+    /// reaction that nothing outside it can see yet: a candidate sends its vote requests only
+    /// after its own vote is on disk, a leader counts itself towards a commit only after its
+    /// entries are. A stepped cluster waits for 0 before it calls a step done.
+    pub fn writes_in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// fsyncs of the log file since it was opened. The flush worker does one per batch of
+    /// appends queued while the previous one ran (group commit), so under load this is well
+    /// below the number of entries.
     pub async fn fsyncs(&self) -> u64 {
         self.wal.read().await.stat().flush_metrics.sync_batch_count
     }
@@ -305,7 +335,7 @@ where
         {
             let mut wal = self.wal.write().await;
             wal.save_vote(PackVote(vote.clone()))?;
-            wal.flush(true, Some(Flushed::Vote(tx)))?;
+            wal.flush(true, Some(Flushed::Vote(tx, InFlight::new(&self.in_flight))))?;
         }
         // FSYNC: the vote decides elections; it must be on disk before we return (and so before
         // the vote response leaves this node). The lock is released first so readers are not
@@ -351,8 +381,8 @@ where
         // they are durable only when the flush worker has fsynced them and calls `callback`. Only
         // then may this node count them towards a commit or acknowledge them to a leader. Appends
         // queued while a flush runs share the next fsync (group commit).
-        let durable = self.durable.clone();
-        wal.flush(true, Some(Flushed::Append(callback, last, durable)))?;
+        let (durable, in_flight) = (self.durable.clone(), InFlight::new(&self.in_flight));
+        wal.flush(true, Some(Flushed::Append(callback, last, durable, in_flight)))?;
         Ok(())
     }
 
