@@ -335,7 +335,10 @@ where
         {
             let mut wal = self.wal.write().await;
             wal.save_vote(PackVote(vote.clone()))?;
-            wal.flush(true, Some(Flushed::Vote(tx, InFlight::new(&self.in_flight))))?;
+            wal.flush(
+                true,
+                Some(Flushed::Vote(tx, InFlight::new(&self.in_flight))),
+            )?;
         }
         // FSYNC: the vote decides elections; it must be on disk before we return (and so before
         // the vote response leaves this node). The lock is released first so readers are not
@@ -382,7 +385,10 @@ where
         // then may this node count them towards a commit or acknowledge them to a leader. Appends
         // queued while a flush runs share the next fsync (group commit).
         let (durable, in_flight) = (self.durable.clone(), InFlight::new(&self.in_flight));
-        wal.flush(true, Some(Flushed::Append(callback, last, durable, in_flight)))?;
+        wal.flush(
+            true,
+            Some(Flushed::Append(callback, last, durable, in_flight)),
+        )?;
         Ok(())
     }
 
