@@ -255,9 +255,10 @@ impl Node {
     }
 
     /// Votes and log entries this node has written and not yet fsynced
-    /// ([`crate::store::LogStore::writes_in_flight`]).
+    /// ([`crate::store::LogStore::writes_in_flight`]), and grants of its vote being recorded
+    /// ([`Ballot::saves_in_flight`]): each holds back a reaction nothing outside can see yet.
     pub fn writes_in_flight(&self) -> u64 {
-        self.app.log.writes_in_flight()
+        self.app.log.writes_in_flight() + self.app.ballot.saves_in_flight()
     }
 
     /// This node's applied key/value contents (possibly stale).

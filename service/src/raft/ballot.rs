@@ -15,6 +15,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,17 @@ pub struct Ballot {
     /// One save at a time, each writing the newest grant: two grants answered on two connections
     /// cannot leave the older one on disk.
     saving: tokio::sync::Mutex<()>,
+    /// Grants being recorded ([`Ballot::saves_in_flight`]).
+    in_flight: AtomicU64,
+}
+
+/// Counts one grant as being recorded while it lives, so a dropped future cannot leak a count.
+struct Saving<'a>(&'a AtomicU64);
+
+impl Drop for Saving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Ballot {
@@ -49,6 +61,7 @@ impl Ballot {
             dir,
             last: Mutex::new(last),
             saving: Default::default(),
+            in_flight: AtomicU64::new(0),
         }
     }
 
@@ -59,6 +72,10 @@ impl Ballot {
     /// Records that this server granted its vote in `term` to `candidate`. Called before the
     /// grant is sent, so no status read after the candidate counted it can miss it.
     pub async fn granted(&self, term: u64, candidate: u64) {
+        // Counted from before the record changes until it is on disk: the message this grant
+        // holds back (a vote request, or a vote reply) leaves only then.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _counted = Saving(&self.in_flight);
         let grant = Grant { term, candidate };
         {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -76,6 +93,17 @@ impl Ballot {
         if let Err(e) = write_atomically_async(&self.dir, FILE, bytes).await {
             tracing::warn!("could not save the vote granted in term {term}: {e}");
         }
+    }
+}
+
+impl Ballot {
+    /// Grants being recorded now. Each holds back a message until its record is fsynced (a
+    /// candidate's first vote request, a voter's reply), so while one is, the node owes a
+    /// reaction nothing outside it can see yet; a stepped cluster waits for 0, as it does for
+    /// the log's writes in flight. On a slow disk the candidate's first request left one whole
+    /// atomic write (two fsyncs) after the other three, and a step ended without it.
+    pub fn saves_in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
     }
 }
 
