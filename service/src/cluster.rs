@@ -387,8 +387,9 @@ impl Cluster {
         let start = tokio::time::Instant::now();
         let mut changes = self.env.faults.changes();
         let mut events = self.events();
+        let busy = |c: &Self| c.up().any(|n| n.writes_in_flight() > 0);
         let mut last = self.fingerprint().await;
-        let mut calm_since = start;
+        let mut calm_since = tokio::time::Instant::now();
         loop {
             let now = tokio::time::Instant::now();
             if self.env.faults.moving() == 0 && now - calm_since >= quiet {
@@ -402,8 +403,14 @@ impl Cluster {
                 _ = events.recv() => calm_since = tokio::time::Instant::now(),
                 _ = tokio::time::sleep(Duration::from_millis(10)) => {}
             }
+            // ORDERING: in flight is read before the statuses as well as after. A status waits
+            // for openraft's core, which waits inline for its vote's fsync, so a write could
+            // begin and end while the statuses are read; seen only afterwards it was missed, and
+            // the whole fsync counted as quiet (the step ended right after a candidate's vote
+            // reached disk, before its vote requests left).
+            let busy_before = busy(self);
             let now = self.fingerprint().await;
-            if now != last || self.up().any(|n| n.writes_in_flight() > 0) {
+            if now != last || busy_before || busy(self) {
                 last = now;
                 calm_since = tokio::time::Instant::now();
             }

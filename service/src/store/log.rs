@@ -329,16 +329,16 @@ where
     }
 
     async fn save_vote(&mut self, vote: &VoteOf<C>) -> io::Result<()> {
+        // Counted from the start: the first vote of a node's life also writes the identity
+        // record (blocking, fsynced), which held a founding campaign back just as long.
+        let in_flight = InFlight::new(&self.in_flight);
         // ORDERING: the identity record goes first, so a vote never exists without it.
         self.first_write()?;
         let (tx, rx) = oneshot::channel();
         {
             let mut wal = self.wal.write().await;
             wal.save_vote(PackVote(vote.clone()))?;
-            wal.flush(
-                true,
-                Some(Flushed::Vote(tx, InFlight::new(&self.in_flight))),
-            )?;
+            wal.flush(true, Some(Flushed::Vote(tx, in_flight)))?;
         }
         // FSYNC: the vote decides elections; it must be on disk before we return (and so before
         // the vote response leaves this node). The lock is released first so readers are not
@@ -371,6 +371,8 @@ where
     where
         I: IntoIterator<Item = EntryOf<C>> + OptionalSend,
     {
+        // Counted from the start, as in `save_vote` (the identity record may be written here).
+        let in_flight = InFlight::new(&self.in_flight);
         // ORDERING: as in `save_vote`, the identity record precedes the first entry.
         self.first_write()?;
         let mut last = None;
@@ -384,7 +386,7 @@ where
         // they are durable only when the flush worker has fsynced them and calls `callback`. Only
         // then may this node count them towards a commit or acknowledge them to a leader. Appends
         // queued while a flush runs share the next fsync (group commit).
-        let (durable, in_flight) = (self.durable.clone(), InFlight::new(&self.in_flight));
+        let durable = self.durable.clone();
         wal.flush(
             true,
             Some(Flushed::Append(callback, last, durable, in_flight)),
