@@ -296,7 +296,11 @@ impl goldenscript::Runner for Runner {
             "pause" => self.run_lab(LabCommand::Pause)?,
             "resume" => {
                 self.ran = true;
-                self.run_lab(LabCommand::Resume)?
+                let out = self.run_lab(LabCommand::Resume)?;
+                // Running on its own, the cluster settles by itself (heartbeats carry the commit
+                // index): what the next command shows must not depend on how far it got.
+                self.until_quiet();
+                out
             }
             "isolate" => self.run_lab(LabCommand::Isolate {
                 id: id(args.next_pos())?,

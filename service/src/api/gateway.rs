@@ -6,6 +6,10 @@
 //!
 //! Every attempt of one write carries the same request id, so the state machine applies it at most
 //! once however many times a leader change or a lost reply makes us resend it.
+//!
+//! The deadline runs on the node's clock (`crate::clock`): real time in per-process mode, the
+//! lab's clock in a lab, so a request sent to a paused lab waits while time stands still, as
+//! the Raft timers do, instead of failing after five real seconds of a learner's stepping.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +18,7 @@ use futures::FutureExt;
 use openraft::async_runtime::WatchReceiver;
 use tokio::time::Instant;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::kv::{self, Request, RequestId};
 use crate::net::client::Peers;
@@ -37,6 +42,8 @@ pub struct Gateway {
     pub timeout: Duration,
     /// Whether this node knows it was removed from the cluster: it then serves nothing.
     pub removal: Arc<Removal>,
+    /// The lab's clock the node runs on, if any: `timeout` is measured on it.
+    pub clock: Option<Arc<Clock>>,
 }
 
 /// What one attempt at the leader came to.
@@ -134,10 +141,13 @@ impl LeaderVerb for Write {
     const UNFINISHED: &'static str = "no quorum committed the write";
 
     async fn here(&self, g: &Gateway, remaining: Duration) -> Step<kv::Response> {
-        match tokio::time::timeout(remaining, g.proposer.propose(self.0.clone())).await {
-            Ok(outcome) => Write::step(outcome, g.id),
+        match g
+            .within(remaining, g.proposer.propose(self.0.clone()))
+            .await
+        {
+            Some(outcome) => Write::step(outcome, g.id),
             // Proposed and not answered in time: it may still commit.
-            Err(_) => Step::Retry {
+            None => Step::Retry {
                 why: "the leader did not commit it in time".into(),
                 maybe_applied: true,
             },
@@ -183,9 +193,10 @@ impl LeaderVerb for Member {
 
     async fn here(&self, g: &Gateway, remaining: Duration) -> Step<u64> {
         let change = members::change(&g.raft, self.0.clone());
-        let outcome = tokio::time::timeout(remaining, change)
+        let outcome = g
+            .within(remaining, change)
             .await
-            .unwrap_or_else(|_| MemberOutcome::Busy("the change timed out".into()));
+            .unwrap_or_else(|| MemberOutcome::Busy("the change timed out".into()));
         Member::step(outcome, g.id)
     }
     fn frame(&self) -> frame::Request {
@@ -227,9 +238,10 @@ impl LeaderVerb for ReadIndex {
     const UNFINISHED: &'static str = "could not confirm a leader with a quorum";
 
     async fn here(&self, g: &Gateway, remaining: Duration) -> Step<u64> {
-        let outcome = tokio::time::timeout(remaining, leader::read_index(&g.raft))
+        let outcome = g
+            .within(remaining, leader::read_index(&g.raft))
             .await
-            .unwrap_or_else(|_| ReadOutcome::NoQuorum("leadership check timed out".into()));
+            .unwrap_or_else(|| ReadOutcome::NoQuorum("leadership check timed out".into()));
         ReadIndex::step(outcome, g.id)
     }
     fn frame(&self) -> frame::Request {
@@ -247,23 +259,53 @@ impl LeaderVerb for ReadIndex {
 }
 
 /// Waits between attempts while there is no usable leader, doubling up to a few heartbeats.
+/// Real time: on a frozen lab clock the attempts go on (each held by the pause like any message).
 struct Backoff(Duration);
 
 impl Backoff {
-    async fn wait(&mut self, deadline: Instant) {
-        tokio::time::sleep_until((Instant::now() + self.0).min(deadline)).await;
+    async fn wait(&mut self, g: &Gateway, deadline: Instant) {
+        tokio::select! {
+            () = tokio::time::sleep(self.0) => {}
+            () = g.sleep_until(deadline) => {}
+        }
         self.0 = (self.0 * 2).min(Duration::from_millis(200));
     }
 }
 
 impl Gateway {
+    /// The time on this node's clock.
+    fn now(&self) -> Instant {
+        self.clock.as_ref().map_or_else(Instant::now, |c| c.now())
+    }
+
+    async fn sleep_until(&self, deadline: Instant) {
+        match &self.clock {
+            Some(clock) => clock.clone().sleep_until(deadline).await,
+            None => tokio::time::sleep_until(deadline).await,
+        }
+    }
+
+    /// `future`'s output, or None if `limit` passes first on this node's clock.
+    async fn within<F: Future>(&self, limit: Duration, future: F) -> Option<F::Output> {
+        let deadline = self.now() + limit;
+        tokio::select! {
+            out = future => Some(out),
+            () = self.sleep_until(deadline) => None,
+        }
+    }
+
+    /// How long a transport deadline of `ttl` on this node's clock lasts in real time.
+    fn real(&self, ttl: Duration) -> Duration {
+        self.clock.as_ref().map_or(ttl, |c| c.real_deadline(ttl))
+    }
+
     /// Replicates `command`; returns once a quorum committed it and the leader applied it.
     pub async fn write(&self, command: kv::Command) -> Result<kv::Response> {
         let request = Request {
             id: RequestId::random(),
             command,
         };
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.now() + self.timeout;
         self.at_leader(&Write(request), deadline).await
     }
 
@@ -279,7 +321,7 @@ impl Gateway {
 
     /// Makes a membership change through the leader; returns the id of the node it concerns.
     pub async fn change_members(&self, change: MemberChange) -> Result<u64> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.now() + self.timeout;
         self.at_leader(&Member(change), deadline).await
     }
 
@@ -287,13 +329,17 @@ impl Gateway {
     /// after this call began, that it still leads, and this node applied up to its commit index.
     /// Returns the index the read reflects at least.
     pub async fn linearize(&self) -> Result<u64> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.now() + self.timeout;
         let index = self.at_leader(&ReadIndex, deadline).await?;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        self.raft
-            .wait(Some(remaining))
-            .applied_index_at_least(Some(index), "linearizable read")
+        let remaining = deadline.saturating_duration_since(self.now());
+        let applied = self.raft.wait(None);
+        let applied = applied.applied_index_at_least(Some(index), "linearizable read");
+        self.within(remaining, applied)
             .await
+            .unwrap_or(Err(openraft::metrics::WaitError::Timeout(
+                remaining,
+                "linearizable read".into(),
+            )))
             .map(|_| index)
             .map_err(|e| {
                 // openraft's error carries its whole metrics struct: keep ours to one line.
@@ -319,12 +365,16 @@ impl Gateway {
         // lie: a write might still commit. The verb then reports "outcome unknown" instead.
         let mut maybe_applied = false;
         let mut last_reason = String::from("no leader is known");
-        while Instant::now() < deadline {
-            let remaining = deadline - Instant::now();
+        while self.now() < deadline {
+            let remaining = deadline - self.now();
             let asked = self.raft.current_leader().await;
             let step = match asked {
                 Some(leader) if leader == self.id => verb.here(self, remaining).await,
-                Some(leader) => match self.peers.call(leader, &verb.frame(), remaining).await {
+                Some(leader) => match self
+                    .peers
+                    .call(leader, &verb.frame(), self.real(remaining))
+                    .await
+                {
                     Ok(reply) => verb.reply(reply, self.id),
                     Err(e) => Step::Retry {
                         why: format!("leader {leader} unreachable: {e}"),
@@ -397,7 +447,7 @@ impl Gateway {
             }
         };
         tokio::select! {
-            () = backoff.wait(deadline) => {}
+            () = backoff.wait(self, deadline) => {}
             () = news => {}
         }
     }

@@ -180,6 +180,7 @@ impl Node {
                 id,
                 timeout: config.request_timeout,
                 removal,
+                clock: clock.clone(),
             },
             kv,
             http_addr: http_addr.to_string(),
