@@ -392,3 +392,88 @@ async fn a_failed_start_frees_its_ports_and_its_data_directory() {
         .expect("a corrected start on the same ports and data directory");
     node.shutdown().await;
 }
+
+/// In a paused lab a forwarded write is stepped by hand, at a learner's pace: its deadline is
+/// on the lab's clock, which stands still, so it neither times out nor is sent twice however
+/// long the stepping takes in real time (the old real-time bound was 5 s: a second Forward
+/// appeared, the first one's reply was abandoned, and the client never got an answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_write_stepped_by_hand_in_a_paused_lab_commits_once_however_slowly() {
+    use raftkv::observe::{Leg, Rpc};
+    let dir = tempfile::TempDir::new().unwrap();
+    let ports = (free_ports(5), free_ports(5));
+    let configs = raftkv::cluster::loopback_configs(&ports.0, &ports.1, dir.path(), timing());
+    let mut cluster = raftkv::cluster::Cluster::start_paused(configs)
+        .await
+        .expect("cluster starts");
+    let (quiet, bound) = (Duration::from_millis(150), Duration::from_secs(10));
+    assert!(cluster.settle(quiet, bound).await);
+    // An election stepped by hand, held messages delivered oldest first (bounded in steps),
+    // until the leader has committed its first entry: it has then heard from a quorum, and
+    // takes writes (before, it answers "no quorum" and the follower rightly tries again).
+    let mut forwards = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let statuses = cluster.statuses().await;
+        let mut leaders = statuses.iter().flatten().filter(|s| s.role == Role::Leader);
+        if leaders.any(|s| s.commit_index.is_some_and(|i| i >= 1)) {
+            break;
+        }
+        match cluster.oldest_held() {
+            Some(id) => drop(cluster.release(id, true).unwrap()),
+            None => drop(cluster.time_out(0).await.unwrap()),
+        }
+        assert!(cluster.settle(quiet, bound).await);
+    }
+    let leader = cluster
+        .statuses()
+        .await
+        .iter()
+        .flatten()
+        .find(|s| s.role == Role::Leader)
+        .map(|s| s.id as usize)
+        .expect("a leader was elected by stepping");
+    let follower = (leader + 1) % 5;
+    let client = cluster.client(follower).unwrap();
+    let write = tokio::spawn(async move {
+        let append = Command::Append {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        client.write(append).await
+    });
+    assert!(cluster.settle(quiet, bound).await);
+    let mut slept = false;
+    for _ in 0..200 {
+        if write.is_finished() {
+            break;
+        }
+        for h in cluster.faults().held {
+            if h.rpc == Rpc::Forward && h.leg == Leg::Request {
+                forwards.insert(h.id);
+            }
+        }
+        if let Some(id) = cluster.oldest_held() {
+            let held = cluster.release(id, true).unwrap();
+            assert!(cluster.settle(quiet, bound).await);
+            // The point of this test is real time passing between the Forward's delivery and
+            // its reply: longer than the old 5 s bound.
+            if held.rpc == Rpc::Forward && held.leg == Leg::Request && !slept {
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                slept = true;
+            }
+        }
+    }
+    assert!(slept, "a Forward was delivered");
+    assert!(
+        write.is_finished(),
+        "the write was answered within 200 steps"
+    );
+    let answer = write.await.unwrap();
+    assert!(answer.is_ok(), "the forwarded write committed: {answer:?}");
+    assert_eq!(forwards.len(), 1, "sent once, never resent: {forwards:?}");
+    assert!(
+        cluster.abandoned().is_empty(),
+        "no held message was given up on"
+    );
+    cluster.shutdown().await;
+}

@@ -258,6 +258,9 @@ impl LeaderVerb for ReadIndex {
     }
 }
 
+/// In a lab, how long a forwarded call may wait in real time: longer than any pause.
+const LAB_TRANSPORT_BOUND: Duration = Duration::from_secs(24 * 3600);
+
 /// Waits between attempts while there is no usable leader, doubling up to a few heartbeats.
 /// Real time: on a frozen lab clock the attempts go on (each held by the pause like any message).
 struct Backoff(Duration);
@@ -294,9 +297,16 @@ impl Gateway {
         }
     }
 
-    /// How long a transport deadline of `ttl` on this node's clock lasts in real time.
+    /// The transport's own (real-time) bound on a forwarded call that may take `ttl` on this
+    /// node's clock. In a lab the call is bounded by the lab's clock instead (`within`): a
+    /// learner may take as long as they like to step a forwarded write through the leader, and a
+    /// real-time bound there made the follower resend it after 5 s of stepping (a second Forward
+    /// in the held list, the first one's reply abandoned).
     fn real(&self, ttl: Duration) -> Duration {
-        self.clock.as_ref().map_or(ttl, |c| c.real_deadline(ttl))
+        match &self.clock {
+            Some(_) => LAB_TRANSPORT_BOUND,
+            None => ttl,
+        }
     }
 
     /// Replicates `command`; returns once a quorum committed it and the leader applied it.
@@ -370,19 +380,23 @@ impl Gateway {
             let asked = self.raft.current_leader().await;
             let step = match asked {
                 Some(leader) if leader == self.id => verb.here(self, remaining).await,
-                Some(leader) => match self
-                    .peers
-                    .call(leader, &verb.frame(), self.real(remaining))
-                    .await
-                {
-                    Ok(reply) => verb.reply(reply, self.id),
-                    Err(e) => Step::Retry {
-                        why: format!("leader {leader} unreachable: {e}"),
-                        // Unless we never got through, the request may have reached the leader
-                        // before the connection broke.
-                        maybe_applied: !crate::net::never_delivered(&e),
-                    },
-                },
+                Some(leader) => {
+                    let frame = verb.frame();
+                    let call = self.peers.call(leader, &frame, self.real(remaining));
+                    match self.within(remaining, call).await {
+                        Some(Ok(reply)) => verb.reply(reply, self.id),
+                        Some(Err(e)) => Step::Retry {
+                            why: format!("leader {leader} unreachable: {e}"),
+                            // Unless we never got through, the request may have reached the
+                            // leader before the connection broke.
+                            maybe_applied: !crate::net::never_delivered(&e),
+                        },
+                        None => Step::Retry {
+                            why: format!("leader {leader} did not answer in time"),
+                            maybe_applied: true,
+                        },
+                    }
+                }
                 None => Step::not_leader(None, self.id),
             };
             match step {
