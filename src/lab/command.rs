@@ -3,6 +3,8 @@
 //! the engine. Verbs follow raft.github.io (kill = stop, restart, time out, request) plus
 //! partition, heal, pause, transfer, and membership changes (add, promote, remove).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 /// One lab verb. Its JSON form is what the control API takes: `{"verb": "partition", "groups":
@@ -113,6 +115,49 @@ impl LabCommand {
             | LabCommand::Drop { .. }
             | LabCommand::Step
             | LabCommand::AddNode => None,
+        }
+    }
+}
+
+/// How the timeline names a verb (a refused one, for instance): in the lab's words, not Rust's.
+impl fmt::Display for LabCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LabCommand::Kill { id } => write!(f, "kill n{id}"),
+            LabCommand::Restart { id } => write!(f, "restart n{id}"),
+            LabCommand::TimeOut { id } => write!(f, "time out n{id}"),
+            LabCommand::Transfer { id } => write!(f, "transfer leadership to n{id}"),
+            LabCommand::Isolate { id } => write!(f, "isolate n{id}"),
+            LabCommand::Partition { groups } => {
+                let groups: Vec<String> = groups
+                    .iter()
+                    .map(|g| {
+                        g.iter()
+                            .map(|n| format!("n{n}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect();
+                write!(f, "partition {}", groups.join(" | "))
+            }
+            LabCommand::Cut { from, to } => write!(f, "cut n{from} → n{to}"),
+            LabCommand::Heal => f.write_str("heal"),
+            LabCommand::Pause => f.write_str("pause"),
+            LabCommand::Resume => f.write_str("resume"),
+            LabCommand::Request { via, key, value } => {
+                write!(f, "request APPEND {key} {value}")?;
+                via.map_or(Ok(()), |n| write!(f, " via n{n}"))
+            }
+            LabCommand::SetPreVote { enabled } => {
+                write!(f, "pre-vote {}", if *enabled { "on" } else { "off" })
+            }
+            LabCommand::Speed { factor } => write!(f, "speed ×{factor}"),
+            LabCommand::Deliver { message } => write!(f, "deliver #{message}"),
+            LabCommand::Drop { message } => write!(f, "drop #{message}"),
+            LabCommand::Step => f.write_str("step"),
+            LabCommand::AddNode => f.write_str("add a node"),
+            LabCommand::Promote { id } => write!(f, "promote n{id}"),
+            LabCommand::Remove { id } => write!(f, "remove n{id}"),
         }
     }
 }
@@ -434,6 +479,22 @@ mod tests {
             readme.contains(&table),
             "README.md's key table differs from ACTIONS; it should read:\n{table}"
         );
+    }
+
+    #[test]
+    fn a_verb_is_named_in_the_labs_words() {
+        assert_eq!(LabCommand::Restart { id: 0 }.to_string(), "restart n0");
+        assert_eq!(LabCommand::TimeOut { id: 2 }.to_string(), "time out n2");
+        let split = LabCommand::Partition {
+            groups: vec![vec![0, 1, 2], vec![3, 4]],
+        };
+        assert_eq!(split.to_string(), "partition n0 n1 n2 | n3 n4");
+        let request = LabCommand::Request {
+            via: Some(1),
+            key: "x".into(),
+            value: "1".into(),
+        };
+        assert_eq!(request.to_string(), "request APPEND x 1 via n1");
     }
 
     #[test]

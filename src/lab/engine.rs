@@ -311,7 +311,7 @@ impl Engine {
         };
         self.note(match &outcome {
             Ok(text) => text.clone(),
-            Err(e) => format!("{command:?} refused: {e}"),
+            Err(e) => format!("{command} refused: {e}"),
         });
         // While paused, the cluster reacts only to what the learner does: let it finish
         // reacting (replies held, entries written) before answering, so the next step starts

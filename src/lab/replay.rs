@@ -274,7 +274,7 @@ fn describe(record: &Record) -> String {
             crate::lab::fold::Input::Response { text, .. } => text.clone(),
             other => format!("{other:?}"),
         },
-        Record::Command { command, .. } => format!("command {command:?}"),
+        Record::Command { command, .. } => format!("command: {command}"),
         Record::Lost { records, .. } => format!("{records} records lost"),
         Record::Scene { scene, .. } => match scene.held.last() {
             Some(h) => format!("held {}", held_line(h)),
