@@ -411,7 +411,6 @@ async fn a_forwarded_write_stepped_by_hand_in_a_paused_lab_commits_once_however_
     // An election stepped by hand, held messages delivered oldest first (bounded in steps),
     // until the leader has committed its first entry: it has then heard from a quorum, and
     // takes writes (before, it answers "no quorum" and the follower rightly tries again).
-    let mut forwards = std::collections::BTreeSet::new();
     for _ in 0..200 {
         let statuses = cluster.statuses().await;
         let mut leaders = statuses.iter().flatten().filter(|s| s.role == Role::Leader);
@@ -419,8 +418,12 @@ async fn a_forwarded_write_stepped_by_hand_in_a_paused_lab_commits_once_however_
             break;
         }
         match cluster.oldest_held() {
-            Some(id) => drop(cluster.release(id, true).unwrap()),
-            None => drop(cluster.time_out(0).await.unwrap()),
+            Some(id) => {
+                cluster.release(id, true).unwrap();
+            }
+            None => {
+                cluster.time_out(0).await.unwrap();
+            }
         }
         assert!(cluster.settle(quiet, bound).await);
     }
@@ -442,7 +445,7 @@ async fn a_forwarded_write_stepped_by_hand_in_a_paused_lab_commits_once_however_
         client.write(append).await
     });
     assert!(cluster.settle(quiet, bound).await);
-    let mut slept = false;
+    let (mut forwards, mut slept) = (std::collections::BTreeSet::new(), false);
     for _ in 0..200 {
         if write.is_finished() {
             break;

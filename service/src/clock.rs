@@ -165,6 +165,19 @@ pub fn current() -> Option<Arc<Clock>> {
     CURRENT.try_with(Arc::clone).ok()
 }
 
+/// The time on `clock`, or real time without one.
+pub fn now_on(clock: Option<&Clock>) -> Instant {
+    clock.map_or_else(Instant::now, Clock::now)
+}
+
+/// Waits until `clock` reads `deadline`, or until real time does without one.
+pub async fn sleep_until_on(clock: Option<Arc<Clock>>, deadline: Instant) {
+    match clock {
+        Some(clock) => clock.sleep_until(deadline).await,
+        None => tokio::time::sleep_until(deadline).await,
+    }
+}
+
 /// The time on the current task's clock, or real time.
 pub fn now() -> Instant {
     CURRENT

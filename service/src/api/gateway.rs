@@ -278,14 +278,11 @@ impl Backoff {
 impl Gateway {
     /// The time on this node's clock.
     fn now(&self) -> Instant {
-        self.clock.as_ref().map_or_else(Instant::now, |c| c.now())
+        crate::clock::now_on(self.clock.as_deref())
     }
 
     async fn sleep_until(&self, deadline: Instant) {
-        match &self.clock {
-            Some(clock) => clock.clone().sleep_until(deadline).await,
-            None => tokio::time::sleep_until(deadline).await,
-        }
+        crate::clock::sleep_until_on(self.clock.clone(), deadline).await
     }
 
     /// `future`'s output, or None if `limit` passes first on this node's clock.
@@ -298,11 +295,11 @@ impl Gateway {
     }
 
     /// The transport's own (real-time) bound on a forwarded call that may take `ttl` on this
-    /// node's clock. In a lab the call is bounded by the lab's clock instead (`within`): a
+    /// node's clock: `ttl` itself on real time. In a lab the call is bounded by the lab's clock instead (`within`): a
     /// learner may take as long as they like to step a forwarded write through the leader, and a
     /// real-time bound there made the follower resend it after 5 s of stepping (a second Forward
     /// in the held list, the first one's reply abandoned).
-    fn real(&self, ttl: Duration) -> Duration {
+    fn transport_bound(&self, ttl: Duration) -> Duration {
         match &self.clock {
             Some(_) => LAB_TRANSPORT_BOUND,
             None => ttl,
@@ -342,25 +339,18 @@ impl Gateway {
         let deadline = self.now() + self.timeout;
         let index = self.at_leader(&ReadIndex, deadline).await?;
         let remaining = deadline.saturating_duration_since(self.now());
+        // No timeout of openraft's (it would run on real time): `within` bounds the wait.
         let applied = self.raft.wait(None);
         let applied = applied.applied_index_at_least(Some(index), "linearizable read");
-        self.within(remaining, applied)
-            .await
-            .unwrap_or(Err(openraft::metrics::WaitError::Timeout(
-                remaining,
-                "linearizable read".into(),
-            )))
-            .map(|_| index)
-            .map_err(|e| {
-                // openraft's error carries its whole metrics struct: keep ours to one line.
-                let why = match e {
-                    openraft::metrics::WaitError::Timeout(..) => "timed out",
-                    openraft::metrics::WaitError::ShuttingDown => "it is shutting down",
-                };
-                Error::Unavailable(format!(
-                    "this node did not apply index {index} in time for a linearizable read ({why})"
-                ))
-            })
+        // openraft's error carries its whole metrics struct: keep ours to one line.
+        let why = match self.within(remaining, applied).await {
+            Some(Ok(_)) => return Ok(index),
+            Some(Err(openraft::metrics::WaitError::ShuttingDown)) => "it is shutting down",
+            Some(Err(openraft::metrics::WaitError::Timeout(..))) | None => "timed out",
+        };
+        Err(Error::Unavailable(format!(
+            "this node did not apply index {index} in time for a linearizable read ({why})"
+        )))
     }
 
     /// The one leader-or-forward loop: each attempt goes to this node's Raft if it believes it
@@ -382,7 +372,9 @@ impl Gateway {
                 Some(leader) if leader == self.id => verb.here(self, remaining).await,
                 Some(leader) => {
                     let frame = verb.frame();
-                    let call = self.peers.call(leader, &frame, self.real(remaining));
+                    let call = self
+                        .peers
+                        .call(leader, &frame, self.transport_bound(remaining));
                     match self.within(remaining, call).await {
                         Some(Ok(reply)) => verb.reply(reply, self.id),
                         Some(Err(e)) => Step::Retry {

@@ -69,6 +69,15 @@ impl Ballot {
         *self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Grants being recorded now. Each holds back a message until its record is fsynced (a
+    /// candidate's first vote request, a voter's reply), so while one is, the node owes a
+    /// reaction nothing outside it can see yet; a stepped cluster waits for 0, as it does for
+    /// the log's writes in flight. On a slow disk the candidate's first request left one whole
+    /// atomic write (two fsyncs) after the other three, and a step ended without it.
+    pub fn saves_in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
     /// Records that this server granted its vote in `term` to `candidate`. Called before the
     /// grant is sent, so no status read after the candidate counted it can miss it.
     pub async fn granted(&self, term: u64, candidate: u64) {
@@ -93,17 +102,6 @@ impl Ballot {
         if let Err(e) = write_atomically_async(&self.dir, FILE, bytes).await {
             tracing::warn!("could not save the vote granted in term {term}: {e}");
         }
-    }
-}
-
-impl Ballot {
-    /// Grants being recorded now. Each holds back a message until its record is fsynced (a
-    /// candidate's first vote request, a voter's reply), so while one is, the node owes a
-    /// reaction nothing outside it can see yet; a stepped cluster waits for 0, as it does for
-    /// the log's writes in flight. On a slow disk the candidate's first request left one whole
-    /// atomic write (two fsyncs) after the other three, and a step ended without it.
-    pub fn saves_in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::SeqCst)
     }
 }
 

@@ -137,10 +137,7 @@ impl AsyncRuntime for ClockRuntime {
     }
 
     fn sleep_until(deadline: ClockInstant) -> Sleep {
-        match clock::current() {
-            Some(clock) => Box::pin(clock.sleep_until(deadline.0)),
-            None => Box::pin(tokio::time::sleep_until(deadline.0)),
-        }
+        Box::pin(clock::sleep_until_on(clock::current(), deadline.0))
     }
 
     fn timeout<R, F: Future<Output = R> + OptionalSend>(
