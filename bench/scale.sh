@@ -262,11 +262,12 @@ measure() {
   stop_all
 }
 
-# Snapshots built so far by the five raftkv nodes together.
+# Snapshots taken so far by the five raftkv nodes together, of phase $1: "build" (the whole
+# state written) or "delta" (only what changed, appended to the current snapshot).
 builds_all() {
   local i n=0 b
   for i in 0 1 2 3 4; do
-    b=$(metric "$(node_url raftkv "$i")" 'raftkv_snapshots_total{phase="build"}')
+    b=$(metric "$(node_url raftkv "$i")" "raftkv_snapshots_total{phase=\"$1\"}")
     n=$((n + ${b%.*}))
   done
   echo "$n"
@@ -277,7 +278,7 @@ builds_all() {
 # node to build at least once at a gigabyte (a node builds after a snapshot's worth of log,
 # ×1.0–1.8 by node id: ~50–90 s of these writes). Raw: one JSON line per run.
 snapshots_on_off() {
-  local size="$1" mode lead url b0 b1 r c0
+  local size="$1" mode lead url b0 b1 d0 d1 r c0
   SYSTEM=raftkv
   for mode in on off; do
     if [ "$mode" = off ]; then
@@ -293,16 +294,19 @@ snapshots_on_off() {
     for r in $(seq 1 "$REPS"); do
       lead="$(leader_of raftkv)"
       url="$(node_url raftkv "${lead:-0}")"
-      b0=$(builds_all)
+      b0=$(builds_all build)
+      d0=$(builds_all delta)
       c0="$(cpu_counters)"
       "$BIN" bench --endpoints "$(endpoints raftkv)" --workload put --connections 64 \
         --seconds "$ONOFF_SECONDS" --warmup 2 --value-bytes 4096 --json |
         tr -d '\n' >>"$RAW/snapshots-$mode.bench.jsonl"
       echo >>"$RAW/snapshots-$mode.bench.jsonl"
-      b1=$(builds_all)
-      printf '{"mode":"%s","size":"%s","run":%s,"steal_pct":%s,"builds_during_run":%s,"last_build_ms":%s}\n' \
-        "$mode" "$size" "$r" "$(steal_since "$c0")" "$((b1 - b0))" \
+      b1=$(builds_all build)
+      d1=$(builds_all delta)
+      printf '{"mode":"%s","size":"%s","run":%s,"steal_pct":%s,"builds_during_run":%s,"deltas_during_run":%s,"last_build_ms":%s,"last_delta_ms":%s}\n' \
+        "$mode" "$size" "$r" "$(steal_since "$c0")" "$((b1 - b0))" "$((d1 - d0))" \
         "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="build"}')" \
+        "$(metric "$url" 'raftkv_snapshot_last_duration_ms{phase="delta"}')" \
         >>"$RAW/snapshots-$mode.jsonl"
       tail -1 "$RAW/snapshots-$mode.jsonl" >&2
     done

@@ -9,6 +9,10 @@
 //!   ([`DEDUP_WINDOW`] most recent ids): a retry of an APPEND whose outcome was unknown (leader
 //!   change, timeout) returns the first reply instead of appending again (Raft paper §8).
 
+mod delta;
+
+pub use delta::ChangedKeys;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 

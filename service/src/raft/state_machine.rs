@@ -16,8 +16,9 @@ use openraft::{EntryPayload, OptionalSend};
 
 use super::TypeConfig;
 use super::typ::{LogId, Snapshot, SnapshotMeta, StoredMembership};
-use crate::kv::{KvState, Replies};
+use crate::kv::{ChangedKeys, KvState, Replies};
 use crate::metrics::Metrics;
+use crate::store::snapshot::Kind;
 use crate::store::{SnapshotData, SnapshotFile};
 
 /// A shared, read-only view of the applied key/value state.
@@ -43,8 +44,21 @@ pub struct StateMachine {
     kv: KvReader,
     applied: Option<LogId>,
     membership: StoredMembership,
+    /// What changed since the last snapshot: what the next one holds if it is a delta.
+    since: Since,
     file: SnapshotFile<TypeConfig>,
     metrics: Arc<Metrics>,
+}
+
+/// The keys written since the snapshot at index `base`: the last snapshot built, installed or
+/// started from. With `base: None` no such snapshot is known and the next one is full. The file
+/// appends a delta only to the snapshot at `base` (`SnapshotFile::append`), so a stale `base` —
+/// a build that failed, a snapshot installed from the leader meanwhile — costs a full snapshot,
+/// never a delta against the wrong state.
+#[derive(Debug, Default)]
+struct Since {
+    base: Option<u64>,
+    keys: ChangedKeys,
 }
 
 impl StateMachine {
@@ -53,6 +67,7 @@ impl StateMachine {
             kv: KvReader::default(),
             applied: None,
             membership: Default::default(),
+            since: Since::default(),
             file,
             metrics,
         }
@@ -78,6 +93,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         while let Some((entry, responder)) = entries.try_next().await? {
             let reply = match entry.payload {
                 EntryPayload::Normal(request) => {
+                    self.since.keys.record(&request);
                     let mut kv = self.kv.state.write().unwrap_or_else(|p| p.into_inner());
                     kv.apply_entry(request)
                 }
@@ -96,9 +112,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        // The next snapshot's changes count from the one this builder takes.
+        let since = Since {
+            base: self.applied.map(|id| id.index),
+            ..Default::default()
+        };
         SnapshotBuilder {
             // O(1): the map is persistent (`kv`), so apply goes on while the copy is written out.
             kv: self.kv.read().clone(),
+            since: std::mem::replace(&mut self.since, since),
             meta: SnapshotMeta {
                 last_log_id: self.applied,
                 last_membership: self.membership.clone(),
@@ -118,15 +140,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Decoding a large state is blocking work: off the async workers, streamed from the file
         // (never the whole file in memory beside the state it decodes to).
         let kv = tokio::task::spawn_blocking(move || -> io::Result<KvState> {
-            let (meta, reader) = snapshot.reader::<TypeConfig>()?;
+            let mut kv = KvState::default();
+            let meta = snapshot.read::<TypeConfig>(|kind, reader| {
+                let image: KvState = rmp_serde::decode::from_read(reader)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                match kind {
+                    Kind::Full => kv = image,
+                    Kind::Delta => kv.merge(image),
+                }
+                Ok(())
+            })?;
             if meta != expected {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("the snapshot file holds {meta}, not the {expected} being installed"),
                 ));
             }
-            let kv: KvState = rmp_serde::decode::from_read(reader)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             // Current before switching: once this returns openraft may purge the log the snapshot
             // covers, so it must already be the durable one (received files are fsynced whole).
             let last = meta.last_log_id.map(|id| id.index);
@@ -138,6 +167,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.metrics
             .snapshot_step("install", started.elapsed(), bytes);
         self.kv.replace(kv);
+        self.since = Since {
+            base: meta.last_log_id.map(|id| id.index),
+            ..Default::default()
+        };
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         Ok(())
@@ -149,7 +182,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let Some(mut snapshot) = file.open_current()? else {
                 return Ok(None);
             };
-            let meta = snapshot.reader::<TypeConfig>()?.0;
+            let meta = snapshot.meta::<TypeConfig>()?;
             Ok(Some(Snapshot { meta, snapshot }))
         })
         .await
@@ -161,6 +194,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 /// the apply path.
 pub struct SnapshotBuilder {
     kv: KvState,
+    since: Since,
     meta: SnapshotMeta,
     file: SnapshotFile<TypeConfig>,
     metrics: Arc<Metrics>,
@@ -170,21 +204,40 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
-        let kv = std::mem::take(&mut self.kv);
+        let (kv, since) = (
+            std::mem::take(&mut self.kv),
+            std::mem::take(&mut self.since),
+        );
         let meta = self.meta.clone();
         let (file, started) = (self.file.clone(), Instant::now());
         // Serializing and fsyncing a large map is blocking work; keep it off the async workers so
         // heartbeats are not delayed (a delayed heartbeat looks like a dead leader). The state is
         // serialized straight into the file, never into a buffer of its size.
-        let snapshot = in_background(move || {
-            // FSYNC (inside write): durable before openraft learns of it and purges the log.
-            file.write(&meta, |out| {
-                rmp_serde::encode::write_named(out, &kv).map_err(io::Error::other)
+        let (snapshot, phase, written) = in_background(move || {
+            // A delta if the current snapshot is the one `since` counts from and the chain has
+            // room; the whole state otherwise. FSYNC (inside append and write): durable before
+            // openraft learns of it and purges the log.
+            let delta = file.append(since.base, kv.delta_bytes(&since.keys), &meta, |out| {
+                rmp_serde::encode::write_named(out, &kv.delta(&since.keys))
+                    .map_err(io::Error::other)
+            })?;
+            Ok(match delta {
+                Some(grown) => {
+                    let written = grown.shape().sections.last().map_or(0, |s| s.1);
+                    (grown, "delta", written)
+                }
+                None => {
+                    let full = file.write(&meta, |out| {
+                        rmp_serde::encode::write_named(out, &kv).map_err(io::Error::other)
+                    })?;
+                    let written = full.len();
+                    (full, "build", written)
+                }
             })
         })
         .await?;
         self.metrics
-            .snapshot_step("build", started.elapsed(), snapshot.len());
+            .snapshot_step(phase, started.elapsed(), written);
         Ok(Snapshot {
             meta: self.meta.clone(),
             snapshot,
