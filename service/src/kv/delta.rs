@@ -8,10 +8,14 @@
 //! values are all a delta needs.
 
 use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
 
+use imbl::OrdMap;
 use serde::Serialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::{Command, KvState, RecentRef, Request};
+use super::{Command, KvState, RecentRef, Request, RequestId, Response};
 
 /// Keys written since some snapshot.
 #[derive(Debug, Default)]
@@ -87,25 +91,76 @@ impl KvState {
     }
 
     /// Brings this state (the one a delta was taken against) to the state the delta was taken
-    /// of: the delta's keys take its values, the de-duplication table and the node-id counter
-    /// are the delta's.
-    pub fn merge(&mut self, delta: KvState) {
-        let KvState {
-            data,
-            replies,
-            order,
-            next_node_id,
-        } = delta;
-        for (key, values) in data {
-            self.data.insert(key, values);
+    /// of, reading the delta image from `image` as it goes: the delta's keys take its values, the
+    /// de-duplication table and the node-id counter become the delta's. A full image merged into
+    /// an empty state gives the state it was taken of.
+    ///
+    /// Key by key, never the decoded image beside the state: a delta may be as large as the
+    /// state, and a node installing a snapshot must need the state plus a little, not twice it.
+    pub fn merge<'de, D: Deserializer<'de>>(&mut self, image: D) -> Result<(), D::Error> {
+        image.deserialize_struct("KvImage", &["data", "recent", "next_node_id"], Merge(self))
+    }
+}
+
+/// Reads an image's fields (a MessagePack map, as `write_named` writes it) into a state.
+struct Merge<'a>(&'a mut KvState);
+
+impl<'de> Visitor<'de> for Merge<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key/value state image")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+        while let Some(field) = fields.next_key::<String>()? {
+            match field.as_str() {
+                "data" => fields.next_value_seed(Entries(&mut self.0.data))?,
+                "recent" => {
+                    let recent: Vec<(RequestId, Response)> = fields.next_value()?;
+                    (self.0.replies, self.0.order) = Default::default();
+                    for (id, reply) in recent {
+                        self.0.remember(id, reply);
+                    }
+                }
+                "next_node_id" => self.0.next_node_id = fields.next_value()?,
+                _ => {
+                    fields.next_value::<IgnoredAny>()?;
+                }
+            }
         }
-        (self.replies, self.order, self.next_node_id) = (replies, order, next_node_id);
+        Ok(())
+    }
+}
+
+/// Inserts an image's keys into the map one by one as they are decoded.
+struct Entries<'a>(&'a mut OrdMap<String, Arc<Vec<String>>>);
+
+impl<'de> DeserializeSeed<'de> for Entries<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, entries: D) -> Result<(), D::Error> {
+        entries.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entries<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of keys to lists of strings")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<(), A::Error> {
+        while let Some((key, values)) = entries.next_entry::<String, Vec<String>>()? {
+            self.0.insert(key, Arc::new(values));
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::RequestId;
     use super::*;
 
     fn put(id: u128, key: &str, value: &str) -> Request {
@@ -128,8 +183,14 @@ mod tests {
         }
     }
 
-    fn roundtrip<T: Serialize>(image: T) -> KvState {
-        rmp_serde::from_slice(&rmp_serde::to_vec_named(&image).unwrap()).unwrap()
+    fn bytes<T: Serialize>(image: T) -> Vec<u8> {
+        rmp_serde::to_vec_named(&image).unwrap()
+    }
+
+    fn merge(state: &mut KvState, image: &[u8]) {
+        state
+            .merge(&mut rmp_serde::Deserializer::new(image))
+            .unwrap();
     }
 
     #[test]
@@ -138,7 +199,11 @@ mod tests {
         for i in 0..50u128 {
             state.apply(put(i, &format!("k{i}"), "v"));
         }
-        let snapshot = roundtrip(&state);
+        let full = bytes(&state);
+        let mut snapshot = KvState::default();
+        merge(&mut snapshot, &full);
+        assert_eq!(snapshot, state, "a full image merged into nothing");
+        assert_eq!(snapshot, rmp_serde::from_slice::<KvState>(&full).unwrap());
         let mut changed = ChangedKeys::default();
         let later = [
             append(100, "k3", "w"),
@@ -159,7 +224,7 @@ mod tests {
         }
         assert_eq!(changed.len(), 4, "k3, new, k7, k9");
         let mut restored = snapshot;
-        restored.merge(roundtrip(state.delta(&changed)));
+        merge(&mut restored, &bytes(state.delta(&changed)));
         assert_eq!(restored, state);
         assert_eq!(
             restored.get("k3").unwrap(),

@@ -18,7 +18,6 @@ use super::TypeConfig;
 use super::typ::{LogId, Snapshot, SnapshotMeta, StoredMembership};
 use crate::kv::{ChangedKeys, KvState, Replies};
 use crate::metrics::Metrics;
-use crate::store::snapshot::Kind;
 use crate::store::{SnapshotData, SnapshotFile};
 
 /// A shared, read-only view of the applied key/value state.
@@ -140,15 +139,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Decoding a large state is blocking work: off the async workers, streamed from the file
         // (never the whole file in memory beside the state it decodes to).
         let kv = tokio::task::spawn_blocking(move || -> io::Result<KvState> {
+            // The full section into an empty state, then each delta over it, key by key.
             let mut kv = KvState::default();
-            let meta = snapshot.read::<TypeConfig>(|kind, reader| {
-                let image: KvState = rmp_serde::decode::from_read(reader)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                match kind {
-                    Kind::Full => kv = image,
-                    Kind::Delta => kv.merge(image),
-                }
-                Ok(())
+            let meta = snapshot.read::<TypeConfig>(|_, reader| {
+                kv.merge(&mut rmp_serde::Deserializer::new(reader))
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
             })?;
             if meta != expected {
                 return Err(io::Error::new(
