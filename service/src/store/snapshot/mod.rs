@@ -209,7 +209,12 @@ impl<C: RaftTypeConfig> SnapshotFile<C> {
         file.seek(SeekFrom::Start(shape.end()))?;
         // FSYNC (inside): durable, body before length, before openraft learns of it and purges
         // the log it covers.
-        write_section(&mut file, Kind::Delta, meta, body)?;
+        if let Err(e) = write_section(&mut file, Kind::Delta, meta, body) {
+            // A delta that could not be written (a full disk) counts for nothing either way;
+            // cutting it off gives its space back and leaves the file byte for byte as it was.
+            let _ = file.set_len(shape.end());
+            return Err(e);
+        }
         drop(data);
         data = SnapshotData::open(path)?;
         *current = Some(index::<C>(meta));

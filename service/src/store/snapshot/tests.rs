@@ -278,3 +278,22 @@ fn a_file_that_is_not_a_whole_snapshot_is_refused_not_installed() {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{name}");
     }
 }
+
+#[test]
+fn a_delta_that_fails_half_way_leaves_the_file_byte_for_byte_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = Snapshots::new(dir.path()).unwrap();
+    file.write(&meta(1), body(b"base")).unwrap();
+    file.append(Some(1), 2, &meta(2), body(b"d1"))
+        .unwrap()
+        .unwrap();
+    let before = fs::read(dir.path().join(CURRENT)).unwrap();
+    // As a full disk would: part of the body written, then an error.
+    let failed = file.append(Some(2), 2, &meta(3), |out| {
+        out.write_all(&[b'x'; 3 << 20])?;
+        Err(io::Error::other("No space left on device"))
+    });
+    assert!(failed.is_err());
+    assert_eq!(fs::read(dir.path().join(CURRENT)).unwrap(), before);
+    assert_eq!(current(&file), (2, "base+d1".into()));
+}
