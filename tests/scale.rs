@@ -205,33 +205,6 @@ fn file_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// A Raft and an HTTP address on loopback for a server to be added.
-fn fresh_addrs() -> (std::net::SocketAddr, std::net::SocketAddr) {
-    let ports = common::free_ports(2);
-    let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    (addr(ports[0]), addr(ports[1]))
-}
-
-/// Adds a server and waits until it caught up and holds a snapshot.
-async fn add_and_catch_up(c: &mut TestCluster, leader: usize) -> usize {
-    let (raft_addr, http_addr) = fresh_addrs();
-    let new = c.cluster.add(raft_addr, http_addr).await.expect("add");
-    caught_up(c, leader, new).await;
-    new
-}
-
-async fn caught_up(c: &TestCluster, leader: usize, new: usize) {
-    wait_until(
-        Duration::from_secs(60),
-        "the new server caught up",
-        || async {
-            let (l, s) = (c.status(leader).await?, c.status(new).await?);
-            (s.snapshot_index.is_some() && s.last_applied >= l.commit_index).then_some(())
-        },
-    )
-    .await;
-}
-
 /// A server added to a cluster whose state is several times the largest message catches up by a
 /// snapshot sent in hundreds of chunks, holds every key, and restarts from that snapshot.
 /// (Before: a snapshot travelled in one message, so a state past the largest message could never
@@ -239,19 +212,14 @@ async fn caught_up(c: &TestCluster, leader: usize, new: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_server_catches_up_by_a_snapshot_larger_than_any_message() {
     let (mut c, leader) = loaded_cluster().await;
-    let new = add_and_catch_up(&mut c, leader).await;
+    let new = c.add_and_catch_up(leader).await;
     let size = file_len(&snapshot_dir(&c, new).join("snapshot.bin"));
     println!("snapshot of {size} bytes; largest message {MAX_MESSAGE}, chunk {CHUNK}");
     assert!(
         size > 2 * MAX_MESSAGE as u64,
         "the snapshot must be several times the largest message"
     );
-    let metrics = reqwest::get(c.url(leader, "/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = c.metrics(leader).await;
     let chunks = common::sample(
         &metrics,
         &format!("raftkv_raft_rpcs_total{{peer=\"{new}\",rpc=\"snapshot\",result=\"sent\"}}"),
@@ -267,12 +235,7 @@ async fn a_new_server_catches_up_by_a_snapshot_larger_than_any_message() {
         )
         .unwrap_or(0.0)
     };
-    let learner = reqwest::get(c.url(new, "/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let learner = c.metrics(new).await;
     for (text, phase) in [
         (&metrics, "build"),
         (&metrics, "send"),
@@ -286,7 +249,7 @@ async fn a_new_server_catches_up_by_a_snapshot_larger_than_any_message() {
     // A restart reads the multi-chunk snapshot back from disk.
     c.kill(new).await;
     c.restart(new).await;
-    caught_up(&c, leader, new).await;
+    c.caught_up(leader, new).await;
     assert_holds_everything(&c, new).await;
     c.shutdown().await;
 }
@@ -298,7 +261,7 @@ async fn a_new_server_catches_up_by_a_snapshot_larger_than_any_message() {
 async fn a_snapshot_transfer_cut_or_orphaned_midway_starts_over_and_never_installs_half() {
     let (mut c, leader) = loaded_cluster().await;
     let new = c.cluster.len();
-    let (raft_addr, http_addr) = fresh_addrs();
+    let (raft_addr, http_addr) = common::fresh_addrs();
 
     // The link is cut as soon as a few chunks arrived (polled every millisecond, bounded).
     let faults = c.cluster.fault_table();
@@ -323,7 +286,7 @@ async fn a_snapshot_transfer_cut_or_orphaned_midway_starts_over_and_never_instal
     assert_eq!(c.get(new, "k0", "?consistency=local").await.0, 404);
 
     c.cluster.heal().await;
-    caught_up(&c, leader, new).await;
+    c.caught_up(leader, new).await;
     assert_holds_everything(&c, new).await;
     assert!(
         !incoming_of(&c, new).exists(),
@@ -332,7 +295,7 @@ async fn a_snapshot_transfer_cut_or_orphaned_midway_starts_over_and_never_instal
 
     // The sender killed mid-way: a second server, the leader killed once chunks arrive.
     let second = c.cluster.len();
-    let (raft_addr, http_addr) = fresh_addrs();
+    let (raft_addr, http_addr) = common::fresh_addrs();
     let path = incoming_of(&c, second);
     let ((), added) = tokio::join!(
         first_chunks_arrive(&path),
@@ -342,7 +305,7 @@ async fn a_snapshot_transfer_cut_or_orphaned_midway_starts_over_and_never_instal
     c.kill(leader).await;
     let live: Vec<usize> = (0..3).filter(|n| *n != leader).collect();
     let next = wait_until(ELECTION, "a new leader", || c.leader_among(&live, 0)).await;
-    caught_up(&c, next, second).await;
+    c.caught_up(next, second).await;
     assert_holds_everything(&c, second).await;
     c.shutdown().await;
 }

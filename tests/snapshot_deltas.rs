@@ -28,12 +28,7 @@ fn deltas(c: &TestCluster, node: usize) -> Option<usize> {
 }
 
 async fn snapshot_deltas_total(c: &TestCluster, node: usize) -> f64 {
-    let text = reqwest::get(c.url(node, "/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.metrics(node).await;
     common::sample(&text, "raftkv_snapshots_total{phase=\"delta\"}").unwrap_or(0.0)
 }
 
@@ -106,22 +101,7 @@ async fn snapshots_of_changes_only_restart_and_catch_up_to_the_latest_state() {
     assert_holds_everything(&c, follower, rounds).await;
 
     // A server added now is sent the leader's file as it is, deltas included.
-    let ports = common::free_ports(2);
-    let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let new = c
-        .cluster
-        .add(addr(ports[0]), addr(ports[1]))
-        .await
-        .expect("add");
-    wait_until(
-        Duration::from_secs(60),
-        "the new server caught up",
-        || async {
-            let (l, s) = (c.status(leader).await?, c.status(new).await?);
-            (s.snapshot_index.is_some() && s.last_applied >= l.commit_index).then_some(())
-        },
-    )
-    .await;
+    let new = c.add_and_catch_up(leader).await;
     assert_holds_everything(&c, new, rounds).await;
     assert_holds_everything(&c, leader, rounds).await;
     c.shutdown().await;

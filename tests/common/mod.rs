@@ -133,7 +133,44 @@ pub struct TestCluster {
     pub http: reqwest::Client,
 }
 
+/// A Raft and an HTTP address on loopback for a server to be added.
+pub fn fresh_addrs() -> (std::net::SocketAddr, std::net::SocketAddr) {
+    let ports = free_ports(2);
+    let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    (addr(ports[0]), addr(ports[1]))
+}
+
 impl TestCluster {
+    /// Node `i`'s /metrics text.
+    pub async fn metrics(&self, i: usize) -> String {
+        let response = reqwest::get(self.url(i, "/metrics"))
+            .await
+            .expect("GET /metrics");
+        response.text().await.expect("the metrics text")
+    }
+
+    /// Adds a server and waits until it caught up and holds a snapshot.
+    pub async fn add_and_catch_up(&mut self, leader: usize) -> usize {
+        let (raft_addr, http_addr) = fresh_addrs();
+        let new = self.cluster.add(raft_addr, http_addr).await.expect("add");
+        self.caught_up(leader, new).await;
+        new
+    }
+
+    /// Waits (60 s at most) until server `new` holds a snapshot and has applied what `leader`
+    /// has committed.
+    pub async fn caught_up(&self, leader: usize, new: usize) {
+        wait_until(
+            Duration::from_secs(60),
+            "the new server caught up",
+            || async {
+                let (l, s) = (self.status(leader).await?, self.status(new).await?);
+                (s.snapshot_index.is_some() && s.last_applied >= l.commit_index).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Starts `n` nodes on ephemeral loopback ports; `tweak` may adjust each node's config.
     pub async fn start(n: usize, tweak: impl Fn(&mut NodeConfig)) -> TestCluster {
         let dir = TempDir::new().unwrap();

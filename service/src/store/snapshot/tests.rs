@@ -47,6 +47,17 @@ fn names(dir: &Path) -> Vec<std::ffi::OsString> {
         .collect()
 }
 
+/// A snapshot at index 2: the full section "base" (index 1) and one delta "d1".
+fn chain() -> (tempfile::TempDir, Snapshots) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = Snapshots::new(dir.path()).unwrap();
+    file.write(&meta(1), body(b"base")).unwrap();
+    file.append(Some(1), 2, &meta(2), body(b"d1"))
+        .unwrap()
+        .unwrap();
+    (dir, file)
+}
+
 #[test]
 fn a_written_snapshot_is_current_and_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,12 +169,7 @@ fn a_handle_opened_before_a_delta_still_reads_and_sends_the_older_snapshot() {
 
 #[test]
 fn a_delta_cut_short_by_a_crash_counts_for_nothing_and_is_written_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = Snapshots::new(dir.path()).unwrap();
-    file.write(&meta(1), body(b"base")).unwrap();
-    file.append(Some(1), 2, &meta(2), body(b"d1"))
-        .unwrap()
-        .unwrap();
+    let (dir, file) = chain();
     let whole = file.current_len();
     let path = dir.path().join(CURRENT);
     // A crash before the length was written: a header of length 0 and part of a body.
@@ -281,12 +287,7 @@ fn a_file_that_is_not_a_whole_snapshot_is_refused_not_installed() {
 
 #[test]
 fn a_delta_that_fails_half_way_leaves_the_file_byte_for_byte_as_it_was() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = Snapshots::new(dir.path()).unwrap();
-    file.write(&meta(1), body(b"base")).unwrap();
-    file.append(Some(1), 2, &meta(2), body(b"d1"))
-        .unwrap()
-        .unwrap();
+    let (dir, file) = chain();
     let before = fs::read(dir.path().join(CURRENT)).unwrap();
     // As a full disk would: part of the body written, then an error.
     let failed = file.append(Some(2), 2, &meta(3), |out| {
