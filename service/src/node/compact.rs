@@ -13,10 +13,12 @@
 //!   behind the purge point catches up by that snapshot.
 //!
 //! Once the state is larger than the log limit, both rules tie a snapshot's cost to the log it
-//! retires: a snapshot rewrites the whole state, so a count or a fixed byte limit alone rewrote a
-//! 1 GB state for every 256–640 MB of writes, and writes slowed down as the state grew. Here a
-//! byte of log costs at most a byte of snapshot whatever the state's size, and disk use stays
-//! bounded by about 2.8 times the state plus the limit (with the spread below).
+//! retires: a full snapshot rewrites the whole state, so a count or a fixed byte limit alone
+//! rewrote a 1 GB state for every 256–640 MB of writes, and writes slowed down as the state grew.
+//! Here a byte of log costs at most a byte of snapshot whatever the state's size. "The snapshot's
+//! size" is its full section's (`SnapshotFile::full_len`): most snapshots are now deltas of what
+//! changed (`store::snapshot`), cheaper than that, and the log stays bounded by 1.8 × the state
+//! (or the limit) however long the chain of deltas.
 //!
 //! Each node's thresholds are spread by its id (×1.0 to ×1.8): nodes that apply the same log in
 //! step would otherwise all build at once, and on one machine five builds of a big state compete
@@ -101,7 +103,10 @@ pub async fn run(raft: Raft, log: LogStore, snapshots: SnapshotFile<TypeConfig>,
         }
         let since = applied - snapshot.map_or(0, |s| s + 1) + 1;
         let bytes = log.disk_bytes().await;
-        let Some(by_bytes) = policy.due(since, bytes, snapshots.current_len()) else {
+        // The full section, not the file: deltas are cheap to add, and counting them would let
+        // the log grow to 1.8 × (full + deltas) at the end of a chain.
+        let full = snapshots.full_len();
+        let Some(by_bytes) = policy.due(since, bytes, full) else {
             continue;
         };
         // The snapshot covers what is applied when openraft builds it; wait for it, bounded.

@@ -151,9 +151,11 @@ impl<C: RaftTypeConfig> SnapshotFile<C> {
         })
     }
 
-    /// The current snapshot file's size in bytes (0 without one). One `stat`, no read.
-    pub fn current_len(&self) -> u64 {
-        fs::metadata(self.dir.join(CURRENT)).map_or(0, |m| m.len())
+    /// The size of the current snapshot's full section, its deltas left out: about what
+    /// rewriting the state costs (0 without a snapshot, or if it cannot be read). A few small
+    /// reads (the section headers). Blocking.
+    pub fn full_len(&self) -> u64 {
+        SnapshotData::open(self.dir.join(CURRENT)).map_or(0, |data| data.shape().full_bytes())
     }
 
     /// Where a snapshot being received is written.
