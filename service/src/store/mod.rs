@@ -6,9 +6,11 @@
 //!   of the batch (raft-log's flush worker does one fsync for everything queued: group commit).
 //! - Vote and log writes go through one WAL in call order, so a vote can never be overtaken by a
 //!   later log write.
-//! - A snapshot file is written to a temp file (or received into one), fsynced, renamed, and the
-//!   directory fsynced before openraft is told it exists, so the log it covers can be purged
-//!   safely; a half-received one is never renamed (`snapshot`).
+//! - A full snapshot file is written to a temp file (or received into one), fsynced, renamed, and
+//!   the directory fsynced before openraft is told it exists, so the log it covers can be purged
+//!   safely; a half-received one is never renamed. A delta is appended to the current file with
+//!   its body fsynced before the length that makes it count, so a crash mid-append leaves the
+//!   previous snapshot whole (`snapshot`).
 //! - raft-log holds an exclusive lock on its directory while open: two processes can never share
 //!   one node's data.
 //! - On open, raft-log cuts a record torn at the very end of the log (never fsynced, so never
