@@ -60,6 +60,16 @@ struct Since {
     keys: ChangedKeys,
 }
 
+impl Since {
+    /// No keys written yet since the snapshot that ends at `last`.
+    fn snapshot_at(last: Option<LogId>) -> Since {
+        Since {
+            base: last.map(|id| id.index),
+            keys: ChangedKeys::default(),
+        }
+    }
+}
+
 impl StateMachine {
     pub fn new(file: SnapshotFile<TypeConfig>, metrics: Arc<Metrics>) -> Self {
         StateMachine {
@@ -112,10 +122,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         // The next snapshot's changes count from the one this builder takes.
-        let since = Since {
-            base: self.applied.map(|id| id.index),
-            ..Default::default()
-        };
+        let since = Since::snapshot_at(self.applied);
         SnapshotBuilder {
             // O(1): the map is persistent (`kv`), so apply goes on while the copy is written out.
             kv: self.kv.read().clone(),
@@ -162,10 +169,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.metrics
             .snapshot_step("install", started.elapsed(), bytes);
         self.kv.replace(kv);
-        self.since = Since {
-            base: meta.last_log_id.map(|id| id.index),
-            ..Default::default()
-        };
+        self.since = Since::snapshot_at(meta.last_log_id);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         Ok(())
