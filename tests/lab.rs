@@ -205,6 +205,17 @@ async fn a_minority_leader_commits_nothing_and_after_heal_all_converge_without_l
         )
         .await;
     assert_eq!(code, 200, "{text}");
+    let named = |g: &[u64]| {
+        g.iter()
+            .map(|n| format!("n{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let said = format!("partitioned {} | {}", named(&small), named(&big));
+    assert!(
+        text.contains(&said),
+        "the lab says {said:?} as people read it: {text}"
+    );
     let (new, _) = lab.leader_above(term).await;
     assert!(big.contains(&(new as u64)));
     assert_eq!(lab.append(new, "majority").await, 200);

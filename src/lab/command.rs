@@ -128,18 +128,7 @@ impl fmt::Display for LabCommand {
             LabCommand::TimeOut { id } => write!(f, "time out n{id}"),
             LabCommand::Transfer { id } => write!(f, "transfer leadership to n{id}"),
             LabCommand::Isolate { id } => write!(f, "isolate n{id}"),
-            LabCommand::Partition { groups } => {
-                let groups: Vec<String> = groups
-                    .iter()
-                    .map(|g| {
-                        g.iter()
-                            .map(|n| format!("n{n}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    })
-                    .collect();
-                write!(f, "partition {}", groups.join(" | "))
-            }
+            LabCommand::Partition { groups } => write!(f, "partition {}", groups_text(groups)),
             LabCommand::Cut { from, to } => write!(f, "cut n{from} → n{to}"),
             LabCommand::Heal => f.write_str("heal"),
             LabCommand::Pause => f.write_str("pause"),
@@ -160,6 +149,20 @@ impl fmt::Display for LabCommand {
             LabCommand::Remove { id } => write!(f, "remove n{id}"),
         }
     }
+}
+
+/// Partition groups as the lab writes them: `n0 n1 n2 | n3 n4`.
+pub fn groups_text(groups: &[Vec<u64>]) -> String {
+    let groups: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|n| format!("n{n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    groups.join(" | ")
 }
 
 /// What a key does, given the selected node and the current pause/pre-vote/speed state.

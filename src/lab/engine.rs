@@ -244,7 +244,7 @@ impl Engine {
             }
             LabCommand::Partition { groups } => c
                 .partition(&groups)
-                .map(|_| format!("partitioned {groups:?}"))
+                .map(|_| format!("partitioned {}", super::command::groups_text(&groups)))
                 .map_err(|e| e.to_string()),
             LabCommand::Cut { from, to } => c
                 .cut(from, to)
