@@ -354,12 +354,19 @@ impl goldenscript::Runner for Runner {
             out = without_clock_moves(&out);
         }
         out.push('\n');
-        // What the lab's timeline says happened (its reasons), besides the command itself.
+        // What the lab's timeline says happened (its reasons), besides the command itself: its
+        // new lines, and lines said again (a repeat counts up a line, and a repeated vote moves
+        // its line to the newest place, so the timeline need not grow).
         let answers: Vec<String> = answer.lines().map(without_ids).collect();
+        let old: std::collections::HashSet<_> = before
+            .timeline
+            .iter()
+            .map(|l| (l.at_ms, &l.text, l.count))
+            .collect();
         let mut said: Vec<String> = after
             .timeline
             .iter()
-            .skip(before.timeline.len())
+            .filter(|l| !old.contains(&(l.at_ms, &l.text, l.count)))
             .map(|line| without_ids(&line.text))
             .filter(|text| !answers.contains(text) && !text.starts_with("client→"))
             .collect();

@@ -74,6 +74,10 @@ pub struct Memory {
     next: BTreeMap<(u64, u64), u64>,
     /// Raft's safety properties, checked on everything folded.
     safety: Safety,
+    /// How many of the newest timeline lines are votes and pre-votes (lines from messages) with
+    /// no line of another kind after them: a repeated vote line joins its twin among these.
+    #[serde(default)]
+    vote_run: usize,
     /// The timeline as last handed out; None once a line was added since.
     #[serde(skip)]
     shared: Option<Arc<Vec<TimelineEntry>>>,
@@ -96,7 +100,7 @@ impl Memory {
                     self.next.insert((message.from, message.to), next);
                 }
                 if let Some(text) = message.decision() {
-                    self.note(at_ms, text);
+                    self.note_vote(at_ms, text);
                 }
                 // A routine message joins the line it repeats among the routine lines since the
                 // last message that decided something; that line moves down to the newest place.
@@ -160,15 +164,39 @@ impl Memory {
                 last.count += 1;
                 last.at_ms = at_ms;
             }
-            _ => self.timeline.push_back(TimelineEntry {
-                at_ms,
-                text,
-                count: 1,
-            }),
+            _ => {
+                self.vote_run = 0;
+                self.push(at_ms, text, 1);
+            }
         }
+    }
+
+    /// Adds a vote or pre-vote line. One that repeats a line among the votes since the last line
+    /// of another kind counts up that line, which moves down to the newest place: a minority
+    /// that keeps asking for pre-votes (n3 asks n4, n4 asks n3, in the same term, round after
+    /// round) shows as two lines with counts, not a screenful that pushes the partition, the
+    /// commits and the client's request out of sight. Any other line ends the run, so a vote
+    /// never moves past an event it came before.
+    fn note_vote(&mut self, at_ms: u64, text: String) {
+        self.shared = None;
+        let run = self.timeline.len() - self.vote_run.min(self.timeline.len());
+        let twin = (run..self.timeline.len()).find(|i| self.timeline[*i].text == text);
+        match twin.and_then(|i| self.timeline.remove(i)) {
+            Some(line) => self.push(at_ms, text, line.count + 1),
+            None => {
+                self.vote_run += 1;
+                self.push(at_ms, text, 1);
+            }
+        }
+    }
+
+    fn push(&mut self, at_ms: u64, text: String, count: u32) {
+        self.timeline
+            .push_back(TimelineEntry { at_ms, text, count });
         while self.timeline.len() > TIMELINE {
             self.timeline.pop_front();
         }
+        self.vote_run = self.vote_run.min(self.timeline.len());
     }
 
     /// A safety violation found since the last call, once (the engine pauses on it).

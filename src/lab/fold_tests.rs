@@ -192,6 +192,44 @@ fn a_line_noted_again_right_after_counts_up_instead_of_repeating() {
 }
 
 #[test]
+fn a_minority_asking_for_pre_votes_round_after_round_folds_into_one_line_per_asker() {
+    let mut m = Memory::default();
+    m.fold(0, Input::Note("partitioned n0 n1 n2 | n3 n4".into()));
+    let pre_vote = |from, to| vote(from, to, 3, Rpc::PreVote, Some(true));
+    let round = |m: &mut Memory, at| {
+        m.fold(at, pre_vote(3, 4));
+        m.fold(at + 1, pre_vote(4, 3));
+    };
+    for at in [100, 300, 500] {
+        round(&mut m, at);
+    }
+    let lines = |m: &mut Memory| -> Vec<(String, u32, u64)> {
+        let t = m.timeline();
+        t.iter()
+            .map(|e| (e.text.clone(), e.count, e.at_ms))
+            .collect()
+    };
+    let asked_by_3 = "n4 would vote for n3 (pre-vote, term 3)".to_string();
+    let asked_by_4 = "n3 would vote for n4 (pre-vote, term 3)".to_string();
+    assert_eq!(
+        lines(&mut m)[1..],
+        [(asked_by_3.clone(), 3, 500), (asked_by_4.clone(), 3, 501)]
+    );
+    // Another kind of line ends the run: votes after it never move above it.
+    m.fold(600, Input::Note("client→n3: APPEND a minority".into()));
+    round(&mut m, 700);
+    m.fold(900, pre_vote(3, 4));
+    let after = lines(&mut m);
+    assert_eq!(after.len(), 6, "{after:?}");
+    assert_eq!(after[3].0, "client→n3: APPEND a minority");
+    assert_eq!(
+        after[4..],
+        [(asked_by_4, 1, 701), (asked_by_3, 2, 900)],
+        "the run after the client's line counts on its own"
+    );
+}
+
+#[test]
 fn the_timeline_keeps_the_newest_entries() {
     let mut m = Memory::default();
     for i in 0..(TIMELINE as u64 + 5) {

@@ -458,7 +458,8 @@ fn render_kv(frame: &mut Frame, area: Rect, state: &LabState) {
             Line::from(format!("{k} = {shown}"))
         })
         .collect();
-    let title = format!(" key/value ({} keys) ", state.kv.len());
+    let n = state.kv.len();
+    let title = format!(" key/value ({n} key{}) ", if n == 1 { "" } else { "s" });
     frame.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: true })

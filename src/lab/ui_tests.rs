@@ -222,6 +222,7 @@ fn a_healthy_cluster_shows_one_green_leader_terms_and_a_log_coloured_by_term() {
     assert_eq!(screen.matches("FOLLOWER").count(), 4);
     assert!(screen.contains("term 3"));
     assert!(screen.contains("a = [\"cat\", \"dog\"]"));
+    assert!(screen.contains("key/value (1 key)"), "{screen}");
     assert!(screen.contains("n2 is leader for term 3"));
     let (x, y) = find(&buffer, "LEADER").unwrap();
     assert_eq!(buffer[(x, y)].fg, Color::Green);
