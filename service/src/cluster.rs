@@ -458,16 +458,20 @@ impl Cluster {
     }
 
     /// Makes node `id` start an election now, as if its election timer had fired. While paused,
-    /// time must have passed for that: the lab's clock first moves on until the node's leader
-    /// lease has run out, if it holds one (returned; zero otherwise). Other nodes' timers stay
+    /// time must have passed for that: the lab's clock first moves on to when the node's timer
+    /// would fire, its leader lease run out and then the shortest election timeout, if it holds
+    /// a lease (returned; a millisecond otherwise, zero on real time). Other nodes' timers stay
     /// off, but whatever else was due by then happens (a vote request older than the election
     /// timeout is given up by its candidate, as openraft does).
     pub async fn time_out(&self, id: usize) -> Result<Duration> {
         let node = self.node(id)?;
         let mut moved = Duration::ZERO;
         if self.is_paused() {
-            let lease = Duration::from_millis(self.configs[id].timing.election_max_ms);
-            moved = node.lease_left(lease).await;
+            let timing = &self.configs[id].timing;
+            let ms = Duration::from_millis;
+            moved = node
+                .timer_left(ms(timing.election_max_ms), ms(timing.election_min_ms))
+                .await;
             self.clock().advance(moved);
         }
         node.time_out(self.configs[id].timing.pre_vote).await?;

@@ -205,8 +205,8 @@ impl Engine {
                 };
                 outcome.map(|moved| match before {
                     _ if !moved.is_zero() => format!(
-                        "n{id} timed out: it {} (the lab's clock moved on {} ms, past its leader \
-                         lease)",
+                        "n{id} timed out: it {} (the lab's clock moved on {} ms, to when its \
+                         election timer fires)",
                         if c.timing().pre_vote {
                             "first asks for pre-votes"
                         } else {

@@ -287,18 +287,22 @@ impl Node {
             .map_err(|e| Error::Stopped(e.to_string()))
     }
 
-    /// How far the lab's clock must move for this node's leader lease to have run out (it holds
-    /// one for `lease` after it last heard from a leader it follows): zero if it holds none or
-    /// the node runs on real time. With pre-vote, openraft refuses to campaign inside the lease,
-    /// and so do voters asked for their vote.
-    pub async fn lease_left(&self, lease: Duration) -> Duration {
+    /// How far the lab's clock must move for this node's election timer to fire: its leader
+    /// lease (`lease` after it last heard from a leader it follows) run out, then `timeout`, the
+    /// shortest of its random election timeouts. Zero if the node runs on real time; only the
+    /// millisecond that makes time pass if it never followed a leader (no lease). With pre-vote,
+    /// openraft refuses to campaign inside the lease, and so do voters asked for their vote:
+    /// those that heard from the same leader a heartbeat later than this node hold theirs a
+    /// heartbeat longer, and a clock moved only to the end of this node's lease found them inside
+    /// theirs (they refused its pre-votes: golden back-up, 1 run in 3 on a slow disk).
+    pub async fn timer_left(&self, lease: Duration, timeout: Duration) -> Duration {
         let Some(clock) = &self.app.clock else {
             return Duration::ZERO;
         };
         let vote = self.raft.metrics().borrow_watched().vote;
         // Before the first election the vote is the founding one (term 0), which holds no lease.
         let lease = if vote.committed && vote.leader_id.term > 0 {
-            lease
+            lease + timeout
         } else {
             Duration::ZERO
         };
