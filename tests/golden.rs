@@ -355,8 +355,8 @@ impl goldenscript::Runner for Runner {
         }
         out.push('\n');
         // What the lab's timeline says happened (its reasons), besides the command itself: its
-        // new lines, and lines said again (a repeat counts up a line, and a repeated vote moves
-        // its line to the newest place, so the timeline need not grow).
+        // new lines, and lines said again (a repeat counts up a line, and a decision said again
+        // moves its line to the newest place, so the timeline need not grow).
         let answers: Vec<String> = answer.lines().map(without_ids).collect();
         let old: std::collections::HashSet<_> = before
             .timeline

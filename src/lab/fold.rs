@@ -74,10 +74,11 @@ pub struct Memory {
     next: BTreeMap<(u64, u64), u64>,
     /// Raft's safety properties, checked on everything folded.
     safety: Safety,
-    /// How many of the newest timeline lines are votes and pre-votes (lines from messages) with
-    /// no line of another kind after them: a repeated vote line joins its twin among these.
+    /// How many of the newest timeline lines are decisions messages carried (votes, pre-votes,
+    /// rejected AppendEntries) with no line of another kind after them: a decision said again
+    /// joins its twin among these.
     #[serde(default)]
-    vote_run: usize,
+    decision_run: usize,
     /// The timeline as last handed out; None once a line was added since.
     #[serde(skip)]
     shared: Option<Arc<Vec<TimelineEntry>>>,
@@ -100,7 +101,7 @@ impl Memory {
                     self.next.insert((message.from, message.to), next);
                 }
                 if let Some(text) = message.decision() {
-                    self.note_vote(at_ms, text);
+                    self.note_decision(at_ms, text);
                 }
                 // A routine message joins the line it repeats among the routine lines since the
                 // last message that decided something; that line moves down to the newest place.
@@ -165,26 +166,27 @@ impl Memory {
                 last.at_ms = at_ms;
             }
             _ => {
-                self.vote_run = 0;
+                self.decision_run = 0;
                 self.push(at_ms, text, 1);
             }
         }
     }
 
-    /// Adds a vote or pre-vote line. One that repeats a line among the votes since the last line
-    /// of another kind counts up that line, which moves down to the newest place: a minority
+    /// Adds a decision a message carried (a vote, a pre-vote, a rejected AppendEntries). One that
+    /// repeats a line among the decisions since the last line of another kind counts up that
+    /// line, which moves down to the newest place: a minority
     /// that keeps asking for pre-votes (n3 asks n4, n4 asks n3, in the same term, round after
     /// round) shows as two lines with counts, not a screenful that pushes the partition, the
-    /// commits and the client's request out of sight. Any other line ends the run, so a vote
+    /// commits and the client's request out of sight. Any other line ends the run, so a decision
     /// never moves past an event it came before.
-    fn note_vote(&mut self, at_ms: u64, text: String) {
+    fn note_decision(&mut self, at_ms: u64, text: String) {
         self.shared = None;
-        let run = self.timeline.len() - self.vote_run.min(self.timeline.len());
+        let run = self.timeline.len() - self.decision_run.min(self.timeline.len());
         let twin = (run..self.timeline.len()).find(|i| self.timeline[*i].text == text);
         match twin.and_then(|i| self.timeline.remove(i)) {
             Some(line) => self.push(at_ms, text, line.count + 1),
             None => {
-                self.vote_run += 1;
+                self.decision_run += 1;
                 self.push(at_ms, text, 1);
             }
         }
@@ -196,7 +198,7 @@ impl Memory {
         while self.timeline.len() > TIMELINE {
             self.timeline.pop_front();
         }
-        self.vote_run = self.vote_run.min(self.timeline.len());
+        self.decision_run = self.decision_run.min(self.timeline.len());
     }
 
     /// A safety violation found since the last call, once (the engine pauses on it).

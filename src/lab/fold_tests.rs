@@ -227,6 +227,24 @@ fn a_minority_asking_for_pre_votes_round_after_round_folds_into_one_line_per_ask
         [(asked_by_4, 1, 701), (asked_by_3, 2, 900)],
         "the run after the client's line counts on its own"
     );
+    // A deposed leader's heartbeats, rejected again and again, fold the same way.
+    let heartbeat = Fields::Append {
+        prev_log: None,
+        first: None,
+        last: None,
+        leader_commit: None,
+    };
+    let rejected = ReplyFields::Append(AppendAnswer::HigherTerm { term: 7 });
+    for at in [1_000, 1_050, 1_100] {
+        let e = event(Rpc::Heartbeat, heartbeat.clone(), rejected.clone());
+        m.fold(at, Input::Message(e));
+    }
+    let last = lines(&mut m).pop().unwrap();
+    assert!(
+        last.0.starts_with("n2 rejected AppendEntries from n1"),
+        "{last:?}"
+    );
+    assert_eq!((last.1, last.2, lines(&mut m).len()), (3, 1_100, 7));
 }
 
 #[test]
