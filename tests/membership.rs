@@ -96,7 +96,14 @@ async fn a_server_added_under_load_catches_up_by_snapshot_votes_and_removals_los
     );
 
     c.cluster.promote(new).await.expect("promote");
-    assert!(members(&c, new).await.contains(&(5, true)), "a voter");
+    // `promote` returns once the leader committed the change; the new server learns of it with
+    // the next AppendEntries, so its own view is waited for (read at once it was still a
+    // learner's in one CI run at b19e5ca).
+    wait_until(LONG, "the new server sees itself a voter", || async {
+        let s = c.status(new).await?;
+        s.members.iter().any(|m| m.id == 5 && m.voter).then_some(())
+    })
+    .await;
     wait_until(LONG, "the new voter follows", || async {
         (c.status(new).await?.role == Role::Follower).then_some(())
     })
